@@ -1,0 +1,143 @@
+"""qarac-train: train a project headless, with a terminal progress bar or JSON lines of events."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from qarac_gui.core.config import load_project
+from qarac_gui.core.errors import UserError
+from qarac_gui.core.events import (
+    CheckpointSaved,
+    EvalDone,
+    ExportDone,
+    Progress,
+    RunEnded,
+    RunStarted,
+    StepLogged,
+    event_to_json,
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class TerminalPrinter:
+    """A one-line progress bar on a terminal; plain lines (at most every 10 s) when output is redirected."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.out = stream
+        self.tty = stream.isatty()
+        self.total = 0
+        self.start_step = 0
+        self.t0 = time.monotonic()
+        self.last_line = 0.0
+
+    def _line(self, text: str) -> None:
+        if self.tty:
+            self.out.write("\r\033[K")
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def __call__(self, event) -> None:
+        match event:
+            case Progress(message=message):
+                self._line(f"  {message}")
+            case RunStarted():
+                self.total, self.start_step, self.t0 = event.total_steps, event.start_step, time.monotonic()
+                removed = "; ".join(f"{k}: removed {v}" for k, v in event.removed_heads.items())
+                self._line(f"Training {len(event.tasks)} task(s) for {event.total_steps} steps on {event.device} "
+                           f"({event.precision}); run folder {event.run_dir}" + (f"\n  {removed}" if removed else ""))
+            case StepLogged():
+                self._progress(event)
+            case EvalDone(step=step, metrics=metrics):
+                parts = [f"{task}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) for task, m in metrics.items()]
+                self._line(f"step {step} validation | " + " | ".join(parts))
+            case CheckpointSaved(step=step, path=path):
+                self._line(f"step {step}: checkpoint {path}")
+            case ExportDone(path=path, folders=folders):
+                self._line(f"Exported {', '.join(folders)} to {path}")
+            case RunEnded(reason=reason, step=step, message=message):
+                self._line(f"Run {reason} at step {step}" + (f": {message}" if message else ""))
+
+    def _progress(self, e: StepLogged) -> None:
+        done = e.step - self.start_step
+        rate = done / max(time.monotonic() - self.t0, 1e-9)
+        eta = _format_eta((self.total - e.step) / rate) if rate > 0 else "?"
+        losses = " ".join(f"{k} {v:.4f}" for k, v in e.task_losses.items())
+        text = (f"step {e.step}/{self.total} | epoch {e.epoch:.2f} | loss {losses} | lr {e.lr:.2e} | "
+                f"{e.samples_per_s:.1f} samples/s | ETA {eta}")
+        if self.tty:
+            width = 20
+            filled = int(width * e.step / max(1, self.total))
+            self.out.write("\r\033[K[" + "#" * filled + "." * (width - filled) + "] " + text)
+            self.out.flush()
+        elif time.monotonic() - self.last_line >= 10 or e.step == self.total:
+            self.last_line = time.monotonic()
+            self._line(text)
+
+
+def _jsonl(event) -> None:
+    sys.stdout.write(event_to_json(event) + "\n")
+    sys.stdout.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qarac-train", description="Fine-tune the tasks of a qarac_gui project "
+                                "in parallel on a shared encoder, then export them.")
+    p.add_argument("project", type=Path, help="the project file (TOML)")
+    p.add_argument("--out", type=Path, help="run folder (default: a new folder under the app's runs directory)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a project field, e.g. --set optim.lr=3e-5 --set tasks.sentiment.batch_size=8")
+    p.add_argument("--jsonl", action="store_true", help="print every event as one JSON line on stdout")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.resume and args.out is None:
+        print("error: --resume needs --out DIR, the folder of the run to continue", file=sys.stderr)
+        return EXIT_ERROR
+    stop = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        if stop.is_set():                 # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nStopping after this step and writing a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        project = load_project(args.project, args.overrides)
+        from qarac_gui.core.run import run
+        ended = run(project, _jsonl if args.jsonl else TerminalPrinter(), stop, run_dir=args.out,
+                    resume=args.resume)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (run again with --debug for details)", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return EXIT_INTERRUPTED if ended.reason == "stopped" else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

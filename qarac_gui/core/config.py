@@ -1,0 +1,349 @@
+"""The project file: dataclasses that mirror the TOML, strict loading, migrations and atomic saving."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from qarac_gui.core.build import ConfigError, build, to_dict
+
+CURRENT_VERSION = 1
+
+HEAD_KINDS = (
+    "classification", "multilabel", "regression", "token_classification",
+    "span_qa", "similarity", "masked_lm",
+)
+MIXING = ("all_tasks", "proportional", "temperature", "uniform", "round_robin")
+SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+    "constant_with_warmup", "inverse_sqrt", "exponential",
+)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+POOLINGS = ("cls", "mean")
+ACTIVATIONS = ("auto", "tanh", "relu", "gelu")
+FORMATS = ("auto", "csv", "tsv", "json", "jsonl", "parquet")
+# Task names become folder names on export: keep them to characters that are safe on every file system.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass
+class BackboneConfig:
+    model: str = ""                 # Hub id, local folder (relative to the project file) or "package:<module>"
+    revision: str = ""              # Hub branch, tag or commit; empty = the default branch
+    trust_remote_code: bool = False
+    allow_pickle: bool = False      # allow pytorch_model.bin weights when no safetensors exist
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0          # freeze the bottom N transformer layers
+
+
+@dataclass
+class HeadConfig:
+    kind: str = "classification"
+    labels: list[str] = field(default_factory=list)   # empty: inferred from the training data
+    pooling: str | None = None       # cls | mean; default depends on the kind
+    dropout: float = 0.1
+    hidden_layer: bool | None = None  # a dense layer before the output; default depends on the kind
+    hidden_size: int = 0             # 0: the backbone's hidden size
+    activation: str = "auto"         # auto: the backbone architecture's own classifier activation
+    threshold: float = 0.5           # multilabel decision threshold
+    label_separator: str = ";"       # multilabel labels written in one text cell
+    mlm_probability: float = 0.15
+
+
+@dataclass
+class DataConfig:
+    train: str = ""                  # local file (relative to the project file)
+    hub: str = ""                    # or a Hub dataset id
+    hub_config: str = ""
+    train_split: str = "train"
+    validation: str = ""             # local file; or
+    validation_split: str = ""       # a split of the Hub dataset; or
+    validation_fraction: float = 0.1  # held out from train with the project seed
+    format: str = "auto"
+    text: str = "text"               # text, question (span_qa) or tokens (token_classification)
+    text_pair: str = ""              # second text, context (span_qa)
+    label: str = "label"             # label, labels, score, tags or answers column
+    limit: int = 0                   # use at most this many training rows (0: all)
+
+
+@dataclass
+class TaskConfig:
+    name: str = ""
+    head: HeadConfig = field(default_factory=HeadConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: str = "encoder"
+    weight: float = 1.0
+    batch_size: int = 16
+    max_length: int = 128
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    head_lr: float = 0.0             # 0: same as lr
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    layer_decay: float = 1.0         # lr multiplier per layer going down the encoder
+    scheduler: str = "linear"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0        # used when warmup_steps is 0
+    num_cycles: float = 0.0          # cosine: 0 -> half a cycle; cosine_with_restarts: 0 -> 1 cycle
+    power: float = 1.0               # polynomial
+    lr_end_ratio: float = 0.0        # polynomial: final lr as a fraction of the peak
+    gamma: float = 0.999             # exponential: factor per step after warmup
+    grad_clip: float = 1.0           # 0: off
+    grad_accum: int = 1
+    head_warmup_steps: int = 0       # train only the heads for this many steps, encoder frozen
+
+
+@dataclass
+class TrainConfig:
+    mixing: str = "all_tasks"
+    temperature: float = 2.0
+    max_steps: int = 0               # optimiser steps; 0: use epochs
+    epochs: float = 0.0              # epochs of epoch_task
+    epoch_task: str = ""             # empty: the largest task
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 42
+    log_every: int = 10
+    num_threads: int = 0             # CPU threads for torch; 0: torch's default
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0                   # steps; 0: only at the end
+    metric: str = ""                 # "task/metric"; empty: the first task's main metric
+    patience: int = 0                # evaluations without improvement before stopping; 0: off
+    batch_size: int = 64
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0                   # steps; 0: only when stopped
+    keep: int = 2
+
+
+@dataclass
+class ExportConfig:
+    tasks: list[str] = field(default_factory=list)   # empty: every task
+    full_model: bool = True          # also write the whole multi-head model for reloading in the app
+
+
+@dataclass
+class Project:
+    version: int = CURRENT_VERSION
+    name: str = "project"
+    backbones: dict[str, BackboneConfig] = field(default_factory=dict)
+    tasks: list[TaskConfig] = field(default_factory=list)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    # Folder that relative paths are resolved against; not part of the file.
+    root: Path = field(default=Path("."), metadata={"toml": False})
+
+    def task(self, name: str) -> TaskConfig:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+
+# Each entry upgrades a raw dict from version N to N + 1. Pure functions, so each one is unit-tested alone.
+MIGRATIONS: dict[int, Any] = {}
+
+
+def migrate(raw: dict) -> dict:
+    version = raw.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConfigError(f"version: expected an integer (this app writes version {CURRENT_VERSION}), got {version!r}")
+    if version > CURRENT_VERSION:
+        raise ConfigError(f"version: the file is version {version}, newer than this app understands "
+                          f"({CURRENT_VERSION}); update qarac_gui to open it")
+    while version < CURRENT_VERSION:
+        if version not in MIGRATIONS:
+            raise ConfigError(f"version: no upgrade from version {version}")
+        raw = MIGRATIONS[version](dict(raw))
+        version += 1
+        raw["version"] = version
+    return raw
+
+
+def parse_project(raw: dict, root: Path = Path(".")) -> Project:
+    project = build(Project, migrate(raw), "")
+    project.root = root
+    problems = validate(project)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return project
+
+
+def load_project(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Project:
+    """Read, migrate, apply `--set` overrides, and validate a project file."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: no such project file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        raw = migrate(raw)
+        for assignment in overrides:
+            apply_override(raw, assignment)
+        return parse_project(raw, path.resolve().parent)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def dumps_project(project: Project) -> str:
+    import tomli_w
+    return tomli_w.dumps(to_dict(project))
+
+
+def save_project(project: Project, path: str | os.PathLike) -> None:
+    """Write atomically: a crash mid-write leaves the old file intact."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(dumps_project(project))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `--set key=value` to a raw project dict; tasks are addressed by name (tasks.NAME.field)."""
+    key, sep, value_text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. optim.lr=3e-5")
+    try:
+        value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()          # a bare word is a string: --set train.device=cpu
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):         # tasks.NAME
+            match = [t for t in node if isinstance(t, dict) and t.get("name") == part]
+            if not match:
+                raise ConfigError(f"--set {key}: no task named {part!r}")
+            node = match[0]
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a table")
+    if isinstance(node, list):
+        raise ConfigError(f"--set {key}: name a field of a task, e.g. tasks.NAME.batch_size=8")
+    node[parts[-1]] = value
+
+
+def _check_choice(problems: list[str], where: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        problems.append(f"{where}: {value!r} is not one of {', '.join(choices)}")
+
+
+def validate(p: Project) -> list[str]:
+    """Every semantic problem of a structurally valid project, each naming its key."""
+    problems: list[str] = []
+    if not p.backbones:
+        problems.append("backbones: define at least one, e.g. [backbones.encoder] model = \"bert-base-uncased\"")
+    for name, bb in p.backbones.items():
+        if not NAME_PATTERN.match(name):
+            problems.append(f"backbones.{name}: use letters, digits, '-' and '_' only")
+        if not bb.model.strip():
+            problems.append(f"backbones.{name}.model: give a Hub id, a local folder or package:<module>")
+        if bb.freeze_layers < 0:
+            problems.append(f"backbones.{name}.freeze_layers: must be 0 or more")
+    if not p.tasks:
+        problems.append("tasks: add at least one [[tasks]] table")
+    seen: set[str] = set()
+    for i, t in enumerate(p.tasks):
+        w = f"tasks[{i}]" if not t.name else f"tasks.{t.name}"
+        if not NAME_PATTERN.match(t.name):
+            problems.append(f"{w}.name: {t.name!r} must start with a letter or digit and use only letters, "
+                            "digits, '-' and '_' (it becomes a folder name on export)")
+        elif t.name.lower() in seen:
+            problems.append(f"{w}.name: two tasks are named {t.name!r}; task names must be unique")
+        seen.add(t.name.lower())
+        if t.backbone not in p.backbones:
+            problems.append(f"{w}.backbone: no backbone named {t.backbone!r} (have: {', '.join(p.backbones)})")
+        _check_choice(problems, f"{w}.head.kind", t.head.kind, HEAD_KINDS)
+        if t.head.pooling is not None:
+            _check_choice(problems, f"{w}.head.pooling", t.head.pooling, POOLINGS)
+        _check_choice(problems, f"{w}.head.activation", t.head.activation, ACTIVATIONS)
+        _check_choice(problems, f"{w}.data.format", t.data.format, FORMATS)
+        if not 0 <= t.head.dropout < 1:
+            problems.append(f"{w}.head.dropout: must be in [0, 1)")
+        if not 0 < t.head.mlm_probability < 1:
+            problems.append(f"{w}.head.mlm_probability: must be between 0 and 1")
+        if len(set(t.head.labels)) != len(t.head.labels):
+            problems.append(f"{w}.head.labels: a label is listed twice")
+        if bool(t.data.train) == bool(t.data.hub):
+            problems.append(f"{w}.data: give either train (a local file) or hub (a Hub dataset id)")
+        if not 0 <= t.data.validation_fraction < 1:
+            problems.append(f"{w}.data.validation_fraction: must be in [0, 1)")
+        if not t.data.text:
+            problems.append(f"{w}.data.text: name the text column")
+        if t.head.kind in ("similarity", "span_qa") and not t.data.text_pair:
+            problems.append(f"{w}.data.text_pair: a {t.head.kind} task needs a second text column")
+        for key in ("batch_size", "max_length"):
+            if getattr(t, key) < 1:
+                problems.append(f"{w}.{key}: must be at least 1")
+        if t.max_length < 8:
+            problems.append(f"{w}.max_length: must be at least 8 tokens")
+        if t.weight < 0:
+            problems.append(f"{w}.weight: must be 0 or more")
+    o = p.optim
+    _check_choice(problems, "optim.scheduler", o.scheduler, SCHEDULERS)
+    if o.lr <= 0 or o.head_lr < 0:
+        problems.append("optim.lr: must be above 0 (head_lr 0 means 'same as lr')")
+    if not 0 < o.layer_decay <= 1:
+        problems.append("optim.layer_decay: must be in (0, 1]")
+    if o.grad_accum < 1:
+        problems.append("optim.grad_accum: must be at least 1")
+    if o.warmup_steps < 0 or not 0 <= o.warmup_ratio < 1:
+        problems.append("optim.warmup_steps / warmup_ratio: steps must be 0 or more and the ratio in [0, 1)")
+    if not 0 < o.gamma <= 1:
+        problems.append("optim.gamma: must be in (0, 1]")
+    tr = p.train
+    _check_choice(problems, "train.mixing", tr.mixing, MIXING)
+    _check_choice(problems, "train.precision", tr.precision, PRECISIONS)
+    _check_choice(problems, "train.device", tr.device, DEVICES)
+    if tr.max_steps < 0 or tr.epochs < 0 or (tr.max_steps == 0 and tr.epochs == 0):
+        problems.append("train: set max_steps (optimiser steps) or epochs (of epoch_task) above 0")
+    if tr.epoch_task and tr.epoch_task not in {t.name for t in p.tasks}:
+        problems.append(f"train.epoch_task: no task named {tr.epoch_task!r}")
+    if tr.temperature <= 0:
+        problems.append("train.temperature: must be above 0")
+    if tr.log_every < 1:
+        problems.append("train.log_every: must be at least 1")
+    if p.eval.metric and "/" not in p.eval.metric:
+        problems.append("eval.metric: write it as TASK/METRIC, e.g. sentiment/accuracy")
+    elif p.eval.metric and p.eval.metric.split("/")[0] not in {t.name for t in p.tasks}:
+        problems.append(f"eval.metric: no task named {p.eval.metric.split('/')[0]!r}")
+    if p.checkpoint.keep < 1:
+        problems.append("checkpoint.keep: must be at least 1")
+    for name in p.export.tasks:
+        if name not in {t.name for t in p.tasks}:
+            problems.append(f"export.tasks: no task named {name!r}")
+    return problems
+

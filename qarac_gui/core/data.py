@@ -1,0 +1,155 @@
+"""Reading a task's rows through `datasets`: local files or a Hub dataset, its validation split, its labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qarac_gui.core.config import Project, TaskConfig
+from qarac_gui.core.errors import UserError
+from qarac_gui.core.head_kinds import HEAD_KINDS
+
+EXTENSION_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl",
+                     ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class DataError(UserError, ValueError):
+    """A task's data cannot be used; the message names the task, the file or column, and the fix."""
+
+
+def file_format(path: Path, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    fmt = EXTENSION_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path.name}: cannot tell the format from the extension; use .csv, .tsv, .json, .jsonl "
+                        "or .parquet, or set data.format")
+    return fmt
+
+
+def load_file(path: Path, fmt: str, cache_dir: str | None) -> Any:
+    from datasets import load_dataset
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    builder, kwargs = {"csv": ("csv", {}), "tsv": ("csv", {"delimiter": "\t"}), "json": ("json", {}),
+                       "jsonl": ("json", {}), "parquet": ("parquet", {})}[fmt]
+    try:
+        return load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir, **kwargs)
+    except Exception as e:          # datasets wraps parser errors in many types; the message is what matters
+        raise DataError(f"{path}: could not be read as {fmt.upper()}: {_first_line(e)}") from e
+
+
+def _first_line(e: Exception) -> str:
+    cause = e.__cause__ or e.__context__
+    text = str(e).strip() or str(cause or type(e).__name__)
+    if cause is not None and str(cause).strip() and str(cause).strip() not in text:
+        text = f"{text} ({str(cause).strip().splitlines()[0]})"
+    return text.splitlines()[0]
+
+
+def load_hub(task: TaskConfig, split: str, cache_dir: str | None) -> Any:
+    from datasets import load_dataset
+    d = task.data
+    try:
+        return load_dataset(d.hub, d.hub_config or None, split=split, cache_dir=cache_dir)
+    except Exception as e:
+        raise DataError(f"task {task.name}: Hub dataset {d.hub!r} (config {d.hub_config or 'default'}, split "
+                        f"{split!r}) could not be loaded: {_first_line(e)}") from e
+
+
+def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None) -> tuple[Any, Any]:
+    """(train, validation) datasets of raw rows; validation is None when there is none and none is held out."""
+    d = task.data
+    if d.hub:
+        train = load_hub(task, d.train_split, cache_dir)
+        valid = load_hub(task, d.validation_split, cache_dir) if d.validation_split else None
+    else:
+        path = project.resolve(d.train)
+        train = load_file(path, file_format(path, d.format), cache_dir)
+        valid = None
+        if d.validation:
+            vpath = project.resolve(d.validation)
+            valid = load_file(vpath, file_format(vpath, d.format), cache_dir)
+    check_columns(task, train, "training data")
+    if valid is None and d.validation_fraction > 0:
+        if len(train) < 2:
+            raise DataError(f"task {task.name}: {len(train)} training row(s) cannot be split for validation")
+        parts = train.train_test_split(test_size=d.validation_fraction, seed=project.train.seed, shuffle=True)
+        train, valid = parts["train"], parts["test"]
+    elif valid is not None:
+        check_columns(task, valid, "validation data")
+    if d.limit:
+        train = train.select(range(min(d.limit, len(train))))
+    if len(train) == 0:
+        raise DataError(f"task {task.name}: the training data has no rows")
+    return train, valid
+
+
+def required_columns(task: TaskConfig) -> list[str]:
+    cols = [task.data.text]
+    if task.data.text_pair:
+        cols.append(task.data.text_pair)
+    if HEAD_KINDS[task.head.kind].label_role:
+        cols.append(task.data.label)
+    return cols
+
+
+def check_columns(task: TaskConfig, ds: Any, what: str) -> None:
+    missing = [c for c in required_columns(task) if c not in ds.column_names]
+    if missing:
+        raise DataError(f"task {task.name}: the {what} has no column {', '.join(map(repr, missing))} "
+                        f"(columns: {', '.join(ds.column_names)}); map the columns in the task's data settings")
+
+
+def _feature_names(ds: Any, column: str) -> list[str] | None:
+    """Label names a Hub dataset declares (ClassLabel, or a list of ClassLabel for tags)."""
+    feature = ds.features.get(column)
+    for _ in range(2):
+        if hasattr(feature, "names"):
+            return list(feature.names)
+        feature = getattr(feature, "feature", None)
+        if isinstance(feature, list) and feature:
+            feature = feature[0]
+    return None
+
+
+def split_labels(value: Any, separator: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [s.strip() for s in str(value).split(separator) if s.strip()]
+
+
+def infer_labels(task: TaskConfig, train: Any, valid: Any) -> list[str]:
+    """The label names of a classification or tagging task: given, declared by the dataset, or seen in the data."""
+    kind = task.head.kind
+    if kind not in ("classification", "multilabel", "token_classification"):
+        return []
+    if task.head.labels:
+        return list(task.head.labels)
+    declared = _feature_names(train, task.data.label)
+    if declared:
+        return declared
+    seen: set = set()
+    for ds in (train, valid):
+        if ds is None:
+            continue
+        for value in ds[task.data.label]:
+            if kind == "classification":
+                if value is None:
+                    continue
+                seen.add(value)
+            elif kind == "multilabel":
+                seen.update(split_labels(value, task.head.label_separator))
+            else:
+                seen.update(str(v) for v in (value or []))
+    if kind == "classification":
+        numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in seen)
+        return [str(v) for v in sorted(seen)] if numeric else sorted(str(v) for v in seen)
+    if kind == "token_classification":
+        # O first, then each entity type's B- before its I-, so label ids read naturally in id2label.
+        return sorted(seen, key=lambda t: (t != "O", t[2:] if t[1:2] == "-" else t, t))
+    return sorted(seen)

@@ -1,0 +1,94 @@
+"""What a run reports, as frozen dataclasses of plain Python values (safe to hand to another thread)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Union
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A slow preparation phase (loading the model, tokenising a task, exporting) moved on."""
+    phase: str
+    message: str
+    done: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: str
+    total_steps: int
+    start_step: int                         # > 0 when resumed
+    tasks: dict[str, dict]                  # name -> {"kind", "train_rows", "valid_rows", "labels", "head_params"}
+    lr_curve: dict[str, list[float]]        # planned lr per optimiser step (encoder top layer, heads)
+    device: str
+    precision: str
+    removed_heads: dict[str, str]           # backbone -> what was dropped from its checkpoint
+    encoder_params: int
+    trainable_params: int
+
+
+@dataclass(frozen=True)
+class StepLogged:
+    step: int
+    epoch: float                            # epochs done of the run's epoch task
+    task_losses: dict[str, float]           # mean per task since the last StepLogged
+    lr: float                               # encoder top-layer lr applied at this step
+    head_lr: float
+    samples_per_s: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class EvalDone:
+    step: int
+    metrics: dict[str, dict[str, float]]    # task -> metric -> value
+    best_step: int
+    best_value: float | None
+    monitored: str                          # "task/metric"
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class ExportDone:
+    path: str
+    folders: dict[str, str] = field(default_factory=dict)   # task (or "full") -> folder
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    step: int
+    reason: str                             # completed | stopped | early_stopped | failed
+    message: str = ""
+    run_dir: str = ""
+
+
+TrainEvent = Union[Progress, RunStarted, StepLogged, EvalDone, CheckpointSaved, ExportDone, RunEnded]
+Emit = Callable[[TrainEvent], None]
+
+
+class Callback(Protocol):
+    def on_event(self, event: TrainEvent) -> None: ...
+
+
+class CallbackList:
+    """Fans one event out to several consumers; is itself an emit function."""
+
+    def __init__(self, *callbacks: Callback | Emit) -> None:
+        self._callbacks = [getattr(cb, "on_event", cb) for cb in callbacks]
+
+    def __call__(self, event: TrainEvent) -> None:
+        for cb in self._callbacks:
+            cb(event)
+
+
+def event_to_json(event: TrainEvent) -> str:
+    return json.dumps({"event": type(event).__name__, **dataclasses.asdict(event)}, allow_nan=True)

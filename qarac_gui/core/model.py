@@ -1,0 +1,113 @@
+"""The multi-task model: named backbones (usually one shared `encoder`) and one head per task."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from qarac_gui.core.backbone import embeddings_module, encoder_layers
+from qarac_gui.core.config import Project
+from qarac_gui.core.heads import HeadOutput, build_head, own_parameters
+
+
+class MultiTaskModel(nn.Module):
+    def __init__(self, project: Project, backbones: dict[str, nn.Module], num_labels: dict[str, int],
+                 lm_sources: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.backbones = nn.ModuleDict(backbones)
+        self.task_backbone = {t.name: t.backbone for t in project.tasks}
+        lm_sources = lm_sources or {}
+        self.heads = nn.ModuleDict({
+            t.name: build_head(t.head, backbones[t.backbone], num_labels.get(t.name, 0),
+                               lm_sources.get(t.backbone, ""))
+            for t in project.tasks})
+
+    def forward(self, task: str, batch: dict) -> HeadOutput:
+        return self.heads[task](self.backbones[self.task_backbone[task]], batch)
+
+    def head_parameters(self, task: str) -> int:
+        return own_parameters(self.heads[task], self.backbones[self.task_backbone[task]])
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return list(self.backbones.parameters())
+
+    def head_only_parameters(self) -> list[nn.Parameter]:
+        shared = {id(p) for p in self.backbones.parameters()}
+        return [p for p in self.heads.parameters() if id(p) not in shared]
+
+
+def apply_freezing(project: Project, model: MultiTaskModel) -> None:
+    """Freeze embeddings and/or the bottom N layers for good (the head-only warm-up is handled by the trainer)."""
+    for name, cfg in project.backbones.items():
+        if name not in model.backbones:
+            continue
+        encoder = model.backbones[name]
+        frozen: list[nn.Module] = []
+        if cfg.freeze_embeddings:
+            frozen.append(embeddings_module(encoder))
+        layers = encoder_layers(encoder)
+        if cfg.freeze_layers > len(layers):
+            raise ValueError(f"backbones.{name}.freeze_layers: the model has only {len(layers)} layers")
+        frozen += layers[:cfg.freeze_layers]
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+
+def _layer_depths(encoder: nn.Module) -> dict[int, int]:
+    """Parameter id -> depth below the top: top layer 0, ..., embeddings = number of layers."""
+    layers = encoder_layers(encoder)
+    depth = {id(p): len(layers) for p in embeddings_module(encoder).parameters()}
+    for i, layer in enumerate(layers):
+        for p in layer.parameters():
+            depth[id(p)] = len(layers) - 1 - i
+    return depth
+
+
+def _no_decay(name: str) -> bool:
+    # The usual rule: biases and normalisation weights are not decayed.
+    return name.endswith("bias") or "norm" in name.lower()
+
+
+def param_groups(project: Project, model: MultiTaskModel) -> list[dict]:
+    """AdamW groups with per-layer lr (layer-wise decay), a head lr, and no weight decay on biases/norms.
+
+    Each group carries `is_head` so the scheduler can hold encoder groups at 0 during the head-only phase.
+    """
+    o = project.optim
+    groups: dict[tuple, dict] = {}
+
+    def add(param: nn.Parameter, name: str, lr: float, is_head: bool) -> None:
+        if not param.requires_grad:        # frozen for the whole run
+            return
+        wd = 0.0 if _no_decay(name) else o.weight_decay
+        key = (lr, wd, is_head)
+        groups.setdefault(key, {"params": [], "lr": lr, "weight_decay": wd, "is_head": is_head})
+        groups[key]["params"].append(param)
+
+    seen: set[int] = set()
+    for encoder in model.backbones.values():
+        depth = _layer_depths(encoder)
+        for name, p in encoder.named_parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                add(p, name, o.lr * o.layer_decay ** depth.get(id(p), 0), False)
+    for name, p in model.heads.named_parameters():
+        if id(p) not in seen:            # tied LM decoders are already in their encoder's group
+            seen.add(id(p))
+            add(p, name, o.head_lr or o.lr, True)
+    return list(groups.values())
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device = \"cuda\" but no CUDA GPU is visible; use \"auto\" or \"cpu\"")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("train.device = \"mps\" but Apple's Metal backend is not available; use \"auto\"")
+    return torch.device(name)

@@ -1,0 +1,110 @@
+"""Learning-rate schedule and run length as pure functions of the project, so the GUI can draw them before
+any model is loaded and the trainer applies exactly the same numbers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from qarac_gui.core.config import OptimConfig, Project
+
+
+def warmup_steps(optim: OptimConfig, total_steps: int) -> int:
+    if optim.warmup_steps > 0:
+        return optim.warmup_steps
+    return math.ceil(optim.warmup_ratio * total_steps)
+
+
+def lr_factor(optim: OptimConfig, done: int, total_steps: int) -> float:
+    """Multiplier of the peak lr after `done` optimiser steps (the formulas of transformers' get_scheduler)."""
+    warm = warmup_steps(optim, total_steps)
+    kind = optim.scheduler
+    if kind == "constant":
+        return 1.0
+    if done < warm:
+        return done / max(1, warm)
+    if kind == "constant_with_warmup":
+        return 1.0
+    if kind == "inverse_sqrt":
+        timescale = warm or 10_000
+        return 1.0 / math.sqrt((done + timescale - warm) / timescale)
+    if kind == "exponential":
+        return optim.gamma ** (done - warm)
+    progress = (done - warm) / max(1, total_steps - warm)
+    if kind == "linear":
+        return max(0.0, 1.0 - progress)
+    if kind == "cosine":
+        cycles = optim.num_cycles or 0.5
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * cycles * 2.0 * progress)))
+    if kind == "cosine_with_restarts":
+        if progress >= 1.0:
+            return 0.0
+        cycles = optim.num_cycles or 1.0
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((cycles * progress) % 1.0))))
+    if kind == "polynomial":
+        end = optim.lr_end_ratio
+        if done > total_steps:
+            return end
+        return (1.0 - end) * (1.0 - progress) ** optim.power + end
+    raise ValueError(f"unknown scheduler {kind!r}")
+
+
+def group_factor(optim: OptimConfig, total_steps: int, is_head: bool):
+    """The LambdaLR function of one parameter group: encoder groups stay at 0 during the head-only phase."""
+    hold = 0 if is_head else optim.head_warmup_steps
+
+    def factor(done: int) -> float:
+        return 0.0 if done < hold else lr_factor(optim, done, total_steps)
+    return factor
+
+
+def head_lr(optim: OptimConfig) -> float:
+    return optim.head_lr or optim.lr
+
+
+def lr_curve(project: Project, total_steps: int) -> dict[str, list[float]]:
+    """The lr applied at optimiser steps 1..total_steps: for the encoder's top layer and for the heads."""
+    o = project.optim
+    enc = group_factor(o, total_steps, is_head=False)
+    heads = group_factor(o, total_steps, is_head=True)
+    return {
+        "encoder": [o.lr * enc(done) for done in range(total_steps)],
+        "heads": [head_lr(o) * heads(done) for done in range(total_steps)],
+    }
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    total_steps: int
+    batches_per_epoch: dict[str, int]      # per task
+    epoch_task: str
+    draws_per_step: int                    # micro-batches per optimiser step (one per task for all_tasks)
+
+
+def task_probabilities(project: Project, sizes: dict[str, int]) -> dict[str, float]:
+    """Chance that a draw picks each task, for the strategies that draw one task per micro-batch."""
+    names = [t.name for t in project.tasks]
+    mixing = project.train.mixing
+    if mixing in ("all_tasks", "uniform", "round_robin"):
+        return {n: 1.0 / len(names) for n in names}
+    exponent = 1.0 if mixing == "proportional" else 1.0 / project.train.temperature
+    raw = {n: max(1, sizes[n]) ** exponent for n in names}
+    total = sum(raw.values())
+    return {n: raw[n] / total for n in names}
+
+
+def plan_run(project: Project, sizes: dict[str, int]) -> RunPlan:
+    """Total optimiser steps from max_steps, or from epochs of one task and the training-set sizes."""
+    batches = {t.name: max(1, math.ceil(sizes[t.name] / t.batch_size)) for t in project.tasks}
+    tr = project.train
+    epoch_task = tr.epoch_task or max(batches, key=lambda n: sizes[n])
+    accum = project.optim.grad_accum
+    all_tasks = tr.mixing == "all_tasks"
+    if tr.max_steps:
+        total = tr.max_steps
+    else:
+        # Each optimiser step consumes `accum` micro-batches of every task (all_tasks), or `accum` draws of one
+        # task each; an epoch of the chosen task therefore takes batches / (accum * its share of draws).
+        share = 1.0 if all_tasks else task_probabilities(project, sizes)[epoch_task]
+        total = max(1, math.ceil(tr.epochs * batches[epoch_task] / (accum * share)))
+    return RunPlan(total, batches, epoch_task, accum * (len(batches) if all_tasks else 1))

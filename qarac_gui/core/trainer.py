@@ -1,0 +1,163 @@
+"""The training loop: every optimiser step trains all tasks (or one drawn task) on the shared encoder."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from qarac_gui.core.checkpoint import TrainState, save_checkpoint
+from qarac_gui.core.config import Project
+from qarac_gui.core.evaluation import evaluate_task
+from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, StepLogged
+from qarac_gui.core.metrics import is_better
+from qarac_gui.core.sampling import TaskStream
+from qarac_gui.core.schedule import RunPlan
+from qarac_gui.core.tasks import TaskData
+
+
+@dataclass
+class Trainee:
+    """Everything fit() works on, built by run.py (or by a test)."""
+    project: Project
+    model: Any
+    tasks: dict[str, TaskData]
+    stream: TaskStream
+    optimizer: Any
+    scheduler: Any
+    scaler: Any                     # torch.amp.GradScaler for fp16, else None
+    device: torch.device
+    autocast: Callable[[], Any]     # a context-manager factory
+    plan: RunPlan
+    monitor: str                    # "task/metric" for best-step tracking and early stopping
+    checkpoint_dir: Path
+    tokenizers: dict[str, Any]      # per backbone
+    sources: dict[str, str]         # per backbone: the folder or Hub id it was loaded from
+    precision: str
+
+
+def micro_seed(seed: int, step: int, micro: int) -> int:
+    # Masked-LM masks come from (seed, step, micro-batch), so a resumed run masks exactly as the straight one.
+    return (seed * 1_000_003 + step * 131 + micro) % (2**63)
+
+
+def _set_backbones_trainable(t: Trainee, trainable: bool, keep_frozen: set[int]) -> None:
+    for p in t.model.backbones.parameters():
+        if id(p) not in keep_frozen:    # layers the project froze stay frozen
+            p.requires_grad_(trainable)
+
+
+def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_log_interval: float = 0.25) -> str:
+    """Train from state.step to the planned end; returns why it ended: completed, stopped or early_stopped."""
+    p, o = t.project, t.project.optim
+    weights = {task.name: task.weight for task in p.tasks}
+    params = [q for group in t.optimizer.param_groups for q in group["params"]]
+    encoder_groups = [g for g in t.optimizer.param_groups if not g["is_head"]]
+    head_groups = [g for g in t.optimizer.param_groups if g["is_head"]]
+    frozen = {id(q) for q in t.model.backbones.parameters() if not q.requires_grad}
+    sums = {name: torch.zeros((), device=t.device) for name in t.tasks}
+    counts = dict.fromkeys(t.tasks, 0)
+    samples, last_log, started = 0, time.monotonic(), time.monotonic()
+    in_head_phase = state.step < o.head_warmup_steps
+    if in_head_phase:                   # no encoder gradients at all: the heads warm up on a fixed encoder
+        _set_backbones_trainable(t, False, frozen)
+    t.model.train()
+    try:
+        for step in range(state.step + 1, t.plan.total_steps + 1):
+            if stop.is_set():           # cooperative cancel, checked once per optimiser step
+                _checkpoint(t, state, emit)
+                return "stopped"
+            if in_head_phase and step > o.head_warmup_steps:
+                _set_backbones_trainable(t, True, frozen)
+                in_head_phase = False
+            for micro in range(o.grad_accum):
+                for name, rows_idx in t.stream.draw():
+                    data = t.tasks[name]
+                    batch = data.collate(data.train[rows_idx], micro_seed(p.train.seed, step, micro))
+                    batch = {k: v.to(t.device, non_blocking=True) for k, v in batch.items()}
+                    with t.autocast():
+                        loss = t.model(name, batch).loss
+                    scaled = loss * (weights[name] / o.grad_accum)
+                    # One backward per task: gradients add up to those of the summed loss, but each task's
+                    # graph is freed before the next task runs, so peak memory is one task's, not all of them.
+                    (t.scaler.scale(scaled) if t.scaler else scaled).backward()
+                    sums[name] += loss.detach()     # stays on the device: no sync per step
+                    counts[name] += 1
+                    samples += len(rows_idx)
+            if t.scaler:
+                t.scaler.unscale_(t.optimizer)
+            if o.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
+            applied_lr = max((g["lr"] for g in encoder_groups), default=0.0)
+            applied_head_lr = max((g["lr"] for g in head_groups), default=0.0)
+            if t.scaler:
+                t.scaler.step(t.optimizer)
+                t.scaler.update()
+            else:
+                t.optimizer.step()
+            t.scheduler.step()
+            t.optimizer.zero_grad(set_to_none=True)     # frees gradient memory until the next backward
+            state.step = step
+            now = time.monotonic()
+            last = step == t.plan.total_steps
+            if (step % p.train.log_every == 0 and now - last_log >= min_log_interval) or last:
+                # The only host-device sync of the loop, once per log interval.
+                losses = {n: (sums[n] / counts[n]).item() for n in sums if counts[n]}
+                emit(StepLogged(step, t.stream.epochs_done(t.plan.epoch_task), losses, applied_lr,
+                                applied_head_lr, samples / max(now - last_log, 1e-9), now - started))
+                for n in sums:
+                    sums[n].zero_()
+                    counts[n] = 0
+                samples, last_log = 0, now
+            if last or (p.eval.every and step % p.eval.every == 0):
+                if _evaluate(t, state, emit) and not last:
+                    _checkpoint(t, state, emit)
+                    return "early_stopped"
+            if p.checkpoint.every and step % p.checkpoint.every == 0:
+                _checkpoint(t, state, emit)
+        return "completed"
+    finally:
+        _set_backbones_trainable(t, True, frozen)
+
+
+def _evaluate(t: Trainee, state: TrainState, emit: Emit) -> bool:
+    """Validate every task; returns True when early stopping says to stop."""
+    t.model.eval()
+    results = {}
+    for name, data in t.tasks.items():
+        if data.valid is not None and len(data.valid):
+            results[name] = evaluate_task(t.model, data, t.device, t.project.eval.batch_size, t.autocast)
+    t.model.train()
+    task, _, metric = t.monitor.partition("/")
+    value = results.get(task, {}).get(metric)
+    if value is not None and math.isfinite(value) and is_better(metric, value, state.best_value):
+        state.best_value, state.best_step = value, state.step
+        state.evals_without_improvement = 0
+    else:
+        state.evals_without_improvement += 1
+    state.eval_history.append({"step": state.step, "metrics": results})
+    emit(EvalDone(state.step, results, state.best_step, state.best_value, t.monitor))
+    patience = t.project.eval.patience
+    return bool(patience) and state.evals_without_improvement >= patience
+
+
+def _checkpoint(t: Trainee, state: TrainState, emit: Emit) -> None:
+    path = save_checkpoint(t.checkpoint_dir, model=t.model, optimizer=t.optimizer, scheduler=t.scheduler,
+                           scaler=t.scaler, stream=t.stream, state=state, keep=t.project.checkpoint.keep)
+    emit(CheckpointSaved(state.step, str(path)))
+
+
+def autocast_factory(device: torch.device, precision: str) -> tuple[Callable[[], Any], str]:
+    """(context factory, the precision actually used). Mixed precision only on CUDA; CPU runs fp32."""
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext, "fp32"
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return (lambda: torch.autocast("cuda", dtype=dtype)), precision
