@@ -55,11 +55,12 @@ def test_a_classification_head_learns(tmp_path, tiny_bert):
 
 
 def test_applied_lr_equals_the_planned_curve_at_every_step(tmp_path, tiny_bert):
-    _, events, _ = _run(tmp_path, tiny_bert, ["classification", "regression"],
-                        optim={"lr": 2e-4, "head_lr": 1e-3, "scheduler": "cosine", "warmup_steps": 3,
-                               "layer_decay": 0.8, "head_warmup_steps": 2},
-                        train={"max_steps": 12})
+    project, events, _ = _run(tmp_path, tiny_bert, ["classification", "regression"],
+                              optim={"lr": 2e-4, "head_lr": 1e-3, "scheduler": "cosine", "warmup_steps": 3,
+                                     "layer_decay": 0.8, "head_warmup_steps": 2},
+                              train={"max_steps": 12})
     started = _of(events, RunStarted)[0]
+    assert started.lr_curve == lr_curve(project, 12)          # the preview, from the project file alone
     steps = _of(events, StepLogged)
     assert [e.lr for e in steps] == started.lr_curve["encoder"]
     assert [e.head_lr for e in steps] == started.lr_curve["heads"]
