@@ -116,6 +116,7 @@ class TrainConfig:
     seed: int = 42
     log_every: int = 10
     num_threads: int = 0             # CPU threads for torch; 0: torch's default
+    init_from: str = ""              # a multi-task model folder (export/full): start from its weights
 
 
 @dataclass

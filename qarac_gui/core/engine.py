@@ -100,6 +100,37 @@ def monitor_of(project: Project, tasks: dict[str, TaskData]) -> str:
     return default_monitor(list(tasks.values()))
 
 
+def _init_from(project: Project, model: MultiTaskModel, emit: Emit) -> None:
+    """Start from an exported multi-task model: every backbone and head whose name matches is loaded."""
+    from safetensors.torch import load_file
+    folder = project.resolve(project.train.init_from)
+    heads_file = folder / "heads.safetensors"
+    if not heads_file.is_file():
+        raise UserError(f"train.init_from: {folder} is not an exported multi-task model (no heads.safetensors)")
+    loaded = []
+    for name, encoder in model.backbones.items():
+        weights = folder / "backbones" / name / "model.safetensors"
+        if weights.is_file():
+            _load_into(encoder, load_file(weights), f"backbone {name}")
+            loaded.append(f"backbone {name}")
+    saved = load_file(heads_file)
+    for name, head in model.heads.items():
+        own = {k.removeprefix(f"{name}."): v for k, v in saved.items() if k.startswith(f"{name}.")}
+        if own:
+            _load_into(head, own, f"task {name}")
+            loaded.append(f"head {name}")
+    emit(Progress("model", f"Initialised from {folder.name}: {', '.join(loaded) or 'nothing matched'}"))
+
+
+def _load_into(module: torch.nn.Module, state: dict, what: str) -> None:
+    current = module.state_dict()
+    for key, value in state.items():
+        if key in current and current[key].shape != value.shape:
+            raise UserError(f"train.init_from: {what} does not fit ({key} has shape {tuple(value.shape)}, "
+                            f"the project needs {tuple(current[key].shape)}); did its labels change?")
+    module.load_state_dict(state, strict=False)
+
+
 def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event,
               resume: bool) -> tuple[Trainee, TrainState, RunStarted]:
     if project.train.num_threads:
@@ -119,6 +150,8 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     seed_everything(project.train.seed)
     model = MultiTaskModel(project, {n: b.model for n, b in loaded.items()},
                            {n: len(d.labels) for n, d in tasks.items()}, lm_sources)
+    if project.train.init_from:
+        _init_from(project, model, emit)
     apply_freezing(project, model)
     model.to(device)
     sizes = {n: len(d.train) for n, d in tasks.items()}

@@ -203,3 +203,16 @@ def test_masked_lm_head_continues_from_the_checkpoints_lm_head(tmp_path):
     original = AutoModelForMaskedLM.from_pretrained(folder).lm_head
     assert torch.equal(head.lm_head.dense.weight, original.dense.weight)
     assert head.lm_head.decoder.weight is loaded.model.get_input_embeddings().weight
+
+
+def test_a_new_run_can_start_from_an_exported_multi_task_model(tmp_path, tiny_bert):
+    _run(tmp_path, tiny_bert, ["classification", "regression"], "first", optim={"lr": 1e-2})
+    full = tmp_path / "first" / "export" / "full"
+    before = _params(full)
+    _, events, _ = _run(tmp_path, tiny_bert, ["classification", "regression"], "second",
+                        optim={"lr": 1e-12, "warmup_steps": 0}, train={"init_from": str(full)})
+    notes = [e.message for e in events if type(e).__name__ == "Progress" and "Initialised" in e.message]
+    assert notes and "head classification" in notes[0] and "backbone encoder" in notes[0]
+    after = _params(tmp_path / "second" / "export" / "full")
+    for key in before:                          # lr 1e-12: the second run ends where it started
+        assert torch.allclose(before[key], after[key], atol=1e-6), key
