@@ -112,6 +112,17 @@ def _explain_load_error(spec: str, error: Exception) -> str:
     return f"model {spec!r} could not be loaded: {text.splitlines()[0] if text else type(error).__name__}"
 
 
+def load_pretrained_lm(cfg: BackboneConfig, loaded: LoadedBackbone, cache_dir: str | None = None) -> Any:
+    """The checkpoint's whole *ForMaskedLM model, so a masked-LM task continues from its trained LM head."""
+    from transformers import AutoModelForMaskedLM
+    try:
+        return AutoModelForMaskedLM.from_pretrained(
+            loaded.source, revision=cfg.revision or None, trust_remote_code=cfg.trust_remote_code,
+            cache_dir=cache_dir, use_safetensors=None if cfg.allow_pickle else True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(_explain_load_error(cfg.model, e)) from e
+
+
 def encoder_layers(model: Any) -> list:
     """The encoder's stack of transformer layers, bottom first, found by its length for any architecture."""
     import torch

@@ -102,6 +102,21 @@ def save_checkpoint(folder: Path, *, model: Any, optimizer: Any, scheduler: Any,
     return final
 
 
+def best_weights_path(checkpoint_dir: Path) -> Path:
+    return checkpoint_dir / "best" / "model.safetensors"
+
+
+def save_weights(model: Any, path: Path) -> None:
+    """Model weights alone, replaced atomically (the best evaluation's weights, kept for export)."""
+    from safetensors.torch import save_model
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_model(model, str(tmp))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def is_valid(path: Path, verify_hashes: bool = True) -> bool:
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))

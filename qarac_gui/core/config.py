@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from qarac_gui.core.build import ConfigError, build, to_dict
 
@@ -124,12 +123,13 @@ class EvalConfig:
     every: int = 0                   # steps; 0: only at the end
     metric: str = ""                 # "task/metric"; empty: the first task's main metric
     patience: int = 0                # evaluations without improvement before stopping; 0: off
+    keep_best: bool = False          # export the weights of the best evaluation instead of the last step
     batch_size: int = 64
 
 
 @dataclass
 class CheckpointConfig:
-    every: int = 0                   # steps; 0: only when stopped
+    every: int = 0                   # steps; 0: only when the run stops (by the user or early stopping)
     keep: int = 2
 
 
@@ -300,6 +300,10 @@ def validate(p: Project) -> list[str]:
             problems.append(f"{w}.head.labels: a label is listed twice")
         if bool(t.data.train) == bool(t.data.hub):
             problems.append(f"{w}.data: give either train (a local file) or hub (a Hub dataset id)")
+        if t.data.hub and t.data.validation:
+            problems.append(f"{w}.data.validation: a Hub dataset takes its validation from validation_split")
+        if t.data.limit < 0:
+            problems.append(f"{w}.data.limit: must be 0 (all rows) or more")
         if not 0 <= t.data.validation_fraction < 1:
             problems.append(f"{w}.data.validation_fraction: must be in [0, 1)")
         if not t.data.text:
@@ -315,8 +319,10 @@ def validate(p: Project) -> list[str]:
             problems.append(f"{w}.weight: must be 0 or more")
     o = p.optim
     _check_choice(problems, "optim.scheduler", o.scheduler, SCHEDULERS)
-    if o.lr <= 0 or o.head_lr < 0:
-        problems.append("optim.lr: must be above 0 (head_lr 0 means 'same as lr')")
+    if o.lr <= 0:
+        problems.append("optim.lr: must be above 0")
+    if o.head_lr < 0:
+        problems.append("optim.head_lr: must be 0 (same as lr) or above")
     if not 0 < o.layer_decay <= 1:
         problems.append("optim.layer_decay: must be in (0, 1]")
     if o.grad_accum < 1:
@@ -343,6 +349,14 @@ def validate(p: Project) -> list[str]:
         problems.append(f"eval.metric: no task named {p.eval.metric.split('/')[0]!r}")
     if p.checkpoint.keep < 1:
         problems.append("checkpoint.keep: must be at least 1")
+    for key, value in (("eval.every", p.eval.every), ("eval.patience", p.eval.patience),
+                       ("checkpoint.every", p.checkpoint.every), ("train.num_threads", tr.num_threads)):
+        if value < 0:
+            problems.append(f"{key}: must be 0 (off) or more")
+    if p.eval.batch_size < 1:
+        problems.append("eval.batch_size: must be at least 1")
+    if not p.name.strip():
+        problems.append("name: give the project a name")
     for name in p.export.tasks:
         if name not in {t.name for t in p.tasks}:
             problems.append(f"export.tasks: no task named {name!r}")

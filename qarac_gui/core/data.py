@@ -103,7 +103,7 @@ def check_columns(task: TaskConfig, ds: Any, what: str) -> None:
                         f"(columns: {', '.join(ds.column_names)}); map the columns in the task's data settings")
 
 
-def _feature_names(ds: Any, column: str) -> list[str] | None:
+def feature_names(ds: Any, column: str) -> list[str] | None:
     """Label names a Hub dataset declares (ClassLabel, or a list of ClassLabel for tags)."""
     feature = ds.features.get(column)
     for _ in range(2):
@@ -130,7 +130,7 @@ def infer_labels(task: TaskConfig, train: Any, valid: Any) -> list[str]:
         return []
     if task.head.labels:
         return list(task.head.labels)
-    declared = _feature_names(train, task.data.label)
+    declared = feature_names(train, task.data.label)
     if declared:
         return declared
     seen: set = set()

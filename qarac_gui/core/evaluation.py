@@ -13,13 +13,25 @@ from qarac_gui.core.tasks import EVAL_ONLY, TaskData
 MAIN_METRIC = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "spearman",
                "similarity": "spearman", "token_classification": "entity_f1", "span_qa": "f1",
                "masked_lm": "perplexity"}
+METRICS_OF_KIND = {
+    "classification": ("accuracy", "macro_f1"),
+    "multilabel": ("micro_f1", "macro_f1", "subset_accuracy"),
+    "regression": ("mse", "pearson", "spearman"),
+    "similarity": ("mse", "pearson", "spearman"),
+    "token_classification": ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
+    "span_qa": ("exact_match", "f1"),
+    "masked_lm": ("perplexity",),
+}
 MAX_ANSWER_TOKENS = 30
 EVAL_MASK_SEED = 1234            # masked-LM validation masks stay the same across evaluations, so they compare
 
 
 def default_monitor(tasks: list[TaskData]) -> str:
-    first = tasks[0]
-    return f"{first.name}/{MAIN_METRIC[first.task.head.kind]}"
+    """The main metric of the first task that has validation data ("" when none has)."""
+    for data in tasks:
+        if data.valid is not None and len(data.valid):
+            return f"{data.name}/{MAIN_METRIC[data.task.head.kind]}"
+    return ""
 
 
 @torch.no_grad()

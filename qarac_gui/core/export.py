@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +215,3 @@ def check_destination(folder: Path) -> None:
     if folder.exists() and any(folder.iterdir()):
         raise ExportError(f"{folder} is not empty; choose an empty or new folder so nothing is overwritten")
 
-
-def clear_partial(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qarac_gui.core.config import HeadConfig
+from qarac_gui.core.errors import UserError
 from qarac_gui.core.head_kinds import activation_of, hidden_layer_of, pooling_of
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -131,10 +132,12 @@ _BUILDERS = {"classification": PooledHead, "multilabel": PooledHead, "regression
              "token_classification": TokenHead, "span_qa": SpanHead, "similarity": SimilarityHead}
 
 
-def build_head(spec: HeadConfig, encoder: nn.Module, num_labels: int, lm_source: str = "") -> nn.Module:
+def build_head(spec: HeadConfig, encoder: nn.Module, num_labels: int, pretrained_lm: nn.Module | None = None
+               ) -> nn.Module:
+    """A fresh head; a masked-LM head continues from `pretrained_lm` (a *ForMaskedLM model) when given."""
     config = encoder.config
     if spec.kind == "masked_lm":
-        return _masked_lm_head(encoder, lm_source)
+        return _masked_lm_head(encoder, pretrained_lm)
     return _BUILDERS[spec.kind](spec, config.hidden_size, num_labels, config.model_type)
 
 
@@ -146,16 +149,14 @@ def split_mlm_model(mlm_model: nn.Module) -> nn.Module:
     return children[0]
 
 
-def _masked_lm_head(encoder: nn.Module, lm_source: str) -> nn.Module:
+def _masked_lm_head(encoder: nn.Module, pretrained_lm: nn.Module | None) -> nn.Module:
     from transformers import AutoModelForMaskedLM
     config = encoder.config
     try:
-        if lm_source:           # the checkpoint was saved with an LM head: continue from its trained weights
-            mlm = AutoModelForMaskedLM.from_pretrained(lm_source, use_safetensors=True)
-        else:
-            mlm = AutoModelForMaskedLM.from_config(config)
+        mlm = pretrained_lm if pretrained_lm is not None else AutoModelForMaskedLM.from_config(config)
     except ValueError as e:
-        raise ValueError(f"{config.model_type} has no masked-LM head in transformers: {e}") from e
+        raise UserError(f"{config.model_type} models have no masked-LM head in transformers, so a masked_lm "
+                        f"task cannot use this backbone ({e})") from e
     lm_head = split_mlm_model(mlm)
     decoder = mlm.get_output_embeddings()
     if decoder is not None and getattr(config, "tie_word_embeddings", True):

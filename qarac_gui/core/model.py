@@ -7,19 +7,20 @@ from torch import nn
 
 from qarac_gui.core.backbone import embeddings_module, encoder_layers
 from qarac_gui.core.config import Project
+from qarac_gui.core.errors import UserError
 from qarac_gui.core.heads import HeadOutput, build_head, own_parameters
 
 
 class MultiTaskModel(nn.Module):
     def __init__(self, project: Project, backbones: dict[str, nn.Module], num_labels: dict[str, int],
-                 lm_sources: dict[str, str] | None = None) -> None:
+                 pretrained_lms: dict[str, nn.Module] | None = None) -> None:
         super().__init__()
         self.backbones = nn.ModuleDict(backbones)
         self.task_backbone = {t.name: t.backbone for t in project.tasks}
-        lm_sources = lm_sources or {}
+        pretrained_lms = pretrained_lms or {}
         self.heads = nn.ModuleDict({
             t.name: build_head(t.head, backbones[t.backbone], num_labels.get(t.name, 0),
-                               lm_sources.get(t.backbone, ""))
+                               pretrained_lms.get(t.backbone))
             for t in project.tasks})
 
     def forward(self, task: str, batch: dict) -> HeadOutput:
@@ -47,7 +48,7 @@ def apply_freezing(project: Project, model: MultiTaskModel) -> None:
             frozen.append(embeddings_module(encoder))
         layers = encoder_layers(encoder)
         if cfg.freeze_layers > len(layers):
-            raise ValueError(f"backbones.{name}.freeze_layers: the model has only {len(layers)} layers")
+            raise UserError(f"backbones.{name}.freeze_layers: the model has only {len(layers)} layers")
         frozen += layers[:cfg.freeze_layers]
         for module in frozen:
             for p in module.parameters():
@@ -107,7 +108,7 @@ def pick_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device = \"cuda\" but no CUDA GPU is visible; use \"auto\" or \"cpu\"")
+        raise UserError("train.device = \"cuda\" but no CUDA GPU is visible; use \"auto\" or \"cpu\"")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("train.device = \"mps\" but Apple's Metal backend is not available; use \"auto\"")
+        raise UserError("train.device = \"mps\" but Apple's Metal backend is not available; use \"auto\"")
     return torch.device(name)

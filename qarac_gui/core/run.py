@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ class RunStopped(Exception):
 
 def new_run_dir(project: Project) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = paths.runs_dir() / f"{project.name or 'project'}-{stamp}"
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", project.name).strip("_")[:48] or "project"
+    base = paths.runs_dir() / f"{safe}-{stamp}"
     path, n = base, 1
     while path.exists():
         n += 1
@@ -63,9 +65,11 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
     Errors a user can fix (UserError) end the run as "failed" with their message and are re-raised.
     """
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(project)
-    checkpoints = run_dir / "checkpoints"
-    if not resume and checkpoints.is_dir() and any(checkpoints.iterdir()):
-        raise UserError(f"{run_dir} already holds a run; continue it with --resume or choose another folder")
+    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir} is not empty (it may hold another run); choose a new folder, or continue "
+                        "a stopped run there with --resume")
+    if resume and (run_dir / "export").exists():
+        raise UserError(f"{run_dir} holds a finished run (its export exists): there is nothing to resume")
     run_dir.mkdir(parents=True, exist_ok=True)
     log = _EventLog(run_dir / "events.jsonl")
     emit = CallbackList(log, emit)
@@ -89,6 +93,10 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
         emit(RunEnded(step, "failed", str(e), str(run_dir)))
         log.close()
         raise
+    except KeyboardInterrupt:
+        emit(RunEnded(step, "aborted", "aborted without a checkpoint", str(run_dir)))
+        log.close()
+        raise
     except BaseException as e:
         emit(RunEnded(step, "failed", f"{type(e).__name__}: {e}", str(run_dir)))
         log.close()
@@ -99,11 +107,20 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
 
 
 def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emit) -> str:
-    from qarac_gui.core.export import export_full, export_problem, export_task
+    from qarac_gui.core.checkpoint import best_weights_path
+    from qarac_gui.core.export import check_destination, export_full, export_problem, export_task
     out = run_dir / "export"
+    check_destination(out)
+    portable = portable_copy(project)
     wanted = project.export.tasks or [t.name for t in project.tasks]
     folders, skipped = {}, []
     last = state.eval_history[-1]["metrics"] if state.eval_history else {}
+    best = best_weights_path(trainee.checkpoint_dir)
+    if project.eval.keep_best and best.is_file():
+        from safetensors.torch import load_model
+        load_model(trainee.model, str(best), device=str(trainee.device))
+        emit(Progress("export", f"Exporting the weights of step {state.best_step}, the best evaluation"))
+        last = next(h["metrics"] for h in state.eval_history if h["step"] == state.best_step)
     trainee.model.eval()
     for i, name in enumerate(wanted):
         task = project.task(name)
@@ -114,13 +131,13 @@ def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emi
         if problem:
             skipped.append(f"{name}: {problem}")
             continue
-        folder = export_task(out / name, project, task, trainee.model, trainee.tokenizers[task.backbone],
+        folder = export_task(out / name, portable, task, trainee.model, trainee.tokenizers[task.backbone],
                              trainee.sources[task.backbone], data.labels, last.get(name, {}))
         folders[name] = str(folder)
     if project.export.full_model:
         emit(Progress("export", "Exporting the multi-task model", len(wanted), len(wanted)))
         labels = {n: d.labels for n, d in trainee.tasks.items()}
-        folders["full"] = str(export_full(out / "full", project, trainee.model, trainee.tokenizers, labels,
+        folders["full"] = str(export_full(out / "full", portable, trainee.model, trainee.tokenizers, labels,
                                           state.step))
     (run_dir / "metrics.json").write_text(json.dumps(
         {"step": state.step, "best_step": state.best_step, "best_value": state.best_value, "final": last},

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from qarac_gui.core.config import TaskConfig
-from qarac_gui.core.data import DataError, split_labels
+from qarac_gui.core.data import DataError, feature_names, split_labels
 
 # Columns kept beside the encoder inputs only for evaluation (span QA needs them to turn logits into text).
 EVAL_ONLY = ("offset_mapping", "context", "answer_texts")
@@ -79,8 +79,12 @@ def _prefixed(batch: Any, prefix: str) -> dict:
     return {prefix + k: v for k, v in batch.items()}
 
 
-def make_encode_fn(task: TaskConfig, tokenizer: Any, labels: list[str], split: str):
-    """The batched map function for one task kind; raises DataError naming the bad row's value."""
+def make_encode_fn(task: TaskConfig, tokenizer: Any, labels: list[str], split: str,
+                   declared: list[str] | None = None):
+    """The batched map function for one task kind; raises DataError naming the bad row's value.
+
+    `declared`: the class names a dataset declares for its label column, whose integer values index them.
+    """
     d, kind, max_len = task.data, task.head.kind, task.max_length
     index = {name: i for i, name in enumerate(labels)}
 
@@ -92,6 +96,8 @@ def make_encode_fn(task: TaskConfig, tokenizer: Any, labels: list[str], split: s
         return values
 
     def label_id(value: Any) -> int:
+        if declared and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(declared):
+            value = declared[value]
         key = str(value)
         if key not in index:
             raise DataError(f"task {task.name}: label {value!r} is not one of the task's labels "
@@ -199,7 +205,7 @@ def _answers(task: TaskConfig, value: Any) -> tuple[list[str], list[int]]:
 
 def tokenize(task: TaskConfig, tokenizer: Any, labels: list[str], ds: Any, split: str) -> Any:
     """Tokenise a split once; `datasets` caches the result by fingerprint, so a rerun reads it from disk."""
-    encode = make_encode_fn(task, tokenizer, labels, split)
+    encode = make_encode_fn(task, tokenizer, labels, split, feature_names(ds, task.data.label))
     try:
         return ds.map(encode, batched=True, remove_columns=ds.column_names,
                       desc=f"Tokenising {task.name} ({split})")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from qarac_gui.core.checkpoint import TrainState, save_checkpoint
+from qarac_gui.core.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
 from qarac_gui.core.config import Project
 from qarac_gui.core.evaluation import evaluate_task
 from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, StepLogged
@@ -139,6 +139,8 @@ def _evaluate(t: Trainee, state: TrainState, emit: Emit) -> bool:
     if value is not None and math.isfinite(value) and is_better(metric, value, state.best_value):
         state.best_value, state.best_step = value, state.step
         state.evals_without_improvement = 0
+        if t.project.eval.keep_best:
+            save_weights(t.model, best_weights_path(t.checkpoint_dir))
     else:
         state.evals_without_improvement += 1
     state.eval_history.append({"step": state.step, "metrics": results})

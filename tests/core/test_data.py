@@ -194,3 +194,19 @@ def test_unreadable_files_name_the_file(tmp_path, tiny_bert):
     with pytest.raises(DataError, match="cannot tell the format"):
         load_splits(p, p.tasks[0])
     assert Path(p.tasks[0].data.train).exists()
+
+
+def test_integer_labels_of_a_dataset_with_class_names_map_to_those_names(tmp_path, tiny_bert):
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+    p = _project(tmp_path, tiny_bert, ["classification", "token_classification"])
+    tok = _tokenizer(p)
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    ds = Dataset.from_dict({"text": ["bad", "good"], "label": [0, 1]}, features=features)
+    labels = infer_labels(p.tasks[0], ds, None)
+    assert tokenize(p.tasks[0], tok, labels, ds, "train")["labels"] == [0, 1]
+    # conll-style: tags are integers into the declared tag names; here the project lists them in another order
+    tag_features = Features({"tokens": Sequence(Value("string")),
+                             "tags": Sequence(ClassLabel(names=["O", "B-PER", "B-LOC"]))})
+    tags = Dataset.from_dict({"tokens": [["bob", "in", "rome"]], "tags": [[1, 0, 2]]}, features=tag_features)
+    out = tokenize(p.tasks[1], tok, ["O", "B-LOC", "B-PER"], tags, "train")
+    assert [x for x in out["labels"][0] if x != -100] == [2, 0, 1]

@@ -192,14 +192,15 @@ def test_head_removed_from_a_classification_checkpoint_is_reported(tmp_path):
 def test_masked_lm_head_continues_from_the_checkpoints_lm_head(tmp_path):
     from transformers import AutoModelForMaskedLM
 
-    from qarac_gui.core.backbone import load_backbone
+    from qarac_gui.core.backbone import load_backbone, load_pretrained_lm
     from qarac_gui.core.heads import build_head
     folder = make_model_folder(tmp_path / "mlm", "roberta", head="mlm", seed=3)
     raw = project_dict(folder, tmp_path, ["masked_lm"])
     project = parse_project(raw, tmp_path)
     loaded = load_backbone(project.backbones["encoder"], tmp_path)
     assert "RobertaForMaskedLM" in loaded.removed
-    head = build_head(project.tasks[0].head, loaded.model, 0, lm_source=loaded.source)
+    pretrained = load_pretrained_lm(project.backbones["encoder"], loaded)
+    head = build_head(project.tasks[0].head, loaded.model, 0, pretrained)
     original = AutoModelForMaskedLM.from_pretrained(folder).lm_head
     assert torch.equal(head.lm_head.dense.weight, original.dense.weight)
     assert head.lm_head.decoder.weight is loaded.model.get_input_embeddings().weight
@@ -216,3 +217,34 @@ def test_a_new_run_can_start_from_an_exported_multi_task_model(tmp_path, tiny_be
     after = _params(tmp_path / "second" / "export" / "full")
     for key in before:                          # lr 1e-12: the second run ends where it started
         assert torch.allclose(before[key], after[key], atol=1e-6), key
+
+
+def test_keep_best_exports_the_best_evaluation_not_the_last_step(tmp_path, tiny_bert):
+    # lr so high that training wrecks the model after the first evaluation: the best step is early.
+    _, events, _ = _run(tmp_path, tiny_bert, ["regression"], "best", optim={"lr": 0.5, "warmup_steps": 0},
+                        train={"max_steps": 6}, eval={"every": 1, "metric": "regression/loss", "keep_best": True})
+    evals = _of(events, EvalDone)
+    best = min(evals, key=lambda e: e.metrics["regression"]["loss"])
+    assert evals[-1].best_step == best.step < 6
+    card = (tmp_path / "best" / "export" / "regression" / "README.md").read_text()
+    assert f"loss: {best.metrics['regression']['loss']:.4f}" in card
+    import json
+    assert json.loads((tmp_path / "best" / "metrics.json").read_text())["best_step"] == best.step
+
+
+@pytest.mark.parametrize("metric,message", [
+    ("classification/spearman", "reports loss, accuracy, macro_f1, not 'spearman'"),
+])
+def test_a_metric_the_task_does_not_report_is_refused_before_training(tmp_path, tiny_bert, metric, message):
+    from qarac_gui.core.errors import UserError
+    with pytest.raises(UserError, match=message):
+        _run(tmp_path, tiny_bert, ["classification"], eval={"metric": metric})
+
+
+def test_a_used_run_folder_is_refused_and_a_finished_run_cannot_be_resumed(tmp_path, tiny_bert):
+    from qarac_gui.core.errors import UserError
+    _run(tmp_path, tiny_bert, ["classification"], "once")
+    with pytest.raises(UserError, match="is not empty"):
+        _run(tmp_path, tiny_bert, ["classification"], "once")
+    with pytest.raises(UserError, match="finished run"):
+        _run(tmp_path, tiny_bert, ["classification"], "once", resume=True)
