@@ -34,9 +34,9 @@ def _format_eta(seconds: float) -> str:
 class TerminalPrinter:
     """A one-line progress bar on a terminal; plain lines (at most every 10 s) when output is redirected."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.out = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.out = stream if stream is not None else sys.stderr
+        self.tty = self.out.isatty()
         self.total = 0
         self.start_step = 0
         self.t0 = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, get_args, get_origin
@@ -50,6 +51,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         # TOML writes 1 for 1.0 often enough that an integer must be accepted where a number is expected.
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -28,7 +28,10 @@ POOLINGS = ("cls", "mean")
 ACTIVATIONS = ("auto", "tanh", "relu", "gelu")
 FORMATS = ("auto", "csv", "tsv", "json", "jsonl", "parquet")
 # Task names become folder names on export: keep them to characters that are safe on every file system.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")      # used with fullmatch
+# Names Windows cannot give a folder, and the export folder of the whole multi-task model.
+RESERVED_NAMES = {"con", "prn", "aux", "nul", "full", *(f"com{i}" for i in range(1, 10)),
+                  *(f"lpt{i}" for i in range(1, 10))}
 
 
 @dataclass
@@ -197,9 +200,11 @@ def load_project(path: str | os.PathLike, overrides: list[str] | tuple[str, ...]
     """Read, migrate, apply `--set` overrides, and validate a project file."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (FileNotFoundError, IsADirectoryError):
+        text = path.read_bytes().decode("utf-8-sig")       # Notepad writes a byte-order mark
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ConfigError(f"{path}: no such project file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     try:
@@ -223,12 +228,17 @@ def dumps_project(project: Project) -> str:
 def save_project(project: Project, path: str | os.PathLike) -> None:
     """Write atomically: a crash mid-write leaves the old file intact."""
     path = Path(path)
+    text = dumps_project(project)              # before touching the disk: a failure here writes nothing
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(dumps_project(project))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -268,7 +278,7 @@ def validate(p: Project) -> list[str]:
     if not p.backbones:
         problems.append("backbones: define at least one, e.g. [backbones.encoder] model = \"bert-base-uncased\"")
     for name, bb in p.backbones.items():
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             problems.append(f"backbones.{name}: use letters, digits, '-' and '_' only")
         if not bb.model.strip():
             problems.append(f"backbones.{name}.model: give a Hub id, a local folder or package:<module>")
@@ -279,9 +289,12 @@ def validate(p: Project) -> list[str]:
     seen: set[str] = set()
     for i, t in enumerate(p.tasks):
         w = f"tasks[{i}]" if not t.name else f"tasks.{t.name}"
-        if not NAME_PATTERN.match(t.name):
+        if not NAME_PATTERN.fullmatch(t.name):
             problems.append(f"{w}.name: {t.name!r} must start with a letter or digit and use only letters, "
                             "digits, '-' and '_' (it becomes a folder name on export)")
+        elif t.name.lower() in RESERVED_NAMES:
+            problems.append(f"{w}.name: {t.name!r} is reserved (a device name on Windows, or the folder of the "
+                            "whole multi-task model on export); choose another name")
         elif t.name.lower() in seen:
             problems.append(f"{w}.name: two tasks are named {t.name!r}; task names must be unique")
         seen.add(t.name.lower())
@@ -292,6 +305,8 @@ def validate(p: Project) -> list[str]:
             _check_choice(problems, f"{w}.head.pooling", t.head.pooling, POOLINGS)
         _check_choice(problems, f"{w}.head.activation", t.head.activation, ACTIVATIONS)
         _check_choice(problems, f"{w}.data.format", t.data.format, FORMATS)
+        if t.head.hidden_size < 0:
+            problems.append(f"{w}.head.hidden_size: must be 0 (the encoder's width) or more")
         if not 0 <= t.head.dropout < 1:
             problems.append(f"{w}.head.dropout: must be in [0, 1)")
         if not 0 < t.head.mlm_probability < 1:
@@ -331,6 +346,11 @@ def validate(p: Project) -> list[str]:
         problems.append("optim.warmup_steps / warmup_ratio: steps must be 0 or more and the ratio in [0, 1)")
     if not 0 < o.gamma <= 1:
         problems.append("optim.gamma: must be in (0, 1]")
+    for key in ("beta1", "beta2"):
+        if not 0 <= getattr(o, key) < 1:
+            problems.append(f"optim.{key}: must be in [0, 1)")
+    if o.eps <= 0:
+        problems.append("optim.eps: must be above 0")
     tr = p.train
     _check_choice(problems, "train.mixing", tr.mixing, MIXING)
     _check_choice(problems, "train.precision", tr.precision, PRECISIONS)
@@ -339,6 +359,8 @@ def validate(p: Project) -> list[str]:
         problems.append("train: set max_steps (optimiser steps) or epochs (of epoch_task) above 0")
     if tr.epoch_task and tr.epoch_task not in {t.name for t in p.tasks}:
         problems.append(f"train.epoch_task: no task named {tr.epoch_task!r}")
+    if tr.seed < 0:
+        problems.append("train.seed: must be 0 or more")
     if tr.temperature <= 0:
         problems.append("train.temperature: must be above 0")
     if tr.log_every < 1:

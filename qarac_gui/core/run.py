@@ -68,6 +68,8 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} is not empty (it may hold another run); choose a new folder, or continue "
                         "a stopped run there with --resume")
+    if resume and not run_dir.is_dir():
+        raise UserError(f"{run_dir} does not exist: there is no run to resume there")
     if resume and (run_dir / "export").exists():
         raise UserError(f"{run_dir} holds a finished run (its export exists): there is nothing to resume")
     run_dir.mkdir(parents=True, exist_ok=True)
