@@ -212,6 +212,7 @@ def load_full_model(folder: Path) -> tuple[Project, Any, dict[str, Any], dict[st
 
 
 def check_destination(folder: Path) -> None:
-    if folder.exists() and any(folder.iterdir()):
-        raise ExportError(f"{folder} is not empty; choose an empty or new folder so nothing is overwritten")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ExportError(f"{folder} is not an empty folder; choose an empty or new folder so nothing is "
+                          "overwritten")
 
