@@ -29,13 +29,6 @@ class MultiTaskModel(nn.Module):
     def head_parameters(self, task: str) -> int:
         return own_parameters(self.heads[task], self.backbones[self.task_backbone[task]])
 
-    def backbone_parameters(self) -> list[nn.Parameter]:
-        return list(self.backbones.parameters())
-
-    def head_only_parameters(self) -> list[nn.Parameter]:
-        shared = {id(p) for p in self.backbones.parameters()}
-        return [p for p in self.heads.parameters() if id(p) not in shared]
-
 
 def apply_freezing(project: Project, model: MultiTaskModel) -> None:
     """Freeze embeddings and/or the bottom N layers for good (the head-only warm-up is handled by the trainer)."""
