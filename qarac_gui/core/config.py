@@ -187,17 +187,21 @@ def migrate(raw: dict) -> dict:
     return raw
 
 
-def parse_project(raw: dict, root: Path = Path(".")) -> Project:
+def parse_project(raw: dict, root: Path = Path("."), check: bool = True) -> Project:
     project = build(Project, migrate(raw), "")
     project.root = root
-    problems = validate(project)
+    problems = validate(project) if check else []
     if problems:
         raise ConfigError("\n".join(problems))
     return project
 
 
-def load_project(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Project:
-    """Read, migrate, apply `--set` overrides, and validate a project file."""
+def load_project(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), check: bool = True) -> Project:
+    """Read, migrate, apply `--set` overrides, and validate a project file.
+
+    With check=False only the structure is enforced (unknown keys, types): the GUI opens an unfinished project
+    and lists what is still missing instead of refusing it.
+    """
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")       # Notepad writes a byte-order mark
@@ -215,7 +219,7 @@ def load_project(path: str | os.PathLike, overrides: list[str] | tuple[str, ...]
         raw = migrate(raw)
         for assignment in overrides:
             apply_override(raw, assignment)
-        return parse_project(raw, path.resolve().parent)
+        return parse_project(raw, path.resolve().parent, check)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 

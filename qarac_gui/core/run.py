@@ -59,8 +59,10 @@ class _EventLog:
 
 
 def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | None = None,
-        resume: bool = False, min_log_interval: float = 0.25) -> RunEnded:
+        resume: bool = False, min_log_interval: float = 0.25, pause: threading.Event | None = None) -> RunEnded:
     """Train the project; every outcome ends with a RunEnded event, which is also returned.
+
+    Setting `pause` holds training between two steps until it is cleared; `stop` ends it with a checkpoint.
 
     Errors a user can fix (UserError) end the run as "failed" with their message and are re-raised.
     """
@@ -83,7 +85,7 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
         step = state.step
         emit(started)
         from qarac_gui.core.trainer import fit
-        reason = fit(trainee, state, emit, stop, min_log_interval)
+        reason = fit(trainee, state, emit, stop, min_log_interval, pause)
         step = state.step
         message = ""
         if reason in ("completed", "early_stopped"):

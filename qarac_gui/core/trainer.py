@@ -15,7 +15,7 @@ import torch
 from qarac_gui.core.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
 from qarac_gui.core.config import Project
 from qarac_gui.core.evaluation import evaluate_task
-from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, StepLogged
+from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged
 from qarac_gui.core.metrics import is_better
 from qarac_gui.core.sampling import TaskStream
 from qarac_gui.core.schedule import RunPlan
@@ -53,8 +53,12 @@ def _set_backbones_trainable(t: Trainee, trainable: bool, keep_frozen: set[int])
             p.requires_grad_(trainable)
 
 
-def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_log_interval: float = 0.25) -> str:
-    """Train from state.step to the planned end; returns why it ended: completed, stopped or early_stopped."""
+def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_log_interval: float = 0.25,
+        pause: threading.Event | None = None) -> str:
+    """Train from state.step to the planned end; returns why it ended: completed, stopped or early_stopped.
+
+    While `pause` is set the loop waits between two optimiser steps (the model stays on the device).
+    """
     p, o = t.project, t.project.optim
     weights = {task.name: task.weight for task in p.tasks}
     params = [q for group in t.optimizer.param_groups for q in group["params"]]
@@ -70,6 +74,10 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
     t.model.train()
     try:
         for step in range(state.step + 1, t.plan.total_steps + 1):
+            if pause is not None and pause.is_set():
+                waited = _wait_while_paused(pause, stop, state.step, emit)
+                started += waited       # paused time counts neither in elapsed time nor in samples/s
+                last_log += waited
             if stop.is_set():           # cooperative cancel, checked once per optimiser step
                 _checkpoint(t, state, emit)
                 return "stopped"
@@ -124,6 +132,16 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
         return "completed"
     finally:
         _set_backbones_trainable(t, True, frozen)
+
+
+def _wait_while_paused(pause: threading.Event, stop: threading.Event, step: int, emit: Emit) -> float:
+    began = time.monotonic()
+    emit(Progress("paused", f"Paused after step {step}"))
+    while pause.is_set() and not stop.is_set():
+        stop.wait(0.05)
+    if not stop.is_set():
+        emit(Progress("resumed", f"Resumed at step {step + 1}"))
+    return time.monotonic() - began
 
 
 def _evaluate(t: Trainee, state: TrainState, emit: Emit) -> bool:

@@ -5,20 +5,21 @@ import torch
 from tiny import TASK_COLUMNS, make_model_folder, project_dict
 
 from qarac_gui.core.config import parse_project
-from qarac_gui.core.events import CheckpointSaved, EvalDone, RunEnded, RunStarted, StepLogged
+from qarac_gui.core.events import CheckpointSaved, EvalDone, Progress, RunEnded, RunStarted, StepLogged
 from qarac_gui.core.run import run
 from qarac_gui.core.schedule import lr_curve
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
-def _run(tmp_path, model, kinds, name="run", stop=None, resume=False, min_log_interval=0.0, emit=None, **sections):
+def _run(tmp_path, model, kinds, name="run", stop=None, resume=False, min_log_interval=0.0, emit=None, pause=None,
+         **sections):
     raw = project_dict(model, tmp_path / "data", kinds, **sections)
     project = parse_project(raw, tmp_path)
     events = []
     sink = events.append if emit is None else (lambda e: (events.append(e), emit(e)))
     ended = run(project, sink, stop or threading.Event(), run_dir=tmp_path / name, resume=resume,
-                min_log_interval=min_log_interval)
+                min_log_interval=min_log_interval, pause=pause)
     return project, events, ended
 
 
@@ -172,6 +173,43 @@ def test_logging_is_throttled_and_averages_over_the_interval(tmp_path, tiny_bert
     _, events, _ = _run(tmp_path, tiny_bert, ["classification"], min_log_interval=60.0)
     steps = _of(events, StepLogged)
     assert [e.step for e in steps] == [6]                 # only the final step got through
+
+
+def test_pause_holds_training_between_steps_and_resume_continues_the_same_run(tmp_path, tiny_bert):
+    pause, seen_while_paused = threading.Event(), []
+
+    def pause_at_3(event):
+        if isinstance(event, StepLogged) and event.step == 3:
+            pause.set()
+            # the trainer now waits; release it from another thread after checking no step runs meanwhile
+            threading.Timer(0.4, pause.clear).start()
+        elif isinstance(event, Progress) and event.phase == "paused":
+            seen_while_paused.append(event.message)
+    _, events, ended = _run(tmp_path, tiny_bert, ["classification"], pause=pause, emit=pause_at_3,
+                            train={"max_steps": 6})
+    assert ended.reason == "completed" and ended.step == 6
+    phases = [(type(e).__name__, getattr(e, "phase", getattr(e, "step", None))) for e in events
+              if isinstance(e, (StepLogged, Progress)) and getattr(e, "phase", "x") in ("x", "paused", "resumed")]
+    at = phases.index(("Progress", "paused"))
+    assert phases[at - 1] == ("StepLogged", 3) and phases[at + 1] == ("Progress", "resumed")
+    assert phases[at + 2] == ("StepLogged", 4)
+    assert seen_while_paused == ["Paused after step 3"]
+    # elapsed time leaves out the pause
+    assert _of(events, StepLogged)[-1].elapsed_s < 0.4 + _of(events, StepLogged)[2].elapsed_s
+
+
+def test_stop_while_paused_writes_a_checkpoint(tmp_path, tiny_bert):
+    pause, stop = threading.Event(), threading.Event()
+
+    def pause_then_stop(event):
+        if isinstance(event, StepLogged) and event.step == 2:
+            pause.set()
+        elif isinstance(event, Progress) and event.phase == "paused":
+            stop.set()
+    _, events, ended = _run(tmp_path, tiny_bert, ["classification"], pause=pause, stop=stop, emit=pause_then_stop)
+    assert ended.reason == "stopped" and ended.step == 2
+    assert _of(events, CheckpointSaved)[-1].step == 2
+    assert not [e for e in events if isinstance(e, Progress) and e.phase == "resumed"]
 
 
 def test_stop_before_training_ends_cleanly(tmp_path, tiny_bert):

@@ -1,0 +1,220 @@
+"""What the GUI shows before a run: a base model's facts, a task's data as its head will see it, and what
+stands in the way of starting."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qarac_gui.core.config import BackboneConfig, Project, TaskConfig, validate
+from qarac_gui.core.errors import UserError
+from qarac_gui.core.head_kinds import HEAD_KINDS
+
+PREVIEW_ROWS = 20
+LENGTH_SAMPLE = 1000           # rows tokenised to estimate truncation; enough for a share to within a few %
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    spec: str
+    source: str
+    architecture: str            # as saved, e.g. BertForSequenceClassification
+    model_type: str
+    parameters: int
+    hidden_size: int
+    layers: int
+    vocab_size: int
+    max_positions: int
+    removed: str                 # the head that will be dropped, "" when there is none
+
+
+def describe_model(cfg: BackboneConfig, root: Path, cache_dir: str | None = None) -> tuple[ModelInfo, Any]:
+    """Load the base model once to report what it is; returns (facts, its tokenizer)."""
+    from qarac_gui.core.backbone import encoder_layers, load_backbone
+    loaded = load_backbone(cfg, root, cache_dir)
+    config = loaded.model.config
+    info = ModelInfo(
+        spec=cfg.model, source=loaded.source, architecture=loaded.architecture, model_type=config.model_type,
+        parameters=sum(p.numel() for p in loaded.model.parameters()),
+        hidden_size=int(getattr(config, "hidden_size", 0) or 0),
+        layers=len(encoder_layers(loaded.model)) or int(getattr(config, "num_hidden_layers", 0) or 0),
+        vocab_size=int(getattr(config, "vocab_size", 0) or 0),
+        max_positions=int(getattr(config, "max_position_embeddings", 0) or 0),
+        removed=loaded.removed)
+    return info, loaded.tokenizer
+
+
+@dataclass(frozen=True)
+class TaskPreview:
+    task: str
+    columns: list[str] = field(default_factory=list)       # every column of the training data
+    headers: list[str] = field(default_factory=list)       # the mapped columns, in the order the head reads them
+    rows: list[list[str]] = field(default_factory=list)    # the first rows of those columns
+    train_rows: int = 0
+    valid_rows: int = 0
+    labels: list[str] = field(default_factory=list)
+    label_counts: dict[str, int] = field(default_factory=dict)
+    truncated_share: float | None = None                   # share of sampled rows longer than max_length
+    errors: list[str] = field(default_factory=list)        # each one blocks Start
+    warnings: list[str] = field(default_factory=list)
+
+
+def _raw_train(project: Project, task: TaskConfig, cache_dir: str | None) -> Any:
+    from qarac_gui.core.data import file_format, load_file, load_hub
+    d = task.data
+    if d.hub:
+        return load_hub(task, d.train_split, cache_dir)
+    if not d.train:
+        raise UserError(f"task {task.name}: choose a training data file or a Hub dataset")
+    path = project.resolve(d.train)
+    return load_file(path, file_format(path, d.format), cache_dir)
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: int = PREVIEW_ROWS,
+                 cache_dir: str | None = None) -> TaskPreview:
+    """Read a task's data the way a run will, and report what a user should fix or know before training."""
+    from qarac_gui.core.data import check_columns, load_splits, required_columns
+    try:
+        raw = _raw_train(project, task, cache_dir)
+    except UserError as e:
+        return TaskPreview(task.name, errors=[str(e)])
+    columns = list(raw.column_names)
+    try:
+        check_columns(task, raw, "training data")
+        train, valid = load_splits(project, task, cache_dir)
+    except UserError as e:
+        return TaskPreview(task.name, columns=columns, errors=[str(e)])
+    headers = required_columns(task)
+    # Rows and row numbers as they are in the file, not as the held-out split shuffled them.
+    head_rows = raw.select(range(min(n, len(raw))))
+    rows = [[_cell(head_rows[c][i]) for c in headers] for i in range(len(head_rows))]
+    separate = task.data.validation or (task.data.hub and task.data.validation_split)
+    errors, warnings = _check_values(task, raw, valid if separate else None)
+    labels, counts = _labels(task, train, valid, errors)
+    warnings += _balance_warnings(task, counts)
+    share = None
+    if tokenizer is not None and not errors:
+        share = _truncated_share(task, tokenizer, train)
+        if share > 0.05:
+            warnings.append(f"task {task.name}: {share:.0%} of the sampled rows are longer than max_length "
+                            f"{task.max_length} tokens and will be cut; raise max_length if the end matters")
+    if len(train) < 8:
+        warnings.append(f"task {task.name}: only {len(train)} training rows; results will be noisy")
+    if valid is None or len(valid) == 0:
+        warnings.append(f"task {task.name}: no validation data, so no metrics; set a validation file or fraction")
+    return TaskPreview(task.name, columns, headers, rows, len(train), 0 if valid is None else len(valid),
+                       labels, counts, share, errors, warnings)
+
+
+def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], list[str]]:
+    errors, warnings = [], []
+    for what, ds in (("training data", train), ("validation data", valid)):
+        if ds is None:
+            continue
+        texts = ds[task.data.text]
+        empty = sum(1 for v in texts if v is None or (isinstance(v, str) and not v.strip()))
+        if empty:
+            warnings.append(f"task {task.name}: {empty} row(s) of the {what} have an empty {task.data.text!r}")
+        if HEAD_KINDS[task.head.kind].label_role == "score":
+            bad = _first_non_number(ds[task.data.label])
+            if bad is not None:
+                row, value = bad
+                errors.append(f"task {task.name}: {what}, row {row + 1}, has {value!r} in {task.data.label!r}, "
+                              f"but a {task.head.kind} head needs a number; fix the row or map another column")
+    return errors, warnings
+
+
+def _first_non_number(values: list) -> tuple[int, Any] | None:
+    for i, v in enumerate(values):
+        try:
+            if v is None or isinstance(v, bool) or not math.isfinite(float(v)):
+                return i, v
+        except (TypeError, ValueError):
+            return i, v
+    return None
+
+
+def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tuple[list[str], dict[str, int]]:
+    from qarac_gui.core.data import infer_labels, split_labels
+    kind = task.head.kind
+    if kind not in ("classification", "multilabel", "token_classification"):
+        return [], {}
+    try:
+        labels = infer_labels(task, train, valid)
+    except (TypeError, ValueError) as e:
+        errors.append(f"task {task.name}: labels in {task.data.label!r} cannot be read: {e}")
+        return [], {}
+    counts: Counter = Counter()
+    for value in train[task.data.label]:
+        if kind == "classification":
+            counts[str(value)] += 1
+        elif kind == "multilabel":
+            counts.update(split_labels(value, task.head.label_separator))
+        else:
+            counts.update(str(v) for v in (value or []))
+    if kind == "classification" and len(labels) < 2:
+        errors.append(f"task {task.name}: the training data has {len(labels)} label(s) in {task.data.label!r}; "
+                      "a classifier needs at least two; map the right label column")
+    unknown = sorted(set(counts) - set(labels) - {"None"})
+    if task.head.labels and unknown:
+        errors.append(f"task {task.name}: labels {', '.join(unknown[:5])} are in the data but not in head.labels; "
+                      "add them or clear head.labels to take them from the data")
+    return labels, dict(counts.most_common())
+
+
+def _balance_warnings(task: TaskConfig, counts: dict[str, int]) -> list[str]:
+    if task.head.kind != "classification" or len(counts) < 2:
+        return []
+    top, low = max(counts.values()), min(counts.values())
+    if low * 10 < top:
+        rare = min(counts, key=counts.get)
+        return [f"task {task.name}: classes are imbalanced ({rare!r}: {low} rows against {top} for the most "
+                "common); accuracy may mislead, so watch macro-F1"]
+    return []
+
+
+def _truncated_share(task: TaskConfig, tokenizer: Any, train: Any) -> float:
+    kind = task.head.kind
+    sample = train.select(range(min(LENGTH_SAMPLE, len(train))))
+    first = sample[task.data.text]
+    second = sample[task.data.text_pair] if task.data.text_pair else None
+    if kind == "token_classification":
+        enc = tokenizer([list(map(str, w or [])) for w in first], is_split_into_words=True)
+    elif second is not None:
+        enc = tokenizer([str(a or "") for a in first], [str(b or "") for b in second])
+    else:
+        enc = tokenizer([str(a or "") for a in first])
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    return sum(1 for n in lengths if n > task.max_length) / max(1, len(lengths))
+
+
+def start_problems(project: Project, previews: dict[str, TaskPreview], model_error: str = "") -> list[str]:
+    """Everything that blocks Start, each saying what to fix; empty when the run can start."""
+    problems = list(validate(project))
+    if model_error:
+        problems.append(model_error)
+    for task in project.tasks:
+        preview = previews.get(task.name)
+        if preview is not None:
+            problems.extend(preview.errors)
+    return problems
+
+
+def head_parameters(project: Project, encoder: Any, labels: dict[str, list[str]]) -> dict[str, int]:
+    """Parameters each task's head adds to the shared encoder, built exactly as a run builds them."""
+    from qarac_gui.core.heads import build_head, own_parameters
+    counts = {}
+    for task in project.tasks:
+        if task.head.kind not in HEAD_KINDS:
+            continue
+        n = len(labels.get(task.name) or task.head.labels) or 2
+        counts[task.name] = own_parameters(build_head(task.head, encoder, n), encoder)
+    return counts
