@@ -33,18 +33,23 @@ class ModelInfo:
 
 def describe_model(cfg: BackboneConfig, root: Path, cache_dir: str | None = None) -> tuple[ModelInfo, Any]:
     """Load the base model once to report what it is; returns (facts, its tokenizer)."""
-    from qarac_gui.core.backbone import encoder_layers, load_backbone
+    from qarac_gui.core.backbone import load_backbone
     loaded = load_backbone(cfg, root, cache_dir)
+    return model_info(cfg.model, loaded), loaded.tokenizer
+
+
+def model_info(spec: str, loaded: Any) -> ModelInfo:
+    """The facts of a LoadedBackbone."""
+    from qarac_gui.core.backbone import encoder_layers
     config = loaded.model.config
-    info = ModelInfo(
-        spec=cfg.model, source=loaded.source, architecture=loaded.architecture, model_type=config.model_type,
+    return ModelInfo(
+        spec=spec, source=loaded.source, architecture=loaded.architecture, model_type=config.model_type,
         parameters=sum(p.numel() for p in loaded.model.parameters()),
         hidden_size=int(getattr(config, "hidden_size", 0) or 0),
         layers=len(encoder_layers(loaded.model)) or int(getattr(config, "num_hidden_layers", 0) or 0),
         vocab_size=int(getattr(config, "vocab_size", 0) or 0),
         max_positions=int(getattr(config, "max_position_embeddings", 0) or 0),
         removed=loaded.removed)
-    return info, loaded.tokenizer
 
 
 @dataclass(frozen=True)

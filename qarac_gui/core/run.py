@@ -20,10 +20,11 @@ class RunStopped(Exception):
     """The user stopped the run before training began."""
 
 
-def new_run_dir(project: Project) -> Path:
+def new_run_dir(project: Project, runs: Path | None = None) -> Path:
+    """A fresh folder name under `runs` (default: the app's runs folder) from the project name and the time."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_-]+", "_", project.name).strip("_")[:48] or "project"
-    base = paths.runs_dir() / f"{safe}-{stamp}"
+    base = (runs or paths.runs_dir()) / f"{safe}-{stamp}"
     path, n = base, 1
     while path.exists():
         n += 1

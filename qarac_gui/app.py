@@ -1,0 +1,55 @@
+"""The GUI entry point (qarac-gui, python -m qarac_gui): the only place that creates the QApplication."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HEAVY = ("torch", "transformers", "datasets")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="qarac-gui", description="Multi-task fine-tuning, point and click.")
+    parser.add_argument("project", nargs="?", help="a project file (.toml) to open")
+    parser.add_argument("--demo", action="store_true", help="open the demo project (trains offline)")
+    parser.add_argument("--probe-startup", action="store_true", help=argparse.SUPPRESS)
+    args, _qt_args = parser.parse_known_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from qarac_gui.core import paths
+    app = QApplication.instance() or QApplication([sys.argv[0], *argv])
+    app.setApplicationName("qarac_gui")
+    app.setOrganizationName("qarac_gui")
+    app.setDesktopFileName("qarac-gui")
+    icon = paths.resource_path("icons", "qarac_gui.svg")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    from qarac_gui.ui.main_window import MainWindow, autosave_path
+    window = MainWindow()
+    if args.demo:
+        window.open_project(paths.resource_path("demo", "project.toml"), ask=False)
+    elif args.project:
+        if not Path(args.project).is_file():
+            print(f"error: {args.project}: no such project file", file=sys.stderr)
+            return 1
+        window.open_project(Path(args.project), ask=False)
+    window.show()
+    if args.probe_startup:
+        def report() -> None:
+            print(json.dumps({"heavy_modules_loaded": [m for m in HEAVY if m in sys.modules],
+                              "title": window.windowTitle()}), flush=True)
+            app.quit()
+        QTimer.singleShot(0, report)
+    elif autosave_path().is_file():
+        QTimer.singleShot(300, window.offer_recovery)
+    return app.exec()

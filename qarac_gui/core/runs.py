@@ -1,0 +1,118 @@
+"""Past runs: list them, read their events back, and copy what a run exported to where the user wants it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from qarac_gui.core import events as ev
+from qarac_gui.core.errors import UserError
+
+EVENT_TYPES = {cls.__name__: cls for cls in (ev.Progress, ev.RunStarted, ev.StepLogged, ev.EvalDone,
+                                             ev.CheckpointSaved, ev.ExportDone, ev.RunEnded)}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    path: Path
+    name: str
+    started: float                  # modification time of its project copy
+    status: str                     # completed | stopped | early_stopped | failed | interrupted | ...
+    step: int
+    total_steps: int
+    tasks: tuple[str, ...]
+    monitored: str
+    best_value: float | None
+    exported: bool
+    resumable: bool                 # stopped with a checkpoint, no export yet
+
+
+def read_events(run_dir: Path) -> list:
+    """The run's events.jsonl as event objects; a torn last line (a crash mid-write) is skipped."""
+    path = Path(run_dir) / "events.jsonl"
+    out = []
+    if not path.is_file():
+        return out
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                raw = json.loads(line)
+                cls = EVENT_TYPES[raw.pop("event")]
+                out.append(cls(**raw))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return out
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    events = read_events(run_dir)
+    started = next((e for e in events if isinstance(e, ev.RunStarted)), None)
+    ended = [e for e in events if isinstance(e, ev.RunEnded)]
+    steps = [e.step for e in events if isinstance(e, ev.StepLogged)]
+    evals = [e for e in events if isinstance(e, ev.EvalDone)]
+    exported = (Path(run_dir) / "export").is_dir()
+    checkpoints = Path(run_dir) / "checkpoints"
+    has_checkpoint = checkpoints.is_dir() and any(checkpoints.glob("step-*"))
+    status = ended[-1].reason if ended else "interrupted"
+    project = Path(run_dir) / "project.toml"
+    return RunSummary(
+        path=Path(run_dir), name=Path(run_dir).name,
+        started=project.stat().st_mtime if project.exists() else 0.0, status=status,
+        step=max([e.step for e in ended] + steps + [0]), total_steps=started.total_steps if started else 0,
+        tasks=tuple(started.tasks) if started else (), monitored=evals[-1].monitored if evals else "",
+        best_value=evals[-1].best_value if evals else None, exported=exported,
+        resumable=has_checkpoint and not exported and status != "completed")
+
+
+def list_runs(base: Path) -> list[RunSummary]:
+    """Runs under `base`, newest first."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    runs = [summarize(p) for p in base.iterdir() if p.is_dir() and (p / "events.jsonl").is_file()]
+    return sorted(runs, key=lambda r: r.started, reverse=True)
+
+
+def exported_folders(run_dir: Path) -> dict[str, Path]:
+    """What the run exported: task name (or "full") -> folder."""
+    out = Path(run_dir) / "export"
+    if not out.is_dir():
+        return {}
+    return {p.name: p for p in sorted(out.iterdir()) if p.is_dir()}
+
+
+def copy_export(run_dir: Path, destination: Path, names: list[str], emit=None) -> list[Path]:
+    """Copy the chosen exported folders into `destination` (new or empty), one folder per task.
+
+    Writes into a temporary folder beside the destination first, so a failure leaves nothing half-copied.
+    """
+    available = exported_folders(run_dir)
+    missing = [n for n in names if n not in available]
+    if not names:
+        raise UserError("choose at least one task to export")
+    if missing:
+        raise UserError(f"this run has no export of {', '.join(missing)} (it has: {', '.join(available) or 'none'})")
+    destination = Path(destination)
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise UserError(f"{destination} is not an empty folder; choose an empty or new folder so nothing is "
+                        "overwritten")
+    tmp = destination.with_name(f".{destination.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        for i, name in enumerate(names):
+            if emit:
+                emit(ev.Progress("export", f"Copying {name}", i, len(names)))
+            shutil.copytree(available[name], tmp / name)
+        if destination.exists():
+            destination.rmdir()
+        os.replace(tmp, destination)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"could not write to {destination}: {e.strerror or e}") from e
+    if emit:
+        emit(ev.Progress("export", "Export copied", len(names), len(names)))
+    return [destination / n for n in names]

@@ -1,0 +1,165 @@
+"""Live charts: series buffered in growable arrays, drawn on a timer, fast for long runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QApplication
+
+SMOOTHING = 0.9                 # EMA factor of the smoothed loss curves, like TensorBoard's default slider
+
+pg.setConfigOptions(antialias=False)
+
+
+def color_of(index: int) -> pg.QtGui.QColor:
+    return pg.intColor(index, hues=9, values=1, maxValue=220, minValue=150, sat=200)
+
+
+class Series:
+    """x and y in arrays that double when full: appending is O(1) and setData gets views, not copies."""
+
+    def __init__(self) -> None:
+        self._x = np.empty(256)
+        self._y = np.empty(256)
+        self.size = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.size == len(self._x):
+            self._x = np.concatenate([self._x, np.empty(len(self._x))])
+            self._y = np.concatenate([self._y, np.empty(len(self._y))])
+        self._x[self.size], self._y[self.size] = x, y
+        self.size += 1
+
+    def set(self, xs, ys) -> None:
+        self._x = np.asarray(xs, dtype=float).copy()
+        self._y = np.asarray(ys, dtype=float).copy()
+        self.size = len(self._x)
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[:self.size]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[:self.size]
+
+
+class LiveChart(pg.PlotWidget):
+    """One quantity over steps; each named series is one curve. Call flush() from a timer to redraw."""
+
+    def __init__(self, title: str, y_label: str, log_y: bool = False, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName(f"chart_{title.lower().replace(' ', '_')}")
+        # Follow the system palette, light or dark, instead of pyqtgraph's fixed black background.
+        palette = QApplication.palette()
+        text = palette.color(QPalette.ColorRole.Text)
+        self.setBackground(palette.color(QPalette.ColorRole.Base))
+        item = self.getPlotItem()
+        item.setTitle(title, color=text.name())
+        for side in ("left", "bottom"):
+            item.getAxis(side).setPen(text)
+            item.getAxis(side).setTextPen(text)
+        item.setLabel("bottom", "step")
+        item.setLabel("left", y_label)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        item.setLogMode(y=log_y)
+        item.setDownsampling(auto=True, mode="peak")
+        item.setClipToView(True)
+        self.legend = item.addLegend(offset=(-10, 10))
+        self.series: dict[str, Series] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self._dirty: set[str] = set()
+
+    def add_series(self, name: str, color, *, width: float = 1, dashed: bool = False, symbol: str | None = None,
+                   legend: bool = True, alpha: int = 255) -> None:
+        if name in self.series:
+            return
+        color = pg.mkColor(color)
+        color.setAlpha(alpha)
+        pen = pg.mkPen(color, width=width, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
+        curve = self.getPlotItem().plot(
+            name=name if legend else None, pen=pen, symbol=symbol, symbolSize=6,
+            symbolBrush=color if symbol else None, symbolPen=None)
+        self.series[name] = Series()
+        self.curves[name] = curve
+
+    def append(self, name: str, x: float, y: float) -> None:
+        if name not in self.series:
+            self.add_series(name, color_of(len(self.series)))
+        self.series[name].append(x, y)
+        self._dirty.add(name)
+
+    def set_data(self, name: str, xs, ys) -> None:
+        if name not in self.series:
+            self.add_series(name, color_of(len(self.series)))
+        self.series[name].set(xs, ys)
+        self._dirty.add(name)
+
+    def set_visible(self, name: str, visible: bool) -> None:
+        if name in self.curves:
+            self.curves[name].setVisible(visible)
+
+    def flush(self) -> None:
+        for name in self._dirty:
+            s = self.series[name]
+            self.curves[name].setData(s.x, s.y)
+        self._dirty.clear()
+
+    def clear_all(self) -> None:
+        for curve in self.curves.values():
+            self.getPlotItem().removeItem(curve)
+        self.legend.clear()
+        self.series.clear()
+        self.curves.clear()
+        self._dirty.clear()
+
+    def export_image(self, path: Path) -> None:
+        """PNG or SVG by the file's extension."""
+        from pyqtgraph import exporters
+        self.flush()
+        path = Path(path)
+        if path.suffix.lower() == ".svg":
+            exporter = exporters.SVGExporter(self.getPlotItem())
+        else:
+            exporter = exporters.ImageExporter(self.getPlotItem())
+            exporter.parameters()["width"] = max(800, int(self.width() * self.devicePixelRatioF()))
+        exporter.export(str(path))
+
+
+class LossChart(LiveChart):
+    """Per-task training loss: the raw values thin and faint, an exponential moving average over them."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("Training loss", "loss", parent=parent)
+        self._ema: dict[str, float] = {}
+        self._visible: dict[str, bool] = {}
+
+    def add_task(self, task: str, index: int) -> None:
+        color = color_of(index)
+        self.add_series(f"{task} (raw)", color, alpha=90, legend=False)
+        self.add_series(task, color, width=2)
+
+    def append_loss(self, task: str, step: float, loss: float) -> None:
+        if task not in self.series:
+            self.add_task(task, len(self.series) // 2)
+        self.append(f"{task} (raw)", step, loss)
+        previous = self._ema.get(task)
+        smooth = loss if previous is None else SMOOTHING * previous + (1 - SMOOTHING) * loss
+        self._ema[task] = smooth
+        self.append(task, step, smooth)
+
+    def set_task_visible(self, task: str, visible: bool) -> None:
+        self._visible[task] = visible
+        self.set_visible(task, visible)
+        self.set_visible(f"{task} (raw)", visible)
+
+    def tasks(self) -> list[str]:
+        return [n for n in self.series if not n.endswith(" (raw)")]
+
+    def clear_all(self) -> None:
+        super().clear_all()
+        self._ema.clear()

@@ -1,0 +1,161 @@
+"""The open project: one Project object, its file, unsaved changes, undo and redo."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from qarac_gui.core.config import BackboneConfig, Project, dumps_project, load_project, save_project
+
+UNDO_LIMIT = 200
+
+
+def new_project() -> Project:
+    project = Project(name="untitled")
+    project.backbones["encoder"] = BackboneConfig()
+    project.train.epochs = 1.0
+    project.eval.every = 0
+    project.root = Path.cwd()
+    return project
+
+
+def _child(obj: Any, part: str) -> Any:
+    if isinstance(obj, dict):
+        return obj[part]
+    if isinstance(obj, list):              # tasks.0.head.kind
+        return obj[int(part)]
+    return getattr(obj, part)
+
+
+def get_path(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = _child(obj, part)
+    return obj
+
+
+def set_path(obj: Any, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        obj = _child(obj, part)
+    if isinstance(obj, dict):
+        obj[last] = value
+    else:
+        setattr(obj, last, value)
+
+
+def absolute_paths(project: Project) -> None:
+    """Make local paths absolute, so a project saved into another folder still finds its files."""
+    for bb in project.backbones.values():
+        if bb.model and not bb.model.startswith("package:") and project.resolve(bb.model).exists():
+            bb.model = str(project.resolve(bb.model).resolve())
+    for t in project.tasks:
+        for key in ("train", "validation"):
+            value = getattr(t.data, key)
+            if value:
+                setattr(t.data, key, str(project.resolve(value).resolve()))
+
+
+class ProjectDocument(QObject):
+    """Edits go through edit() so that every change can be undone and every view hears about it."""
+
+    changed = Signal(str)            # the dotted section that changed ("" = everything)
+    file_changed = Signal()          # path or saved state changed (window title, recent files)
+
+    def __init__(self, project: Project | None = None, path: Path | None = None) -> None:
+        super().__init__()
+        self.project = project or new_project()
+        self.path = path
+        self._saved = dumps_project(self.project)
+        self._undo: list[tuple[Project, str]] = []
+        self._redo: list[tuple[Project, str]] = []
+
+    @property
+    def dirty(self) -> bool:
+        return dumps_project(self.project) != self._saved
+
+    @property
+    def title(self) -> str:
+        return f"{self.project.name} ({self.path.name})" if self.path else f"{self.project.name} (not saved)"
+
+    def edit(self, change: Callable[[Project], None], section: str = "", label: str = "edit") -> None:
+        before = copy.deepcopy(self.project)
+        change(self.project)
+        if dumps_project(before) == dumps_project(self.project):
+            return
+        self._undo.append((before, label))
+        del self._undo[:-UNDO_LIMIT]
+        self._redo.clear()
+        self.changed.emit(section)
+        self.file_changed.emit()
+
+    def set_value(self, dotted: str, value: Any) -> None:
+        if get_path(self.project, dotted) == value:
+            return
+        self.edit(lambda p: set_path(p, dotted, value), dotted.rsplit(".", 1)[0], dotted)
+
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo_label(self) -> str:
+        return self._undo[-1][1] if self._undo else ""
+
+    def undo(self) -> None:
+        if self._undo:
+            before, label = self._undo.pop()
+            self._redo.append((self.project, label))
+            self._replace(before)
+
+    def redo(self) -> None:
+        if self._redo:
+            after, label = self._redo.pop()
+            self._undo.append((self.project, label))
+            self._replace(after)
+
+    def _replace(self, project: Project) -> None:
+        self.project = project
+        self.changed.emit("")
+        self.file_changed.emit()
+
+    def load(self, path: Path) -> None:
+        """Open a project file (unfinished projects open too; what is missing shows in the report)."""
+        project = load_project(path, check=False)
+        self.project, self.path = project, Path(path).resolve()
+        self._saved = dumps_project(project)
+        self._undo.clear()
+        self._redo.clear()
+        self.changed.emit("")
+        self.file_changed.emit()
+
+    def mark_unsaved(self) -> None:
+        self._saved = ""
+        self.file_changed.emit()
+
+    def reset(self, project: Project | None = None) -> None:
+        self.project, self.path = project or new_project(), None
+        self._saved = dumps_project(self.project)
+        self._undo.clear()
+        self._redo.clear()
+        self.changed.emit("")
+        self.file_changed.emit()
+
+    def save(self, path: Path | None = None) -> None:
+        target = Path(path or self.path).resolve()
+        if target.parent != self.project.root.resolve():
+            absolute_paths(self.project)
+            self.project.root = target.parent
+        save_project(self.project, target)
+        self.path = target
+        self._saved = dumps_project(self.project)
+        self.file_changed.emit()
+
+    def write_autosave(self, path: Path) -> None:
+        """A copy of unsaved work that survives a crash; the project file itself is left alone."""
+        snapshot = copy.deepcopy(self.project)
+        absolute_paths(snapshot)
+        save_project(snapshot, path)

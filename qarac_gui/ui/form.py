@@ -1,0 +1,148 @@
+"""Widgets bound to fields of the open project: edits go through the document (undo), and refresh() shows it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
+
+from qarac_gui.ui.document import ProjectDocument, get_path
+
+INVALID_STYLE = "border: 1px solid #d04040;"
+
+
+class _Field:
+    def __init__(self, key: str, widget: QWidget, show: Callable[[Any], None]) -> None:
+        self.key, self.widget, self.show = key, widget, show
+
+
+class Binder:
+    """Creates editors for dotted keys under a prefix (e.g. "tasks.2" for the selected task)."""
+
+    def __init__(self, document: ProjectDocument, prefix: str = "") -> None:
+        self.document = document
+        self.prefix = prefix
+        self.fields: list[_Field] = []
+
+    def _full(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def _commit(self, key: str, value: Any) -> None:
+        self.document.set_value(self._full(key), value)
+
+    def value(self, key: str) -> Any:
+        return get_path(self.document.project, self._full(key))
+
+    def refresh(self) -> None:
+        for f in self.fields:
+            f.widget.blockSignals(True)
+            try:
+                f.show(self.value(f.key))
+            finally:
+                f.widget.blockSignals(False)
+
+    def _add(self, key: str, widget: QWidget, show: Callable[[Any], None], tip: str) -> QWidget:
+        widget.setObjectName(key.replace(".", "_"))
+        if tip:
+            widget.setToolTip(tip)
+            widget.setWhatsThis(tip)
+        self.fields.append(_Field(key, widget, show))
+        return widget
+
+    def number(self, key: str, tip: str = "", minimum: float = 0.0, maximum: float = math.inf) -> QLineEdit:
+        """A float in a text box, so 1e-5 and 0.00001 both work; out-of-range input is marked, not saved."""
+        edit = QLineEdit()
+
+        def commit() -> None:
+            text = edit.text().strip()
+            try:
+                value = float(text)
+                if not (minimum <= value <= maximum) or math.isnan(value):
+                    raise ValueError
+            except ValueError:
+                edit.setStyleSheet(INVALID_STYLE)
+                edit.setToolTip(f"{text!r} is not a number between {minimum:g} and {maximum:g}. {tip}")
+                return
+            edit.setStyleSheet("")
+            edit.setToolTip(tip)
+            self._commit(key, value)
+
+        def show(value: Any) -> None:
+            edit.setText(f"{value:g}")
+            edit.setStyleSheet("")
+
+        edit.editingFinished.connect(commit)
+        return self._add(key, edit, show, tip)
+
+    def integer(self, key: str, tip: str = "", minimum: int = 0, maximum: int = 10**9,
+                special: str = "") -> QSpinBox:
+        box = QSpinBox()
+        box.setRange(minimum, maximum)
+        box.setKeyboardTracking(False)
+        if special:
+            box.setSpecialValueText(special)       # shown for the minimum, e.g. "off" for 0
+        box.valueChanged.connect(lambda v: self._commit(key, int(v)))
+        return self._add(key, box, box.setValue, tip)
+
+    def decimal(self, key: str, tip: str = "", minimum: float = 0.0, maximum: float = 1.0,
+                step: float = 0.05, decimals: int = 3) -> QDoubleSpinBox:
+        box = QDoubleSpinBox()
+        box.setRange(minimum, maximum)
+        box.setSingleStep(step)
+        box.setDecimals(decimals)
+        box.setKeyboardTracking(False)
+        box.valueChanged.connect(lambda v: self._commit(key, float(v)))
+        return self._add(key, box, box.setValue, tip)
+
+    def check(self, key: str, text: str, tip: str = "") -> QCheckBox:
+        box = QCheckBox(text)
+        box.toggled.connect(lambda v: self._commit(key, bool(v)))
+        return self._add(key, box, box.setChecked, tip)
+
+    def choice(self, key: str, choices: list[tuple[Any, str]], tip: str = "") -> QComboBox:
+        combo = QComboBox()
+        values = [value for value, _ in choices]          # by index: values may be None or bool
+        for _, label in choices:
+            combo.addItem(label)
+
+        def show(value: Any) -> None:
+            matches = [i for i, v in enumerate(values) if v == value and type(v) is type(value)]
+            if not matches:                     # a value the list does not offer: show it rather than hide it
+                values.append(value)
+                combo.addItem(str(value))
+                matches = [len(values) - 1]
+            combo.setCurrentIndex(matches[0])
+
+        combo.activated.connect(lambda i: self._commit(key, values[i]))
+        return self._add(key, combo, show, tip)
+
+    def text(self, key: str, tip: str = "", placeholder: str = "") -> QLineEdit:
+        edit = QLineEdit()
+        edit.setPlaceholderText(placeholder)
+        edit.editingFinished.connect(lambda: self._commit(key, edit.text().strip()))
+        return self._add(key, edit, lambda v: edit.setText(str(v)), tip)
+
+    def column(self, key: str, tip: str = "") -> QComboBox:
+        """An editable combo box offering the data's real columns; set_columns() fills it."""
+        combo = QComboBox()
+        combo.setEditable(True)
+        combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+
+        def show(value: Any) -> None:
+            combo.setEditText(str(value))
+
+        combo.activated.connect(lambda i: self._commit(key, combo.itemText(i)))
+        combo.lineEdit().editingFinished.connect(lambda: self._commit(key, combo.currentText().strip()))
+        return self._add(key, combo, show, tip)
+
+
+def set_columns(combo: QComboBox, columns: list[str], allow_empty: bool = False) -> None:
+    text = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    if allow_empty:
+        combo.addItem("")
+    combo.addItems(columns)
+    combo.setEditText(text)
+    combo.blockSignals(False)

@@ -1,0 +1,574 @@
+"""The main window: assembles the panels, owns the document, the background jobs and the run controller."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qarac_gui.core import paths
+from qarac_gui.core.config import ConfigError
+from qarac_gui.core.events import (
+    CheckpointSaved,
+    EvalDone,
+    ExportDone,
+    Progress,
+    RunEnded,
+    RunStarted,
+    StepLogged,
+)
+from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.error_dialog import show_error
+from qarac_gui.ui.panels.charts_panel import ChartsPanel
+from qarac_gui.ui.panels.log_panel import LogPanel
+from qarac_gui.ui.panels.model_panel import ModelPanel
+from qarac_gui.ui.panels.run_panel import RunPanel
+from qarac_gui.ui.panels.tasks_panel import TasksPanel
+from qarac_gui.ui.panels.training_panel import TrainingPanel
+from qarac_gui.ui.project_checks import ProjectChecks
+from qarac_gui.ui.worker import Failure, JobRunner, RunController
+
+CHART_REFRESH_MS = 100
+AUTOSAVE_MS = 60_000
+STARTUP_DELAY_MS = 150
+RECENT_LIMIT = 10
+FILE_FILTER = "qarac_gui projects (*.toml);;All files (*)"
+
+
+def settings() -> QSettings:
+    """Window state and recent files. A portable data folder (QARAC_GUI_DATA) keeps them beside the runs."""
+    if os.environ.get("QARAC_GUI_DATA"):
+        return QSettings(str(paths.data_dir() / "settings.ini"), QSettings.Format.IniFormat)
+    return QSettings("qarac_gui", "qarac_gui")
+
+
+def _list_devices() -> list:
+    from qarac_gui.core.devices import list_devices
+    return list_devices()
+
+
+def autosave_path() -> Path:
+    return paths.data_dir() / "autosave" / "project.toml"
+
+
+class MainWindow(QMainWindow):
+    """qarac_gui's window."""
+
+    def __init__(self, document: ProjectDocument | None = None) -> None:
+        super().__init__()
+        self.setObjectName("main_window")
+        self.document = document or ProjectDocument()
+        self.jobs = JobRunner(self)
+        self.checks = ProjectChecks(self.document, self.jobs, self)
+        self.controller = RunController(self)
+        self.last_run_dir: Path | None = None
+        self.run_name = ""
+        self._steps_done_here = 0
+        self._first_step = 0
+        self._close_after_run = False
+
+        self.model_panel = ModelPanel(self.document)
+        self.tasks_panel = TasksPanel(self.document)
+        self.training_panel = TrainingPanel(self.document)
+        self.run_panel = RunPanel()
+        self.charts = ChartsPanel()
+        self.log = LogPanel()
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("setup_tabs")
+        self.tabs.addTab(self.model_panel, "1 · Base model")
+        self.tabs.addTab(self.tasks_panel, "2 · Tasks and heads")
+        self.tabs.addTab(self.training_panel, "3 · Training")
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.run_panel)
+        self.right_split = QSplitter(Qt.Orientation.Vertical)
+        self.right_split.setObjectName("right_split")
+        self.right_split.addWidget(self.charts)
+        self.right_split.addWidget(self.log)
+        self.right_split.setSizes([560, 160])
+        rl.addWidget(self.right_split, 1)
+        self.main_split = QSplitter(Qt.Orientation.Horizontal)
+        self.main_split.setObjectName("main_split")
+        self.main_split.addWidget(self.tabs)
+        self.main_split.addWidget(right)
+        self.main_split.setSizes([640, 720])
+        self.setCentralWidget(self.main_split)
+        self.statusBar().showMessage("Ready")
+
+        self._make_actions()
+        self._connect()
+        self.chart_timer = QTimer(self)
+        self.chart_timer.setInterval(CHART_REFRESH_MS)
+        self.chart_timer.timeout.connect(self.charts.flush)
+        self.chart_timer.start()
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+        self._restore_settings()
+        self._on_document_file_changed()
+        self._update_run_state()
+        # Reading the model and the data imports torch and datasets: start it once the window is up.
+        QTimer.singleShot(STARTUP_DELAY_MS, self._on_startup_timer)
+
+    # --- construction ---------------------------------------------------------------------------------------
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        return action
+
+    def _make_actions(self) -> None:
+        S = QKeySequence.StandardKey
+        a = self.actions_by_name = {
+            "new": self._action("&New project", self.new_project, S.New),
+            "open": self._action("&Open…", self.open_dialog, S.Open),
+            "demo": self._action("Open the &demo project", self.open_demo),
+            "save": self._action("&Save", self.save, S.Save),
+            "save_as": self._action("Save &as…", self.save_as, S.SaveAs),
+            "export": self._action("&Export models…", self.export_dialog, "Ctrl+E",
+                                   "Copy the models a run exported to a folder of your choice"),
+            "quit": self._action("&Quit", self.close, S.Quit),
+            "undo": self._action("&Undo", self.document.undo, S.Undo),
+            "redo": self._action("&Redo", self.document.redo, S.Redo),
+            "add_task": self._action("Add &task", self.tasks_panel.add_task, "Ctrl+T"),
+            "start": self._action("&Start training", self.start_run, "Ctrl+R"),
+            "pause": self._action("&Pause", self.toggle_pause, "Ctrl+P"),
+            "stop": self._action("S&top (save a checkpoint)", self.stop_run, "Ctrl+."),
+            "continue": self._action("&Continue a stopped run…", self.history_dialog),
+            "history": self._action("Run &history…", self.history_dialog, "Ctrl+H"),
+            "about": self._action("&About qarac_gui", self.about),
+        }
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        for key in ("new", "open", "demo"):
+            file_menu.addAction(a[key])
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        for key in ("save", "save_as", None, "export", None, "quit"):
+            file_menu.addSeparator() if key is None else file_menu.addAction(a[key])
+        edit = bar.addMenu("&Edit")
+        for key in ("undo", "redo", None, "add_task"):
+            edit.addSeparator() if key is None else edit.addAction(a[key])
+        run_menu = bar.addMenu("&Run")
+        for key in ("start", "pause", "stop", None, "continue", "history"):
+            run_menu.addSeparator() if key is None else run_menu.addAction(a[key])
+        bar.addMenu("&Help").addAction(a["about"])
+        self._fill_recent_menu()
+
+    def _connect(self) -> None:
+        d, c, ch = self.document, self.controller, self.checks
+        d.file_changed.connect(self._on_document_file_changed)
+        d.changed.connect(self._on_document_changed)
+        c.events_received.connect(self._on_run_events)
+        c.running_changed.connect(self._on_controller_running_changed)
+        c.paused_changed.connect(self._on_controller_paused_changed)
+        c.finished.connect(self._on_controller_finished)
+        ch.model_loading.connect(self._on_checks_model_loading)
+        ch.model_loaded.connect(self._on_checks_model_loaded)
+        ch.model_failed.connect(self._on_checks_model_failed)
+        ch.preview_ready.connect(self.tasks_panel.show_preview)
+        ch.head_params_ready.connect(self.model_panel.show_head_params)
+        ch.plan_changed.connect(self.training_panel.show_lr_preview)
+        ch.problems_changed.connect(self._on_checks_problems_changed)
+        self.model_panel.load_requested.connect(self._on_model_load_requested)
+        self.jobs.finished.connect(self._on_jobs_finished)
+        self.tasks_panel.preview_requested.connect(self.checks.request_preview)
+        rp = self.run_panel
+        rp.start_clicked.connect(self.start_run)
+        rp.pause_clicked.connect(lambda: self.controller.set_paused(True))
+        rp.resume_clicked.connect(lambda: self.controller.set_paused(False))
+        rp.stop_clicked.connect(self.stop_run)
+
+    # --- settings -------------------------------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        s = settings()
+        geometry = s.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1360, 860)
+        for splitter in (self.main_split, self.right_split, self.tasks_panel.splitter):
+            state = s.value(f"splitters/{splitter.objectName()}")
+            if state is not None:
+                splitter.restoreState(state)
+        self.model_panel.set_recent(self._recent("recent/models"))
+
+    def _save_settings(self) -> None:
+        s = settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        for splitter in (self.main_split, self.right_split, self.tasks_panel.splitter):
+            s.setValue(f"splitters/{splitter.objectName()}", splitter.saveState())
+
+    def _recent(self, key: str) -> list[str]:
+        value = settings().value(key, [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _remember(self, key: str, item: str) -> None:
+        items = [i for i in self._recent(key) if i != item]
+        settings().setValue(key, [item, *items][:RECENT_LIMIT])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self._recent("recent/projects"):
+            self.recent_menu.addAction(path, functools.partial(self.open_project, Path(path)))
+        self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
+
+    def runs_base(self) -> Path:
+        value = settings().value("runs/folder", "")
+        return Path(value) if value else paths.runs_dir()
+
+    # --- project files --------------------------------------------------------------------------------------
+    def _on_document_file_changed(self) -> None:
+        self.setWindowTitle(f"{self.document.title}[*] — qarac_gui")
+        self.setWindowModified(self.document.dirty)
+        self.actions_by_name["undo"].setEnabled(self.document.can_undo())
+        self.actions_by_name["redo"].setEnabled(self.document.can_redo())
+        label = self.document.undo_label()
+        self.actions_by_name["undo"].setText(f"&Undo {label}" if label else "&Undo")
+
+    def _on_document_changed(self, section: str) -> None:
+        self._update_run_state()
+
+    def confirm_discard(self) -> bool:
+        """Ask before unsaved changes are lost; True when it is fine to go on."""
+        if not self.document.dirty:
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved changes", f"Save the changes to {self.document.title}?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def new_project(self) -> None:
+        if self.confirm_discard():
+            self.document.reset()
+            self.charts.clear()
+
+    def open_dialog(self) -> None:
+        if not self.confirm_discard():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open a project", "", FILE_FILTER)
+        if path:
+            self.open_project(Path(path), ask=False)
+
+    def open_demo(self) -> None:
+        if self.confirm_discard():
+            self.open_project(paths.resource_path("demo", "project.toml"), ask=False)
+
+    def open_project(self, path: Path, ask: bool = True) -> bool:
+        if ask and not self.confirm_discard():
+            return False
+        try:
+            self.document.load(Path(path))
+        except ConfigError as e:
+            show_error(self, "Cannot open the project", str(e))
+            self.log.add(str(e), "error")
+            return False
+        self._remember("recent/projects", str(Path(path).resolve()))
+        self._fill_recent_menu()
+        self.log.add(f"Opened {path}")
+        self.charts.clear()
+        return True
+
+    def save(self) -> bool:
+        if self.document.path is None or self._is_bundled(self.document.path):
+            return self.save_as()
+        return self._save_to(self.document.path)
+
+    def save_as(self) -> bool:
+        start = str(self.document.path or Path.cwd() / f"{self.document.project.name}.toml")
+        path, _ = QFileDialog.getSaveFileName(self, "Save the project as", start, FILE_FILTER)
+        if not path:
+            return False
+        if not path.endswith(".toml"):
+            path += ".toml"
+        return self._save_to(Path(path))
+
+    def _save_to(self, path: Path) -> bool:
+        try:
+            self.document.save(path)
+        except OSError as e:
+            show_error(self, "Cannot save", f"{path} could not be written: {e.strerror or e}. Choose another "
+                       "folder with File > Save as.", str(e))
+            return False
+        self._remember("recent/projects", str(path.resolve()))
+        self._fill_recent_menu()
+        self.statusBar().showMessage(f"Saved {path}", 4000)
+        autosave_path().unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _is_bundled(path: Path) -> bool:
+        """The demo lives inside the app; saving goes elsewhere so an update cannot overwrite the user's work."""
+        try:
+            return Path(path).resolve().is_relative_to(paths.resource_path().resolve())
+        except OSError:
+            return False
+
+    @Slot()
+    def autosave(self) -> None:
+        if not self.document.dirty:
+            return
+        try:
+            target = autosave_path()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.document.write_autosave(target)
+        except OSError as e:
+            self.log.add(f"autosave failed: {e}", "warning")
+
+    def offer_recovery(self) -> None:
+        """Unsaved work from a session that ended without saving (a crash, a power cut) is offered back."""
+        path = autosave_path()
+        if not path.is_file():
+            return
+        answer = QMessageBox.question(
+            self, "Recover unsaved work?",
+            "qarac_gui ended last time with unsaved changes. Open the automatically saved copy?",
+            QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Discard, QMessageBox.StandardButton.Open)
+        if answer == QMessageBox.StandardButton.Open:
+            try:
+                self.document.load(path)
+            except ConfigError as e:
+                self.log.add(f"the autosaved copy could not be opened: {e}", "error")
+                return
+            self.document.path = None               # Save asks where: the copy is not the user's file
+            self.document.mark_unsaved()
+            self.log.add("Recovered the autosaved project; save it to keep it")
+        else:
+            path.unlink(missing_ok=True)
+
+    # --- model and checks -----------------------------------------------------------------------------------
+    def _on_startup_timer(self) -> None:
+        self.checks.refresh(force=True)
+        self.jobs.submit("devices", _list_devices)
+
+    def _on_jobs_finished(self, key: str, result) -> None:
+        if key == "devices" and isinstance(result, list):
+            self.training_panel.set_devices(result)
+
+    def _on_model_load_requested(self) -> None:
+        self.checks.load_model()
+
+    def _on_checks_model_loading(self, spec: str) -> None:
+        self.model_panel.set_busy(True, f"Loading {spec}…")
+        self.log.add(f"Loading the model {spec}")
+
+    def _on_checks_model_loaded(self, info) -> None:
+        self.model_panel.show_info(info)
+        self._remember("recent/models", info.spec)
+        self.model_panel.set_recent(self._recent("recent/models"))
+        self.log.add(f"Model {info.spec}: {info.architecture}, {info.parameters:,} parameters"
+                     + (f"; removed {info.removed}" if info.removed else ""))
+
+    def _on_checks_model_failed(self, message: str) -> None:
+        self.model_panel.show_error(message)
+        self.log.add(message, "error")
+
+    def _on_checks_problems_changed(self, problems: list) -> None:
+        self._update_run_state()
+
+    def _update_run_state(self) -> None:
+        running, paused = self.controller.running, self.controller.paused
+        self.run_panel.set_state(running, paused, self.checks.problems)
+        a = self.actions_by_name
+        a["start"].setEnabled(not running and not self.checks.problems)
+        a["pause"].setEnabled(running)
+        a["pause"].setText("&Resume" if paused else "&Pause")
+        a["stop"].setEnabled(running)
+        a["continue"].setEnabled(not running)
+        a["export"].setEnabled(not running)
+
+    # --- runs -----------------------------------------------------------------------------------------------
+    def start_run(self, resume_dir: Path | None = None) -> bool:
+        from qarac_gui.core.run import new_run_dir, run
+        if self.controller.running:
+            return False
+        if resume_dir is None and self.checks.problems:
+            self.log.add("Cannot start: " + "; ".join(self.checks.problems), "error")
+            return False
+        if isinstance(resume_dir, Path):
+            from qarac_gui.core.config import load_project
+            try:
+                project = load_project(resume_dir / "project.toml")
+            except ConfigError as e:
+                show_error(self, "Cannot continue the run", str(e))
+                return False
+            run_dir, resume = resume_dir, True
+        else:
+            project = copy.deepcopy(self.document.project)
+            run_dir, resume = new_run_dir(project, self.runs_base()), False
+        self.charts.clear()
+        if resume:
+            from qarac_gui.core.runs import read_events
+            for event in read_events(run_dir):
+                self.charts.handle(event)
+        self.last_run_dir = run_dir
+        self._steps_done_here = 0
+        self.run_panel.show_busy("Loading the model and reading the data…")
+        self.log.add(f"{'Continuing' if resume else 'Starting'} run in {run_dir}")
+        self.controller.start(functools.partial(run, project, run_dir=run_dir, resume=resume,
+                                                min_log_interval=0.1, pause=self.controller.pause_flag))
+        return True
+
+    def stop_run(self) -> None:
+        if self.controller.running:
+            self.controller.request_stop()
+            self.run_panel.set_status("Stopping after this step, then saving a checkpoint…")
+
+    def toggle_pause(self) -> None:
+        self.controller.set_paused(not self.controller.paused)
+
+    def _on_controller_running_changed(self, running: bool) -> None:
+        self._update_run_state()
+
+    def _on_controller_paused_changed(self, paused: bool) -> None:
+        self._update_run_state()
+        if paused:
+            self.run_panel.set_status("Pausing after the current step…")
+
+    @Slot(list)
+    def _on_run_events(self, events: list) -> None:
+        last_step = None
+        for event in events:
+            self.charts.handle(event)
+            if isinstance(event, StepLogged):
+                last_step = event
+                self._steps_done_here = event.step - self._first_step
+            elif isinstance(event, RunStarted):
+                self._first_step = event.start_step
+                self.run_panel.start_run(event.total_steps, event.start_step)
+                self.log.add(f"Training {len(event.tasks)} task(s) for {event.total_steps} steps on "
+                             f"{event.device} ({event.precision})")
+            elif isinstance(event, Progress):
+                if event.phase == "paused":
+                    self.run_panel.set_status(event.message)
+                elif event.phase == "resumed":
+                    self.run_panel.set_status(event.message)
+                elif event.total == 0 or event.phase != "train":
+                    self.run_panel.set_status(event.message)
+                self.log.add(event.message)
+            elif isinstance(event, EvalDone):
+                parts = [f"{t}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) for t, m in event.metrics.items()]
+                self.log.add(f"Validation at step {event.step}: " + "; ".join(parts))
+            elif isinstance(event, CheckpointSaved):
+                self.log.add(f"Checkpoint at step {event.step}: {event.path}")
+            elif isinstance(event, ExportDone):
+                self.log.add(f"Exported to {event.path}: {', '.join(event.folders)}")
+            elif isinstance(event, RunEnded):
+                self.log.add(f"Run ended at step {event.step}: {event.reason}"
+                             + (f" ({event.message})" if event.message else ""),
+                             "error" if event.reason == "failed" else "info")
+        if last_step is not None and not self.controller.paused:
+            e = last_step
+            self.run_panel.show_step(e.step, e.epoch, e.samples_per_s, e.elapsed_s, self._steps_done_here)
+
+    @Slot(object)
+    def _on_controller_finished(self, result) -> None:
+        self.charts.flush()
+        if isinstance(result, Failure):
+            self.run_panel.set_status(f"Failed: {result.message}")
+            self.log.add(result.message, "error", "" if result.user_error else result.details)
+            show_error(self, "The run failed", result.message, result.details)
+        elif isinstance(result, RunEnded):
+            text = {"completed": "Finished", "early_stopped": "Stopped early (no more improvement)",
+                    "stopped": "Stopped; a checkpoint was saved (Run > Continue a stopped run)"}.get(
+                result.reason, result.reason)
+            where = f" — models in {Path(result.run_dir) / 'export'}" if result.reason in (
+                "completed", "early_stopped") else ""
+            self.run_panel.set_status(f"{text} at step {result.step}{where}. {result.message}".strip())
+            self.statusBar().showMessage(text, 8000)
+        self._update_run_state()
+        if self._close_after_run:
+            self.close()
+
+    # --- dialogs --------------------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        from qarac_gui.ui.export_dialog import ExportDialog
+        dialog = ExportDialog(self.runs_base(), self.last_run_dir, self)
+        dialog.open()
+
+    def history_dialog(self) -> None:
+        from qarac_gui.ui.history_dialog import HistoryDialog
+        dialog = HistoryDialog(self.runs_base(), self)
+        dialog.show_run.connect(self._on_history_show_run)
+        dialog.overlay_run.connect(self._on_history_overlay_run)
+        dialog.continue_run.connect(self._on_history_continue_run)
+        dialog.open()
+
+    def _on_history_show_run(self, path: str) -> None:
+        from qarac_gui.core.runs import read_events
+        self.charts.clear()
+        for event in read_events(Path(path)):
+            self.charts.handle(event)
+        self.charts.flush()
+        self.last_run_dir = Path(path)
+        self.log.add(f"Showing the charts of {path}")
+
+    def _on_history_overlay_run(self, path: str) -> None:
+        from qarac_gui.core.runs import read_events
+        prefix = f"{Path(path).name[-15:]}: "
+        for event in read_events(Path(path)):
+            self.charts.handle(event, prefix=prefix)
+        self.charts.overlay_label.setText(f"overlaid: {Path(path).name}")
+        self.charts.flush()
+
+    def _on_history_continue_run(self, path: str) -> None:
+        self.start_run(Path(path))
+
+    def about(self) -> None:
+        import qarac_gui
+        QMessageBox.about(self, "About qarac_gui",
+                          f"qarac_gui {qarac_gui.__version__}\n\nFine-tune one shared encoder on several tasks at "
+                          "once, watch it train, export models that plain transformers loads.\n\n"
+                          f"Runs are kept in {self.runs_base()}")
+
+    def open_folder(self, path: Path) -> None:
+        if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    # --- closing --------------------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        if self.controller.running:
+            if not self._close_after_run:
+                answer = QMessageBox.question(
+                    self, "A run is in progress",
+                    "Stop the run and quit? It stops after the current step and saves a checkpoint, so you can "
+                    "continue it later (Run > Continue a stopped run).",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+                if answer != QMessageBox.StandardButton.Yes:
+                    event.ignore()
+                    return
+                self._close_after_run = True
+                self.stop_run()
+            event.ignore()                  # closes for real once the run has ended
+            return
+        if not self.confirm_discard():
+            self._close_after_run = False
+            event.ignore()
+            return
+        self._save_settings()
+        self.chart_timer.stop()
+        self.autosave_timer.stop()
+        self.jobs.wait(30_000)
+        if not self.document.dirty:
+            autosave_path().unlink(missing_ok=True)
+        event.accept()

@@ -1,0 +1,153 @@
+"""The live charts of a run: loss per task, validation metrics, applied vs planned lr, throughput."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qarac_gui.core.events import EvalDone, RunStarted, StepLogged
+from qarac_gui.ui.charts import LiveChart, LossChart, color_of
+
+
+class ChartsPanel(QWidget):
+    """Four charts fed by run events; `prefix` lets a second run be overlaid with its own names."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Show:"))
+        self.task_boxes_layout = QHBoxLayout()
+        bar.addLayout(self.task_boxes_layout)
+        bar.addStretch(1)
+        self.overlay_label = QLabel("")
+        self.overlay_label.setObjectName("overlay_label")
+        bar.addWidget(self.overlay_label)
+        save = QPushButton("Save charts…")
+        save.setToolTip("Save every chart as PNG or SVG (right-click a chart for more export options)")
+        save.clicked.connect(self._on_save_clicked)
+        bar.addWidget(save)
+        layout.addLayout(bar)
+        grid = QGridLayout()
+        layout.addLayout(grid, 1)
+        self.loss = LossChart()
+        self.metrics = LiveChart("Validation metrics", "value")
+        self.lr = LiveChart("Learning rate", "lr")
+        self.throughput = LiveChart("Throughput", "samples/s")
+        for i, chart in enumerate((self.loss, self.metrics, self.lr, self.throughput)):
+            chart.setMinimumSize(240, 160)
+            grid.addWidget(chart, i // 2, i % 2)
+        self.marker = pg.ScatterPlotItem(size=10, brush=pg.mkBrush("#ef4444"), pen=None)
+        self.lr.getPlotItem().addItem(self.marker)
+        self.task_boxes: dict[str, QCheckBox] = {}
+        self._task_index: dict[str, int] = {}
+        self.planned: dict[str, list[float]] = {}
+        self.charts = {"loss": self.loss, "metrics": self.metrics, "lr": self.lr, "throughput": self.throughput}
+
+    def clear(self) -> None:
+        for chart in self.charts.values():
+            chart.clear_all()
+        self.marker.setData([], [])
+        for box in self.task_boxes.values():
+            box.deleteLater()
+        self.task_boxes.clear()
+        self._task_index.clear()
+        self.planned = {}
+        self.overlay_label.setText("")
+
+    def _add_task(self, task: str) -> None:
+        if task in self._task_index:
+            return
+        index = len(self._task_index)
+        self._task_index[task] = index
+        self.loss.add_task(task, index)
+        box = QCheckBox(task)
+        box.setObjectName(f"show_{task}")
+        box.setChecked(True)
+        box.setStyleSheet(f"color: {color_of(index).name()};")
+        box.toggled.connect(lambda on, t=task: self.set_task_visible(t, on))
+        self.task_boxes_layout.addWidget(box)
+        self.task_boxes[task] = box
+
+    def set_task_visible(self, task: str, visible: bool) -> None:
+        self.loss.set_task_visible(task, visible)
+        for name in self.metrics.series:
+            if name.split("/")[0] == task:
+                self.metrics.set_visible(name, visible)
+
+    def handle(self, event, prefix: str = "") -> None:
+        if isinstance(event, RunStarted):
+            for task in event.tasks:
+                self._add_task(prefix + task)
+            if not prefix:
+                self.planned = event.lr_curve
+            for name, style in (("encoder", "#3b82f6"), ("heads", "#f59e0b")):
+                curve = event.lr_curve.get(name, [])
+                planned = f"{prefix}planned {name}"
+                self.lr.add_series(planned, pg.mkColor(style), dashed=True, alpha=140)
+                self.lr.set_data(planned, range(1, len(curve) + 1), curve)
+                self.lr.add_series(f"{prefix}applied {name}", pg.mkColor(style), width=2)
+        elif isinstance(event, StepLogged):
+            for task, loss in event.task_losses.items():
+                self._add_task(prefix + task)
+                self.loss.append_loss(prefix + task, event.step, loss)
+            self.lr.append(f"{prefix}applied encoder", event.step, event.lr)
+            self.lr.append(f"{prefix}applied heads", event.step, event.head_lr)
+            if not prefix:
+                self.marker.setData([event.step], [event.lr])
+            self.throughput.append(f"{prefix}samples/s", event.step, event.samples_per_s)
+        elif isinstance(event, EvalDone):
+            for task, values in event.metrics.items():
+                for metric, value in values.items():
+                    if metric != "loss":
+                        self._add_metric(prefix + task, metric, event.step, value)
+
+    def _add_metric(self, task: str, metric: str, step: int, value: float) -> None:
+        name = f"{task}/{metric}"
+        if name not in self.metrics.series:
+            index = self._task_index.get(task, len(self._task_index))
+            symbols = ("o", "t", "s", "d", "+")
+            self.metrics.add_series(name, color_of(index), width=1,
+                                    symbol=symbols[sum(1 for n in self.metrics.series if n.startswith(task + "/"))
+                                                   % len(symbols)])
+        self.metrics.append(name, step, value)
+
+    def flush(self) -> None:
+        for chart in self.charts.values():
+            chart.flush()
+
+    def _on_save_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the charts (one file per chart)", "charts.png",
+                                              "PNG image (*.png);;SVG drawing (*.svg)")
+        if path:
+            self.save_all(path)
+
+    def save_all(self, path: str) -> list[str]:
+        """charts.png -> charts-loss.png, charts-metrics.png, ... (SVG when the name ends in .svg)."""
+        from pathlib import Path
+        base = Path(path)
+        fmt = "svg" if base.suffix.lower() == ".svg" else "png"
+        written = []
+        for name, chart in self.charts.items():
+            target = base.with_name(f"{base.stem}-{name}.{fmt}")
+            chart.export_image(target)
+            written.append(str(target))
+        return written
+
+    def applied_lr(self) -> tuple[list[float], list[float]]:
+        s = self.lr.series.get("applied encoder")
+        return ([], []) if s is None else (list(s.x), list(s.y))
+
+    def loss_points(self, task: str) -> int:
+        s = self.loss.series.get(task)
+        return 0 if s is None else s.size

@@ -1,0 +1,207 @@
+"""The base model: where it comes from, what it is, which head is removed, and the encoder's options."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qarac_gui.core.head_kinds import HEAD_KINDS
+from qarac_gui.core.preview import ModelInfo
+from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.form import Binder
+
+TIPS = {
+    "model": "A Hugging Face Hub id (e.g. roberta-base), a local model folder, or package:<module>. "
+             "Its task head, if any, is removed: your heads replace it.",
+    "revision": "Hub branch, tag or commit to pin; empty for the default branch.",
+    "trust_remote_code": "Run Python code shipped in the model's repository. Only for repositories you trust.",
+    "allow_pickle": "Allow pytorch_model.bin weights when a model has no safetensors. Pickle files can run code "
+                    "when loaded: only for sources you trust.",
+    "freeze_embeddings": "Keep the token embeddings fixed. Protects what the model learnt about words and saves "
+                         "memory; useful with little data.",
+    "freeze_layers": "Keep the bottom N transformer layers fixed. Lower layers hold general language knowledge; "
+                     "freezing them fights forgetting and speeds up training.",
+}
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
+
+
+class ModelPanel(QWidget):
+    """Choose and inspect the shared encoder."""
+
+    load_requested = Signal()
+
+    def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.backbone = "encoder"
+        self.binder = Binder(document, f"backbones.{self.backbone}")
+        layout = QVBoxLayout(self)
+
+        source = QGroupBox("Base model")
+        form = QFormLayout(source)
+        row = QHBoxLayout()
+        self.model_edit = self.binder.text("model", TIPS["model"], "Hub id, model folder or package:<module>")
+        row.addWidget(self.model_edit, 1)
+        self.browse_button = QPushButton("Folder…")
+        self.browse_button.setToolTip("Choose a local model folder (it holds config.json and the weights)")
+        self.browse_button.clicked.connect(self._on_browse_clicked)
+        row.addWidget(self.browse_button)
+        self.recent_button = QToolButton()
+        self.recent_button.setText("Recent")
+        self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        row.addWidget(self.recent_button)
+        self.load_button = QPushButton("Load")
+        self.load_button.setToolTip("Read the model to show what it is (runs in the background)")
+        self.load_button.clicked.connect(self.load_requested)
+        row.addWidget(self.load_button)
+        form.addRow("Model", row)
+        form.addRow("Revision", self.binder.text("revision", TIPS["revision"], "default branch"))
+        self.trust_box = self.binder.check("trust_remote_code", "Trust remote code", TIPS["trust_remote_code"])
+        self.trust_box.toggled.connect(self._on_trust_toggled, )
+        form.addRow("", self.trust_box)
+        form.addRow("", self.binder.check("allow_pickle", "Allow pickle weights", TIPS["allow_pickle"]))
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(False)
+        self.status = QLabel("No model loaded yet.")
+        self.status.setWordWrap(True)
+        self.status.setObjectName("model_status")
+        form.addRow("", self.progress)
+        form.addRow("", self.status)
+        layout.addWidget(source)
+
+        facts = QGroupBox("What it is")
+        self.facts = QFormLayout(facts)
+        self.fact_labels = {}
+        for key, title in (("architecture", "Architecture"), ("parameters", "Parameters"),
+                           ("hidden_size", "Hidden size"), ("layers", "Layers"), ("vocab_size", "Vocabulary"),
+                           ("max_positions", "Max positions"), ("removed", "Head removed")):
+            label = QLabel("–")
+            label.setObjectName(f"fact_{key}")
+            label.setWordWrap(True)
+            self.fact_labels[key] = label
+            self.facts.addRow(title, label)
+        layout.addWidget(facts)
+
+        freeze = QGroupBox("Shared encoder")
+        ff = QFormLayout(freeze)
+        ff.addRow("", self.binder.check("freeze_embeddings", "Freeze embeddings", TIPS["freeze_embeddings"]))
+        ff.addRow("Freeze bottom layers", self.binder.integer("freeze_layers", TIPS["freeze_layers"], 0, 1000,
+                                                               special="none"))
+        self.summary = QTreeWidget()
+        self.summary.setObjectName("model_summary")
+        self.summary.setHeaderLabels(["Part", "Trains", "Parameters"])
+        self.summary.setRootIsDecorated(False)
+        ff.addRow(self.summary)
+        layout.addWidget(freeze, 1)
+        self.info: ModelInfo | None = None
+        self.head_params: dict[str, int] = {}
+        document.changed.connect(self._on_document_changed)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.backbone not in self.document.project.backbones and self.document.project.backbones:
+            self.backbone = next(iter(self.document.project.backbones))
+            self.binder.prefix = f"backbones.{self.backbone}"
+        if self.backbone in self.document.project.backbones:
+            self.binder.refresh()
+        self._show_summary()
+
+    def _on_document_changed(self, section: str) -> None:
+        if section in ("", "tasks") or section.startswith(("backbones", "tasks.")):
+            self.refresh()
+
+    def set_busy(self, busy: bool, message: str = "") -> None:
+        self.progress.setVisible(busy)
+        self.load_button.setEnabled(not busy)
+        if message:
+            self.status.setText(message)
+
+    def show_info(self, info: ModelInfo) -> None:
+        self.info = info
+        values = {"architecture": f"{info.architecture} ({info.model_type})", "parameters": _count(info.parameters),
+                  "hidden_size": str(info.hidden_size), "layers": str(info.layers),
+                  "vocab_size": f"{info.vocab_size:,}", "max_positions": str(info.max_positions or "–"),
+                  "removed": info.removed or "none (a bare encoder)"}
+        for key, text in values.items():
+            self.fact_labels[key].setText(text)
+        self.set_busy(False, f"Loaded from {info.source}")
+        self._show_summary()
+
+    def show_error(self, message: str) -> None:
+        self.info = None
+        for label in self.fact_labels.values():
+            label.setText("–")
+        self.set_busy(False, f"<span style='color:#d04040'>{message}</span>")
+        self._show_summary()
+
+    def show_head_params(self, counts: dict[str, int]) -> None:
+        self.head_params = counts
+        self._show_summary()
+
+    def set_recent(self, models: list[str]) -> None:
+        from PySide6.QtWidgets import QMenu
+        menu = QMenu(self.recent_button)
+        for spec in models:
+            menu.addAction(spec, lambda s=spec: self._choose(s))
+        self.recent_button.setMenu(menu)
+        self.recent_button.setEnabled(bool(models))
+
+    def _choose(self, spec: str) -> None:
+        self.document.set_value(f"backbones.{self.backbone}.model", spec)
+        self.load_requested.emit()
+
+    def _on_browse_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
+        if folder:
+            self._choose(folder)
+
+    def _on_trust_toggled(self, on: bool) -> None:
+        if not on:
+            return
+        spec = self.document.project.backbones[self.backbone].model or "this model"
+        answer = QMessageBox.warning(
+            self, "Trust remote code?",
+            f"Turning this on runs Python code from the repository of {spec!r} on this computer when the model "
+            "loads. Do it only if you trust that repository.\n\nTrust its code?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            self.document.set_value(f"backbones.{self.backbone}.trust_remote_code", False)
+            self.binder.refresh()
+
+    def _show_summary(self) -> None:
+        self.summary.clear()
+        project = self.document.project
+        bb = project.backbones.get(self.backbone)
+        if self.info is not None and bb is not None:
+            frozen = min(bb.freeze_layers, self.info.layers)
+            trains = f"{self.info.layers - frozen} of {self.info.layers} layers"
+            if bb.freeze_embeddings:
+                trains += ", embeddings frozen"
+            QTreeWidgetItem(self.summary, [f"Encoder ({self.info.model_type})", trains,
+                                           _count(self.info.parameters)])
+        for task in project.tasks:
+            kind = HEAD_KINDS.get(task.head.kind)
+            params = self.head_params.get(task.name)
+            QTreeWidgetItem(self.summary, [f"Head: {task.name} — {kind.title if kind else task.head.kind}", "yes",
+                                           _count(params) if params is not None else "load the model"])
+        for i in range(3):
+            self.summary.resizeColumnToContents(i)

@@ -1,0 +1,278 @@
+"""One task: its head, its data and column mapping, a preview of the rows, and what to fix before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qarac_gui.core.config import FORMATS
+from qarac_gui.core.data import EXTENSION_FORMATS
+from qarac_gui.core.head_kinds import HEAD_KINDS
+from qarac_gui.core.preview import TaskPreview
+from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.form import Binder, set_columns
+
+DATA_FILTER = "Data files (*.csv *.tsv *.tab *.json *.jsonl *.ndjson *.parquet *.pq);;All files (*)"
+
+COLUMN_ROLES = {   # what the label column holds, per head, in the user's words
+    "label": "Label column", "labels": "Labels column", "score": "Score column", "tags": "Tags column",
+    "answers": "Answers column",
+}
+TEXT_ROLES = {"token_classification": "Tokens column", "span_qa": "Question column"}
+PAIR_ROLES = {"span_qa": "Context column", "similarity": "Second text column"}
+
+
+def is_data_file(path: str) -> bool:
+    return Path(path).suffix.lower() in EXTENSION_FORMATS
+
+
+class TaskEditor(QScrollArea):
+    """Edits the selected task."""
+
+    preview_requested = Signal(str)
+
+    def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.index = -1
+        self.binder = Binder(document)
+        self.setWidgetResizable(True)
+        self.setAcceptDrops(True)
+        body = QWidget()
+        self.setWidget(body)
+        layout = QVBoxLayout(body)
+        b = self.binder
+
+        head = QGroupBox("Head")
+        hf = QFormLayout(head)
+        self.kind = b.choice("head.kind", [(k.kind, k.title) for k in HEAD_KINDS.values()],
+                             "What the head predicts. The encoder is shared; every task gets its own head.")
+        hf.addRow("Type", self.kind)
+        self.kind_help = QLabel()
+        self.kind_help.setWordWrap(True)
+        hf.addRow("", self.kind_help)
+        self.pooling = b.choice("head.pooling", [(None, "default for the head"), ("cls", "first token (CLS)"),
+                                                 ("mean", "mean of all tokens")],
+                                "How one vector is taken from the encoder's token vectors.")
+        hf.addRow("Pooling", self.pooling)
+        hf.addRow("Dropout", b.decimal("head.dropout", "Dropout before the head's layers; regularises small "
+                                       "datasets.", 0.0, 0.9, 0.05, 2))
+        hf.addRow("Hidden layer", b.choice("head.hidden_layer", [(None, "default for the head"), (True, "yes"),
+                                                                 (False, "no")],
+                                           "A dense layer plus activation before the output layer, like the "
+                                           "architecture's own classifier."))
+        self.labels_edit = QLineEdit()
+        self.labels_edit.setObjectName("head_labels")
+        self.labels_edit.setPlaceholderText("detected from the data")
+        self.labels_edit.setToolTip("Label names in the order of their ids, separated by commas; empty to take "
+                                    "them from the data.")
+        self.labels_edit.editingFinished.connect(self._on_labels_edited)
+        hf.addRow("Labels", self.labels_edit)
+        self.threshold = b.decimal("head.threshold", "Multi-label: a label is predicted when its probability "
+                                   "is above this.", 0.01, 0.99, 0.05, 2)
+        hf.addRow("Threshold", self.threshold)
+        self.mlm_probability = b.decimal("head.mlm_probability", "Share of tokens masked for the model to "
+                                         "predict (BERT used 0.15).", 0.01, 0.99, 0.01, 2)
+        hf.addRow("Mask share", self.mlm_probability)
+        layout.addWidget(head)
+
+        data = QGroupBox("Data (drop a file here)")
+        df = QFormLayout(data)
+        row = QHBoxLayout()
+        self.train_edit = b.text("data.train", "Training data file: CSV, TSV, JSON, JSONL or Parquet.",
+                                 "a local file…")
+        row.addWidget(self.train_edit, 1)
+        browse = QPushButton("Browse…")
+        browse.setObjectName("browse_train")
+        browse.clicked.connect(lambda: self._browse("data.train"))
+        row.addWidget(browse)
+        df.addRow("Training file", row)
+        df.addRow("or Hub dataset", b.text("data.hub", "A dataset id on the Hugging Face Hub, e.g. glue.",
+                                           "e.g. imdb"))
+        df.addRow("Hub config", b.text("data.hub_config", "The dataset's configuration, e.g. sst2 for glue."))
+        df.addRow("Hub train split", b.text("data.train_split", "Which split to train on."))
+        vrow = QHBoxLayout()
+        vrow.addWidget(b.text("data.validation", "A separate validation file (same columns).",
+                              "held out from the training data"), 1)
+        vbrowse = QPushButton("Browse…")
+        vbrowse.clicked.connect(lambda: self._browse("data.validation"))
+        vrow.addWidget(vbrowse)
+        df.addRow("Validation file", vrow)
+        df.addRow("Hub validation split", b.text("data.validation_split", "A split of the Hub dataset."))
+        df.addRow("Held-out share", b.decimal("data.validation_fraction", "Share of the training rows held out "
+                                              "for validation when no validation data is given.", 0.0, 0.9))
+        df.addRow("Format", b.choice("data.format", [(f, f) for f in FORMATS], "auto: from the extension."))
+        df.addRow("Row limit", b.integer("data.limit", "Use at most this many training rows (0: all).",
+                                         0, 10**9, "all rows"))
+        layout.addWidget(data)
+
+        columns = QGroupBox("Columns")
+        self.columns_form = QFormLayout(columns)
+        self.text_column = b.column("data.text", "The column with the input text.")
+        self.pair_column = b.column("data.text_pair", "A second text for pair tasks (optional for classification "
+                                    "and regression).")
+        self.label_column = b.column("data.label", "The column with what the head learns to predict.")
+        self.columns_form.addRow("Text column", self.text_column)
+        self.columns_form.addRow("Second text", self.pair_column)
+        self.columns_form.addRow("Label column", self.label_column)
+        layout.addWidget(columns)
+
+        training = QGroupBox("Training")
+        tg = QGridLayout(training)
+        tg.addWidget(QLabel("Batch size"), 0, 0)
+        tg.addWidget(b.integer("batch_size", "Rows per batch for this task. Larger is faster on a GPU but uses "
+                               "more memory.", 1, 4096), 0, 1)
+        tg.addWidget(QLabel("Max length"), 0, 2)
+        tg.addWidget(b.integer("max_length", "Longer inputs are cut to this many tokens. Batches are padded "
+                               "only to their longest row.", 8, 8192), 0, 3)
+        tg.addWidget(QLabel("Loss weight"), 0, 4)
+        tg.addWidget(b.number("weight", "This task's share of the summed loss. Raise it for a task that lags.",
+                              0.0, 1000.0), 0, 5)
+        layout.addWidget(training)
+
+        check = QGroupBox("Preview and checks")
+        cl = QVBoxLayout(check)
+        top = QHBoxLayout()
+        self.summary = QLabel("Choose data to see a preview.")
+        self.summary.setObjectName("preview_summary")
+        self.summary.setWordWrap(True)
+        top.addWidget(self.summary, 1)
+        refresh = QPushButton("Refresh")
+        refresh.setToolTip("Read the data again (after editing the file)")
+        refresh.clicked.connect(self._on_refresh_clicked)
+        top.addWidget(refresh)
+        cl.addLayout(top)
+        self.report = QListWidget()
+        self.report.setObjectName("task_report")
+        self.report.setMaximumHeight(110)
+        cl.addWidget(self.report)
+        self.table = QTableWidget()
+        self.table.setObjectName("preview_table")
+        self.table.setMinimumHeight(180)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        cl.addWidget(self.table, 1)
+        layout.addWidget(check, 1)
+        self.setEnabled(False)
+
+    def set_task(self, index: int, preview: TaskPreview | None) -> None:
+        self.index = index
+        self.setEnabled(index >= 0)
+        if index < 0:
+            self.show_preview(None)
+            return
+        self.binder.prefix = f"tasks.{index}"
+        self.binder.refresh()
+        task = self.document.project.tasks[index]
+        kind = HEAD_KINDS.get(task.head.kind)
+        self.kind_help.setText(kind.help if kind else "")
+        self.labels_edit.setText(", ".join(task.head.labels))
+        self.pooling.setEnabled(bool(kind and kind.pooled))
+        self.threshold.setEnabled(task.head.kind == "multilabel")
+        self.mlm_probability.setEnabled(task.head.kind == "masked_lm")
+        label_role = kind.label_role if kind else "label"
+        self.label_column.setEnabled(bool(label_role))
+        self.columns_form.labelForField(self.label_column).setText(COLUMN_ROLES.get(label_role, "Label column"))
+        self.columns_form.labelForField(self.text_column).setText(TEXT_ROLES.get(task.head.kind, "Text column"))
+        self.columns_form.labelForField(self.pair_column).setText(PAIR_ROLES.get(task.head.kind, "Second text"))
+        self.show_preview(preview)
+
+    def show_preview(self, preview: TaskPreview | None) -> None:
+        self.report.clear()
+        self.table.clear()
+        self.table.setRowCount(0)
+        self.table.setColumnCount(0)
+        if preview is None:
+            self.summary.setText("Choose data to see a preview.")
+            return
+        for combo, empty in ((self.text_column, False), (self.pair_column, True), (self.label_column, False)):
+            set_columns(combo, preview.columns, allow_empty=empty)
+        for text in preview.errors:
+            item = QListWidgetItem(f"Error: {text}")
+            item.setForeground(QColor("#d04040"))
+            self.report.addItem(item)
+        for text in preview.warnings:
+            item = QListWidgetItem(f"Warning: {text}")
+            item.setForeground(QColor("#c08000"))
+            self.report.addItem(item)
+        if not preview.errors and not preview.warnings:
+            self.report.addItem("No problems found.")
+        if preview.errors and not preview.rows:
+            self.summary.setText("The data cannot be used yet: see the errors below.")
+            return
+        labels = ""
+        if preview.labels:
+            counts = ", ".join(f"{k}: {preview.label_counts.get(k, 0)}" for k in preview.labels[:12])
+            labels = f" Labels ({len(preview.labels)}): {counts}{' …' if len(preview.labels) > 12 else ''}."
+        share = "" if preview.truncated_share is None else f" {preview.truncated_share:.0%} longer than max length."
+        self.summary.setText(f"{preview.train_rows} training rows, {preview.valid_rows} validation rows."
+                             f"{labels}{share}")
+        self.table.setColumnCount(len(preview.headers))
+        self.table.setHorizontalHeaderLabels(preview.headers)
+        self.table.setRowCount(len(preview.rows))
+        for r, row in enumerate(preview.rows):
+            for c, value in enumerate(row):
+                self.table.setItem(r, c, QTableWidgetItem(value))
+        self.table.resizeColumnsToContents()
+
+    def _browse(self, key: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a data file", "", DATA_FILTER)
+        if path:
+            self.set_data_file(path, key)
+
+    def set_data_file(self, path: str, key: str = "data.train") -> None:
+        if self.index < 0:
+            return
+        prefix = f"tasks.{self.index}"
+
+        def change(p):
+            task = p.tasks[self.index]
+            if key == "data.train":
+                task.data.train, task.data.hub = path, ""
+            else:
+                task.data.validation = path
+        self.document.edit(change, prefix, f"{key} of {self.document.project.tasks[self.index].name}")
+
+    def _on_labels_edited(self) -> None:
+        if self.index < 0:
+            return
+        labels = [s.strip() for s in self.labels_edit.text().split(",") if s.strip()]
+        self.document.set_value(f"tasks.{self.index}.head.labels", labels)
+
+    def _on_refresh_clicked(self) -> None:
+        if self.index >= 0:
+            self.preview_requested.emit(self.document.project.tasks[self.index].name)
+
+    def dragEnterEvent(self, event) -> None:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        if self.index >= 0 and urls and is_data_file(urls[0].toLocalFile()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        path = event.mimeData().urls()[0].toLocalFile()
+        if is_data_file(path):
+            self.set_data_file(path)
+            event.acceptProposedAction()

@@ -1,0 +1,191 @@
+"""The list of tasks: add, duplicate, rename, remove; the selected one is edited in the TaskEditor beside it."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QInputDialog,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qarac_gui.core.config import NAME_PATTERN, RESERVED_NAMES, TaskConfig
+from qarac_gui.core.preview import TaskPreview
+from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.panels.task_editor import TaskEditor
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", base).strip("-_")[:60] or "task"
+    if not base[0].isalnum():
+        base = "t" + base
+    name, n = base, 1
+    while name.lower() in {t.lower() for t in taken} or name.lower() in RESERVED_NAMES:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def name_problem(name: str, taken: set[str]) -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        return ("A task name starts with a letter or digit and uses only letters, digits, '-' and '_' "
+                "(up to 64): it becomes a folder name on export.")
+    if name.lower() in RESERVED_NAMES:
+        return f"{name!r} is reserved; choose another name."
+    if name.lower() in {t.lower() for t in taken}:
+        return f"There is already a task named {name!r}."
+    return ""
+
+
+class TasksPanel(QWidget):
+    """Tasks and their heads."""
+
+    preview_requested = Signal(str)          # task name
+
+    def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        layout = QHBoxLayout(self)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("tasks_splitter")
+        layout.addWidget(self.splitter)
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 0, 0)
+        self.list = QListWidget()
+        self.list.setObjectName("task_list")
+        self.list.currentRowChanged.connect(self._on_list_row_changed)
+        column.addWidget(self.list, 1)
+        self.buttons = {}
+        for key, text, tip, slot in (
+                ("add", "Add", "Add a task with a new head (Ctrl+T)", self.add_task),
+                ("duplicate", "Duplicate", "Copy the selected task and its settings", self.duplicate_task),
+                ("rename", "Rename…", "Rename the selected task", self.rename_task),
+                ("remove", "Remove", "Remove the selected task (Edit > Undo brings it back)", self.remove_task)):
+            button = QPushButton(text)
+            button.setObjectName(f"task_{key}")
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            column.addWidget(button)
+            self.buttons[key] = button
+        self.splitter.addWidget(left)
+        self.editor = TaskEditor(document)
+        self.editor.preview_requested.connect(self.preview_requested)
+        self.splitter.addWidget(self.editor)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([150, 650])
+        self.previews: dict[str, TaskPreview] = {}
+        document.changed.connect(self._on_document_changed)
+        self.refresh()
+
+    def current_index(self) -> int:
+        return self.list.currentRow()
+
+    def refresh(self) -> None:
+        tasks = self.document.project.tasks
+        row = self.list.currentRow()
+        self.list.blockSignals(True)
+        self.list.clear()
+        for task in tasks:
+            item = QListWidgetItem(task.name or "(unnamed)")
+            preview = self.previews.get(task.name)
+            if preview is not None and preview.errors:
+                item.setForeground(Qt.GlobalColor.red)
+                item.setToolTip("\n".join(preview.errors))
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+        row = min(max(row, 0), len(tasks) - 1)
+        self.list.setCurrentRow(row)
+        self.editor.set_task(row if tasks else -1, self.previews.get(tasks[row].name) if tasks else None)
+        for key in ("duplicate", "rename", "remove"):
+            self.buttons[key].setEnabled(bool(tasks))
+
+    def _on_document_changed(self, section: str) -> None:
+        if section in ("", "tasks") or section.startswith("tasks."):
+            self.refresh()
+
+    def _on_list_row_changed(self, row: int) -> None:
+        tasks = self.document.project.tasks
+        if 0 <= row < len(tasks):
+            self.editor.set_task(row, self.previews.get(tasks[row].name))
+
+    def show_preview(self, preview: TaskPreview) -> None:
+        self.previews[preview.task] = preview
+        self.refresh()
+
+    def select(self, name: str) -> None:
+        for i, task in enumerate(self.document.project.tasks):
+            if task.name == name:
+                self.list.setCurrentRow(i)
+
+    def _taken(self, skip: int = -1) -> set[str]:
+        return {t.name for i, t in enumerate(self.document.project.tasks) if i != skip}
+
+    def add_task(self, kind: str = "classification") -> str:
+        name = unique_name(kind.replace("_", "-") if isinstance(kind, str) and kind else "task", self._taken())
+        task = TaskConfig(name=name)
+        if isinstance(kind, str) and kind:
+            task.head.kind = kind
+        self.document.edit(lambda p: p.tasks.append(task), "tasks", f"add task {name}")
+        self.select(name)
+        return name
+
+    def duplicate_task(self) -> None:
+        row = self.current_index()
+        if row < 0:
+            return
+        task = copy.deepcopy(self.document.project.tasks[row])
+        task.name = unique_name(f"{task.name}-copy", self._taken())
+        self.document.edit(lambda p: p.tasks.insert(row + 1, task), "tasks", f"duplicate {task.name}")
+        self.select(task.name)
+
+    def rename_task(self, new_name: str | None = None) -> None:
+        row = self.current_index()
+        if row < 0:
+            return
+        old = self.document.project.tasks[row].name
+        if not isinstance(new_name, str):
+            new_name, ok = QInputDialog.getText(self, "Rename task", "New name:", text=old)
+            if not ok:
+                return
+        new_name = new_name.strip()
+        problem = name_problem(new_name, self._taken(skip=row))
+        if problem:
+            QMessageBox.warning(self, "Rename task", problem)
+            return
+
+        def rename(p):
+            p.tasks[row].name = new_name
+            if p.train.epoch_task == old:
+                p.train.epoch_task = new_name
+            if p.eval.metric.startswith(f"{old}/"):
+                p.eval.metric = new_name + p.eval.metric[len(old):]
+            p.export.tasks = [new_name if n == old else n for n in p.export.tasks]
+        if old in self.previews:
+            self.previews[new_name] = self.previews.pop(old)
+        self.document.edit(rename, "tasks", f"rename {old}")
+        self.select(new_name)
+
+    def remove_task(self) -> None:
+        row = self.current_index()
+        if row < 0:
+            return
+        name = self.document.project.tasks[row].name
+
+        def remove(p):
+            del p.tasks[row]
+            if p.train.epoch_task == name:
+                p.train.epoch_task = ""
+            if p.eval.metric.startswith(f"{name}/"):
+                p.eval.metric = ""
+            p.export.tasks = [n for n in p.export.tasks if n != name]
+        self.document.edit(remove, "tasks", f"remove task {name}")

@@ -1,0 +1,140 @@
+"""Training settings, each with a tooltip that says what it does and why, and a live preview of the lr schedule."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QFormLayout, QGridLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from qarac_gui.core.config import MIXING, PRECISIONS, SCHEDULERS
+from qarac_gui.ui.charts import LiveChart
+from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.form import Binder
+
+TIPS = {
+    "optim.lr": "Peak learning rate of the encoder. Keep it small (about 1e-5 to 5e-5 for NLP encoders): large "
+                "steps overwrite what the base model learnt in pre-training (catastrophic forgetting).",
+    "optim.head_lr": "Learning rate of the new heads (0: same as the encoder). Fresh heads start from random "
+                     "weights and can learn 10-100x faster than the pretrained encoder without harm.",
+    "optim.scheduler": "How the lr changes over the run. Lowering it towards the end lets the model settle and "
+                       "limits drift away from what it knew.",
+    "optim.warmup_steps": "Steps over which the lr rises from 0 to its peak. Early gradients from random heads "
+                          "are large; warm-up keeps them from damaging the encoder.",
+    "optim.warmup_ratio": "Warm-up as a share of all steps (used when warm-up steps is 0).",
+    "optim.weight_decay": "Pulls weights towards zero (AdamW); a mild regulariser.",
+    "optim.layer_decay": "Multiplies the lr for each layer further down the encoder (e.g. 0.9). Lower layers hold "
+                         "general knowledge, so they move less.",
+    "optim.grad_clip": "Caps the gradient norm (0: off); stops one bad batch from wrecking the weights.",
+    "optim.grad_accum": "Add up gradients over this many batches per optimiser step: a larger effective batch "
+                        "without more memory.",
+    "optim.head_warmup_steps": "Train only the heads for this many steps with the encoder fixed, so random heads "
+                               "do not push noise into it.",
+    "train.max_steps": "Length in optimiser steps (0: use epochs).",
+    "train.epochs": "Length in epochs of the epoch task (the largest task unless chosen).",
+    "train.mixing": "How tasks share the steps. all_tasks: every step takes a batch of every task and sums the "
+                    "losses, so all objectives train together and none is forgotten. The others pick one task per "
+                    "step (by size, by size with temperature, evenly, or in turn).",
+    "train.temperature": "For temperature mixing: above 1 gives small tasks more turns than their size.",
+    "train.precision": "auto uses bf16 (or fp16) mixed precision on a GPU: faster and less memory. CPU runs fp32.",
+    "train.device": "Where to train.",
+    "train.seed": "Same seed, same data order and initial heads: runs can be repeated exactly.",
+    "train.log_every": "Report the losses every N steps (one device sync per report).",
+    "eval.every": "Validate every N steps (0: only at the end).",
+    "eval.patience": "Stop early after this many validations without improvement (0: off).",
+    "eval.keep_best": "Export the weights of the best validation instead of the last step.",
+    "checkpoint.every": "Save a checkpoint every N steps (0: only when you stop); a run can continue from it.",
+}
+
+
+class TrainingPanel(QScrollArea):
+    """Optimiser, schedule, length, mixing, precision, device; the lr curve those give."""
+
+    def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.setWidgetResizable(True)
+        body = QWidget()
+        self.setWidget(body)
+        layout = QVBoxLayout(body)
+        self.lr_chart = LiveChart("Learning-rate schedule", "lr")
+        self.lr_chart.setObjectName("lr_preview")
+        self.lr_chart.setMinimumHeight(220)
+        self.lr_chart.add_series("encoder", pg.mkColor("#3b82f6"), width=2)
+        self.lr_chart.add_series("heads", pg.mkColor("#f59e0b"), width=2, dashed=True)
+        self.lr_chart.setMaximumHeight(300)
+        layout.addWidget(self.lr_chart)
+        self.plan_label = QLabel("")
+        self.plan_label.setObjectName("plan_label")
+        self.plan_label.setWordWrap(True)
+        layout.addWidget(self.plan_label)
+        forms = QGridLayout()
+        layout.addLayout(forms)
+        b = self.binder = Binder(document)
+
+        def group(title: str, rows: list[tuple[str, QWidget]]) -> None:
+            box = QGroupBox(title)
+            form = QFormLayout(box)
+            for label, widget in rows:
+                form.addRow(label, widget)
+            n = forms.count()
+            forms.addWidget(box, n // 2, n % 2)
+
+        t = TIPS
+        group("Optimiser (AdamW)", [
+            ("Learning rate", b.number("optim.lr", t["optim.lr"], 1e-9, 1.0)),
+            ("Head learning rate", b.number("optim.head_lr", t["optim.head_lr"], 0.0, 1.0)),
+            ("Weight decay", b.number("optim.weight_decay", t["optim.weight_decay"], 0.0, 1.0)),
+            ("Layer lr decay", b.number("optim.layer_decay", t["optim.layer_decay"], 0.01, 1.0)),
+            ("Gradient clipping", b.number("optim.grad_clip", t["optim.grad_clip"], 0.0, 1e6)),
+            ("Accumulation", b.integer("optim.grad_accum", t["optim.grad_accum"], 1, 4096)),
+        ])
+        group("Schedule", [
+            ("Scheduler", b.choice("optim.scheduler", [(s, s.replace("_", " ")) for s in SCHEDULERS],
+                                   t["optim.scheduler"])),
+            ("Warm-up steps", b.integer("optim.warmup_steps", t["optim.warmup_steps"], 0, 10**8)),
+            ("Warm-up share", b.decimal("optim.warmup_ratio", t["optim.warmup_ratio"], 0.0, 0.99)),
+            ("Heads-only steps", b.integer("optim.head_warmup_steps", t["optim.head_warmup_steps"], 0, 10**8)),
+        ])
+        group("Length and mixing", [
+            ("Steps", b.integer("train.max_steps", t["train.max_steps"], 0, 10**9, "use epochs")),
+            ("Epochs", b.number("train.epochs", t["train.epochs"], 0.0, 1e6)),
+            ("Mixing", b.choice("train.mixing", [(m, m.replace("_", " ")) for m in MIXING], t["train.mixing"])),
+            ("Temperature", b.number("train.temperature", t["train.temperature"], 0.01, 100.0)),
+        ])
+        self.device_combo = b.choice("train.device", [("auto", "Automatic (the GPU if there is one)"),
+                                                      ("cpu", "CPU"), ("cuda", "CUDA GPU"),
+                                                      ("mps", "Apple GPU (MPS)")], t["train.device"])
+        group("Hardware and evaluation", [
+            ("Device", self.device_combo),
+            ("Precision", b.choice("train.precision", [(p, p) for p in PRECISIONS], t["train.precision"])),
+            ("Seed", b.integer("train.seed", t["train.seed"], 0, 2**31 - 1)),
+            ("Log every", b.integer("train.log_every", t["train.log_every"], 1, 10**6)),
+            ("Validate every", b.integer("eval.every", t["eval.every"], 0, 10**8, "end only")),
+            ("Early-stop patience", b.integer("eval.patience", t["eval.patience"], 0, 10**6, "off")),
+            ("", b.check("eval.keep_best", "Export the best evaluation", t["eval.keep_best"])),
+            ("Checkpoint every", b.integer("checkpoint.every", t["checkpoint.every"], 0, 10**8, "on stop")),
+        ])
+        document.changed.connect(self._on_document_changed)
+        self.binder.refresh()
+
+    def _on_document_changed(self, section: str) -> None:
+        self.binder.refresh()
+
+    def set_devices(self, choices: list) -> None:
+        """Replace the device list with what was detected (DeviceChoice items)."""
+        combo = self.device_combo
+        combo.blockSignals(True)
+        for i, choice in enumerate(choices):
+            if i < combo.count():
+                combo.setItemText(i, choice.label)
+            item = combo.model().item(i) if hasattr(combo.model(), "item") else None
+            if item is not None:
+                item.setEnabled(choice.available)
+        combo.blockSignals(False)
+
+    def show_lr_preview(self, curves: dict[str, list[float]] | None, note: str) -> None:
+        for name in ("encoder", "heads"):
+            values = (curves or {}).get(name, [])
+            self.lr_chart.set_data(name, range(1, len(values) + 1), values)
+        self.lr_chart.flush()
+        self.lr_chart.getPlotItem().enableAutoRange()
+        self.plan_label.setText(note)

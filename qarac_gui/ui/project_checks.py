@@ -1,0 +1,191 @@
+"""Keeps what the window knows about the open project current: the model's facts, each task's data preview,
+the heads' sizes, the lr plan and what blocks Start. All reading happens in background jobs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from qarac_gui.core.config import Project
+from qarac_gui.core.preview import ModelInfo, TaskPreview, head_parameters, model_info, preview_task, start_problems
+from qarac_gui.core.schedule import lr_curve, plan_run
+from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.worker import Failure, JobRunner
+
+DEBOUNCE_MS = 300
+
+
+def _load_model(project: Project, name: str) -> tuple[ModelInfo, Any, Any]:
+    from qarac_gui.core.backbone import load_backbone
+    cfg = project.backbones[name]
+    loaded = load_backbone(cfg, project.root)
+    return model_info(cfg.model, loaded), loaded.tokenizer, loaded.model
+
+
+def _task_key(project: Project, index: int) -> tuple:
+    t = project.tasks[index]
+    return (str(project.root), project.train.seed, t.name, repr(t.data), t.head.kind, tuple(t.head.labels),
+            t.head.label_separator, t.max_length)
+
+
+class ProjectChecks(QObject):
+    """Derived state of the open project, refreshed in the background as it changes."""
+
+    model_loading = Signal(str)                 # the model being read
+    model_loaded = Signal(object)               # ModelInfo
+    model_failed = Signal(str)
+    preview_ready = Signal(object)              # TaskPreview
+    head_params_ready = Signal(dict)
+    plan_changed = Signal(object, str)          # lr curves (or None), a note on the plan
+    problems_changed = Signal(list)
+
+    def __init__(self, document: ProjectDocument, jobs: JobRunner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.document, self.jobs = document, jobs
+        self.info: ModelInfo | None = None
+        self.tokenizer: Any = None
+        self.encoder: Any = None
+        self.model_error = ""
+        self.model_spec = ""
+        self.previews: dict[str, TaskPreview] = {}
+        self.pending: set[str] = set()
+        self._keys: dict[str, tuple] = {}
+        self.problems: list[str] = []
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.refresh)
+        document.changed.connect(self._on_document_changed)
+        jobs.finished.connect(self._on_job_finished)
+
+    @Slot(str)
+    def _on_document_changed(self, section: str) -> None:
+        self._timer.start()
+
+    def refresh(self, force: bool = False) -> None:
+        """Start whatever jobs the current project needs; recompute the plan and the blockers now."""
+        project = self.document.project
+        spec = self._model_spec(project)
+        if spec != self.model_spec or force:
+            self.load_model()
+        names = {t.name for t in project.tasks}
+        for name in list(self.previews):
+            if name not in names:
+                del self.previews[name]
+        for i, task in enumerate(project.tasks):
+            key = _task_key(project, i)
+            if force or self._keys.get(task.name) != key:
+                self._keys[task.name] = key
+                self.request_preview(task.name)
+        self._update_plan()
+        self._update_problems()
+
+    def _model_spec(self, project: Project) -> str:
+        bb = project.backbones.get("encoder") or next(iter(project.backbones.values()), None)
+        if bb is None or not bb.model.strip():
+            return ""
+        return repr((str(project.root), bb))
+
+    def load_model(self) -> None:
+        project = copy.deepcopy(self.document.project)
+        self.model_spec = self._model_spec(project)
+        self.info = self.tokenizer = self.encoder = None
+        self.model_error = ""
+        if not self.model_spec:
+            return
+        name = "encoder" if "encoder" in project.backbones else next(iter(project.backbones))
+        self.model_loading.emit(project.backbones[name].model)
+        self.jobs.submit("model", lambda: _load_model(project, name))
+
+    def request_preview(self, name: str) -> None:
+        project = copy.deepcopy(self.document.project)
+        try:
+            task = project.task(name)
+        except KeyError:
+            return
+        tokenizer = self.tokenizer if task.backbone == "encoder" else None
+        self.pending.add(name)
+        self.jobs.submit(f"preview:{name}", lambda: preview_task(project, task, tokenizer))
+
+    def _request_head_params(self) -> None:
+        if self.encoder is None:
+            return
+        project = copy.deepcopy(self.document.project)
+        labels = {n: p.labels for n, p in self.previews.items()}
+        encoder = self.encoder
+        self.jobs.submit("heads", lambda: head_parameters(project, encoder, labels))
+
+    @Slot(str, object)
+    def _on_job_finished(self, key: str, result: Any) -> None:
+        if key == "model":
+            if isinstance(result, Failure):
+                self.model_error = result.message if result.user_error else f"the model could not be loaded: " \
+                                                                             f"{result.message}"
+                self.model_failed.emit(self.model_error)
+            else:
+                self.info, self.tokenizer, self.encoder = result
+                self.model_loaded.emit(self.info)
+                for task in self.document.project.tasks:      # truncation needs the tokenizer
+                    self.request_preview(task.name)
+                self._request_head_params()
+        elif key.startswith("preview:"):
+            name = key.split(":", 1)[1]
+            self.pending.discard(name)
+            if isinstance(result, Failure):
+                result = TaskPreview(name, errors=[f"task {name}: the data could not be read: {result.message}"])
+            self.previews[name] = result
+            self.preview_ready.emit(result)
+            self._update_plan()
+            self._request_head_params()
+        elif key == "heads" and isinstance(result, dict):
+            self.head_params_ready.emit(result)
+        self._update_problems()
+
+    def sizes(self) -> dict[str, int] | None:
+        project = self.document.project
+        sizes = {}
+        for task in project.tasks:
+            preview = self.previews.get(task.name)
+            if preview is None or preview.errors:
+                return None
+            sizes[task.name] = preview.train_rows
+        return sizes
+
+    def _update_plan(self) -> None:
+        project = self.document.project
+        if not project.tasks:
+            self.plan_changed.emit(None, "Add a task to see the schedule.")
+            return
+        sizes = self.sizes()
+        if sizes is None and not project.train.max_steps:
+            self.plan_changed.emit(None, "The schedule appears once every task's data has been read.")
+            return
+        try:
+            plan = plan_run(project, sizes or {t.name: 1 for t in project.tasks})
+            curves = lr_curve(project, plan.total_steps)
+        except (ValueError, ZeroDivisionError, KeyError, OverflowError) as e:
+            self.plan_changed.emit(None, f"No schedule: {e}")
+            return
+        note = f"{plan.total_steps} optimiser steps"
+        if sizes is not None and not project.train.max_steps:
+            note += f" ({project.train.epochs:g} epochs of {plan.epoch_task}: {plan.batches_per_epoch[plan.epoch_task]}" \
+                    " batches each)"
+        note += f"; peak lr {max(curves['encoder'], default=0):.3g} (encoder), {max(curves['heads'], default=0):.3g} " \
+                "(heads)."
+        self.plan_changed.emit(curves, note)
+
+    def _update_problems(self) -> None:
+        project = self.document.project
+        problems = start_problems(project, self.previews, self.model_error)
+        waiting = [t.name for t in project.tasks if t.name in self.pending or t.name not in self.previews]
+        if waiting and not problems:
+            problems = [f"reading the data of {', '.join(waiting)}…"]
+        if problems != self.problems:
+            self.problems = problems
+            self.problems_changed.emit(problems)
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems

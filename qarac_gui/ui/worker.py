@@ -1,0 +1,199 @@
+"""Background work: one training run in a QThread, and short jobs (loading a model, reading data) in a pool.
+
+Results and events cross threads as plain Python objects. The training thread appends events to a queue and a
+timer in the GUI thread drains it, so a fast run cannot flood the event loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
+
+from qarac_gui.core.errors import UserError
+
+DRAIN_MS = 66                     # ~15 Hz: smooth to watch, cheap for the GUI thread
+
+
+class Failure:
+    """An exception from a worker, as data: a message for the user and the traceback for the details."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        self.details = "".join(traceback.format_exception(error))
+        self.user_error = isinstance(error, UserError)
+
+
+class _Worker(QObject):
+    done = Signal(object)         # the run function's return value, or a Failure
+
+    def __init__(self, fn: Callable[..., Any], queue: collections.deque, stop: threading.Event) -> None:
+        super().__init__()
+        self._fn, self._queue, self._stop = fn, queue, stop
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self._fn(emit=self._queue.append, stop=self._stop)
+        except BaseException as e:            # the window must survive anything the engine raises
+            result = Failure(e)
+        self.done.emit(result)
+
+
+class RunController(QObject):
+    """Starts, pauses and stops the one training run; relays its events in batches."""
+
+    events_received = Signal(list)
+    running_changed = Signal(bool)
+    paused_changed = Signal(bool)
+    finished = Signal(object)     # the run's result (RunEnded) or a Failure
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._queue: collections.deque = collections.deque()
+        self._stop = threading.Event()
+        self.pause_flag = threading.Event()
+        self._thread: QThread | None = None
+        self._worker: _Worker | None = None
+        self._result: Any = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(DRAIN_MS)
+        self._timer.timeout.connect(self._drain)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.pause_flag.is_set()
+
+    def start(self, fn: Callable[..., Any]) -> None:
+        """Run fn(emit=..., stop=...) in a new thread; fn may also read self.pause_flag."""
+        if self.running:
+            raise RuntimeError("a run is already in progress")
+        self._stop.clear()
+        self.pause_flag.clear()
+        self._result = None
+        thread, worker = QThread(), _Worker(fn, self._queue, self._stop)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.done.connect(self._on_worker_done)
+        worker.done.connect(thread.quit)
+        thread.finished.connect(self._on_thread_finished)
+        self._thread, self._worker = thread, worker
+        self._timer.start()
+        thread.start()
+        self.running_changed.emit(True)
+
+    def set_paused(self, paused: bool) -> None:
+        if not self.running or paused == self.paused:
+            return
+        if paused:
+            self.pause_flag.set()
+        else:
+            self.pause_flag.clear()
+        self.paused_changed.emit(paused)
+
+    def request_stop(self) -> None:
+        # Called directly, not through a queued slot: the worker's thread is busy inside run().
+        self._stop.set()
+        self.pause_flag.clear()
+
+    def wait(self, ms: int) -> bool:
+        """Block until the thread ends (closing the window); True if it ended in time."""
+        if self._thread is None:
+            return True
+        ended = self._thread.wait(ms)
+        if ended:
+            self._drain()
+            self._on_thread_finished()
+        return ended
+
+    @Slot()
+    def _drain(self) -> None:
+        batch = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if batch:
+            self.events_received.emit(batch)
+
+    @Slot(object)
+    def _on_worker_done(self, result: Any) -> None:
+        self._result = result
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        if self._thread is None:
+            return
+        self._timer.stop()
+        self._drain()
+        thread, worker = self._thread, self._worker
+        self._thread = self._worker = None
+        thread.deleteLater()
+        worker.deleteLater()
+        was_paused = self.paused
+        self.pause_flag.clear()
+        if was_paused:
+            self.paused_changed.emit(False)
+        self.running_changed.emit(False)
+        self.finished.emit(self._result)
+
+
+class _JobSignals(QObject):
+    done = Signal(str, int, object)          # key, generation, result or Failure
+
+
+class _Job(QRunnable):
+    def __init__(self, key: str, generation: int, fn: Callable[[], Any], signals: _JobSignals) -> None:
+        super().__init__()
+        self._key, self._generation, self._fn, self._signals = key, generation, fn, signals
+
+    def run(self) -> None:
+        try:
+            result = self._fn()
+        except BaseException as e:
+            result = Failure(e)
+        self._signals.done.emit(self._key, self._generation, result)
+
+
+class JobRunner(QObject):
+    """Short background jobs by key; a newer job for the same key makes the older one's result stale."""
+
+    finished = Signal(str, object)           # key, result (a Failure when it raised)
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self._signals = _JobSignals(self)
+        self._signals.done.connect(self._on_done)
+        self._generation: dict[str, int] = {}
+        self._pending = 0
+
+    def submit(self, key: str, fn: Callable[[], Any]) -> None:
+        generation = self._generation.get(key, 0) + 1
+        self._generation[key] = generation
+        self._pending += 1
+        if self._pending == 1:
+            self.busy_changed.emit(True)
+        self._pool.start(_Job(key, generation, fn, self._signals))
+
+    @property
+    def busy(self) -> bool:
+        return self._pending > 0
+
+    def wait(self, ms: int = -1) -> bool:
+        return self._pool.waitForDone(ms)
+
+    @Slot(str, int, object)
+    def _on_done(self, key: str, generation: int, result: Any) -> None:
+        self._pending -= 1
+        if self._pending == 0:
+            self.busy_changed.emit(False)
+        if self._generation.get(key) == generation:
+            self.finished.emit(key, result)
