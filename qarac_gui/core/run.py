@@ -49,7 +49,10 @@ class _EventLog:
     """Appends every event to events.jsonl in the run folder (the run history reads it back)."""
 
     def __init__(self, path: Path) -> None:
+        torn = path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
         self._file = open(path, "a", encoding="utf-8")
+        if torn:                # a crash cut the last line short: start the resumed run's events on a new line
+            self._file.write("\n")
 
     def __call__(self, event: Any) -> None:
         self._file.write(event_to_json(event) + "\n")

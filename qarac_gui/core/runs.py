@@ -50,7 +50,9 @@ def read_events(run_dir: Path) -> list:
 def summarize(run_dir: Path) -> RunSummary:
     events = read_events(run_dir)
     started = next((e for e in events if isinstance(e, ev.RunStarted)), None)
-    ended = [e for e in events if isinstance(e, ev.RunEnded)]
+    # A resumed run appends to the same log: only an end after the last start says how it ended.
+    last_start = max((i for i, e in enumerate(events) if isinstance(e, ev.RunStarted)), default=-1)
+    ended = [e for e in events[last_start + 1:] if isinstance(e, ev.RunEnded)]
     steps = [e.step for e in events if isinstance(e, ev.StepLogged)]
     evals = [e for e in events if isinstance(e, ev.EvalDone)]
     exported = (Path(run_dir) / "export").is_dir()
@@ -90,6 +92,7 @@ def copy_export(run_dir: Path, destination: Path, names: list[str], emit=None) -
     Writes into a temporary folder beside the destination first, so a failure leaves nothing half-copied.
     """
     available = exported_folders(run_dir)
+    names = list(dict.fromkeys(names))
     missing = [n for n in names if n not in available]
     if not names:
         raise UserError("choose at least one task to export")

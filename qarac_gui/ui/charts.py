@@ -35,9 +35,11 @@ class Series:
         self.size += 1
 
     def set(self, xs, ys) -> None:
-        self._x = np.asarray(xs, dtype=float).copy()
-        self._y = np.asarray(ys, dtype=float).copy()
-        self.size = len(self._x)
+        xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+        self.size = len(xs)
+        self._x = np.empty(max(256, self.size))
+        self._y = np.empty(max(256, self.size))
+        self._x[:self.size], self._y[:self.size] = xs, ys
 
     @property
     def x(self) -> np.ndarray:
@@ -119,14 +121,28 @@ class LiveChart(pg.PlotWidget):
 
     def export_image(self, path: Path) -> None:
         """PNG or SVG by the file's extension."""
-        from pyqtgraph import exporters
         self.flush()
         path = Path(path)
         if path.suffix.lower() == ".svg":
-            exporter = exporters.SVGExporter(self.getPlotItem())
-        else:
-            exporter = exporters.ImageExporter(self.getPlotItem())
-            exporter.parameters()["width"] = max(800, int(self.width() * self.devicePixelRatioF()))
+            # pyqtgraph's SVGExporter cannot parse the path data this Qt writes (pyqtgraph issue 3495): render
+            # the chart through Qt's own SVG generator instead.
+            from PySide6.QtCore import QRect, QSize
+            from PySide6.QtGui import QPainter
+            from PySide6.QtSvg import QSvgGenerator
+            generator = QSvgGenerator()
+            generator.setFileName(str(path))
+            generator.setSize(QSize(self.width(), self.height()))
+            generator.setViewBox(QRect(0, 0, self.width(), self.height()))
+            generator.setTitle(self.getPlotItem().titleLabel.text)
+            painter = QPainter(generator)
+            try:
+                self.render(painter)
+            finally:
+                painter.end()
+            return
+        from pyqtgraph import exporters
+        exporter = exporters.ImageExporter(self.getPlotItem())
+        exporter.parameters()["width"] = max(800, int(self.width() * self.devicePixelRatioF()))
         exporter.export(str(path))
 
 

@@ -58,7 +58,7 @@ class Binder:
             text = edit.text().strip()
             try:
                 value = float(text)
-                if not (minimum <= value <= maximum) or math.isnan(value):
+                if not (minimum <= value <= maximum) or not math.isfinite(value):
                     raise ValueError
             except ValueError:
                 edit.setStyleSheet(INVALID_STYLE)

@@ -170,8 +170,8 @@ class ProjectChecks(QObject):
             return
         note = f"{plan.total_steps} optimiser steps"
         if sizes is not None and not project.train.max_steps:
-            note += f" ({project.train.epochs:g} epochs of {plan.epoch_task}: {plan.batches_per_epoch[plan.epoch_task]}" \
-                    " batches each)"
+            batches = plan.batches_per_epoch[plan.epoch_task]
+            note += f" ({project.train.epochs:g} epochs of {plan.epoch_task}: {batches} batches each)"
         note += f"; peak lr {max(curves['encoder'], default=0):.3g} (encoder), {max(curves['heads'], default=0):.3g} " \
                 "(heads)."
         self.plan_changed.emit(curves, note)

@@ -101,7 +101,9 @@ class RunController(QObject):
     def request_stop(self) -> None:
         # Called directly, not through a queued slot: the worker's thread is busy inside run().
         self._stop.set()
-        self.pause_flag.clear()
+        if self.pause_flag.is_set():
+            self.pause_flag.clear()
+            self.paused_changed.emit(False)
 
     def wait(self, ms: int) -> bool:
         """Block until the thread ends (closing the window); True if it ended in time."""

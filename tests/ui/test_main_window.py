@@ -1,0 +1,269 @@
+"""The real window, driven as a user would: real engine, tiny model, real files."""
+
+import csv
+import random
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QPushButton
+
+from qarac_gui.core.config import save_project
+from qarac_gui.core.events import RunEnded
+from qarac_gui.ui.document import new_project
+from qarac_gui.ui.main_window import MainWindow
+
+pytestmark = pytest.mark.usefixtures("torch_threads")
+
+LONG = int(__import__("os").environ.get("QARAC_TEST_WAIT_MS", "120000"))   # generous for a loaded 2-core CI machine
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_dialogs(monkeypatch):
+    """A modal box nobody answers would hang the test: fail instead, naming it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"unexpected dialog: {args[1:3]}")
+    for name in ("question", "warning", "information", "critical"):
+        monkeypatch.setattr(QMessageBox, name, refuse)
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def reviews(path, n=48, seed=0):
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        good = rng.random() < 0.5
+        word = rng.choice(["good", "great"] if good else ["bad", "awful"])
+        rows.append([f"the film was {word}", "pos" if good else "neg", rng.randint(1, 9)])
+    return write_csv(path, ["review", "sentiment", "stars"], rows)
+
+
+def ratings(path, n=48, seed=1):
+    rng = random.Random(seed)
+    rows = [[f"the room was {'very ' * k}clean", float(k)] for k in (rng.randint(0, 3) for _ in range(n))]
+    return write_csv(path, ["sentence", "rating"], rows)
+
+
+@pytest.fixture
+def window(qtbot):
+    w = MainWindow()            # not qtbot.addWidget: its teardown would close before the run has stopped
+    w.show()
+    yield w
+    if w.controller.running:
+        w.controller.request_stop()
+        qtbot.waitUntil(lambda: not w.controller.running, timeout=LONG)
+    w.document.reset()              # nothing unsaved: closing must not ask
+    w.close()
+
+
+def choose(combo, text):
+    """Pick an entry the way a click in the drop-down does."""
+    index = combo.findText(text)
+    assert index >= 0, f"{text!r} not offered: {[combo.itemText(i) for i in range(combo.count())]}"
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+
+
+def type_into(qtbot, edit, text):
+    edit.selectAll()
+    qtbot.keyClicks(edit, text)
+    edit.editingFinished.emit()
+
+
+def settled(w):
+    c = w.checks
+    return not w.jobs.busy and not c.pending and all(t.name in c.previews for t in w.document.project.tasks)
+
+
+def add_task_from_file(qtbot, w, monkeypatch, path, kind_title=None):
+    panel = w.tasks_panel
+    qtbot.mouseClick(panel.buttons["add"], Qt.MouseButton.LeftButton)
+    editor = panel.editor
+    if kind_title:
+        choose(editor.kind, kind_title)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    editor.findChild(QPushButton, "browse_train").click()
+    name = w.document.project.tasks[panel.current_index()].name
+    # the preview reads the file in the background and fills the column combo boxes with its real columns
+    qtbot.waitUntil(lambda: name in w.checks.previews and editor.text_column.count() > 1, timeout=LONG)
+    return name, editor
+
+
+def start_and_wait(qtbot, w):
+    qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
+        qtbot.mouseClick(w.run_panel.start_button, Qt.MouseButton.LeftButton)
+    return blocker.args[0]
+
+
+def test_compose_two_tasks_train_and_export(qtbot, window, tiny_bert, tmp_path, monkeypatch):
+    w = window
+    # 1. the base model: typed into the model box, loaded in the background
+    w.tabs.setCurrentWidget(w.model_panel)
+    type_into(qtbot, w.model_panel.model_edit, str(tiny_bert))
+    qtbot.waitUntil(lambda: w.checks.info is not None, timeout=LONG)
+    assert w.model_panel.fact_labels["architecture"].text() == "BertModel (bert)"
+    assert w.model_panel.fact_labels["layers"].text() == "2"
+
+    # 2. two tasks from CSV files with their own column names, mapped through the combo boxes
+    w.tabs.setCurrentWidget(w.tasks_panel)
+    sentiment, editor = add_task_from_file(qtbot, w, monkeypatch, reviews(tmp_path / "reviews.csv"))
+    assert "Error" in editor.report.item(0).text()              # 'text' and 'label' are not columns of this file
+    assert not w.run_panel.start_button.isEnabled()
+    choose(editor.text_column, "review")
+    choose(editor.label_column, "sentiment")
+    qtbot.waitUntil(lambda: bool(w.checks.previews[sentiment].rows) and not w.checks.pending, timeout=LONG)
+    assert editor.table.horizontalHeaderItem(0).text() == "review"
+    assert editor.table.item(0, 1).text() in ("pos", "neg")
+    assert w.checks.previews[sentiment].labels == ["neg", "pos"]
+
+    rating, editor = add_task_from_file(qtbot, w, monkeypatch, ratings(tmp_path / "ratings.csv"), "Regression")
+    choose(editor.text_column, "sentence")
+    choose(editor.label_column, "rating")
+    assert [t.head.kind for t in w.document.project.tasks] == ["classification", "regression"]
+
+    # 3. training settings: a short run, evaluated at the end
+    w.tabs.setCurrentWidget(w.training_panel)
+    b = w.training_panel.binder
+    fields = {f.key: f.widget for f in b.fields}
+    fields["train.max_steps"].setValue(8)
+    fields["train.log_every"].setValue(1)
+    type_into(qtbot, fields["optim.lr"], "1e-3")
+    fields["optim.warmup_steps"].setValue(2)
+    choose(fields["optim.scheduler"], "cosine")
+    qtbot.waitUntil(lambda: len(w.training_panel.lr_chart.series["encoder"].x) == 8, timeout=LONG)
+    preview = list(w.training_panel.lr_chart.series["encoder"].y)
+
+    result = start_and_wait(qtbot, w)
+    assert isinstance(result, RunEnded) and result.reason == "completed", result
+    w.charts.flush()
+    for task in (sentiment, rating):          # the GUI logs at most every 0.1 s, and always the last step
+        assert w.charts.loss_points(task) >= 1 and w.charts.loss.series[task].x[-1] == 8
+    steps, applied = w.charts.applied_lr()
+    assert steps[-1] == 8 and len(steps) == w.charts.loss_points(sentiment)
+    assert applied == pytest.approx([preview[int(s) - 1] for s in steps], rel=1e-9)
+    assert w.run_panel.progress.value() == 8
+    assert "Finished at step 8" in w.run_panel.status.text()
+    assert w.charts.metrics.series[f"{sentiment}/accuracy"].size == 1
+
+    # 4. export through the dialog into a new folder; plain transformers loads the result
+    from qarac_gui.ui.export_dialog import ExportDialog
+    dialog = ExportDialog(w.runs_base(), w.last_run_dir, w)
+    qtbot.addWidget(dialog)
+    dialog.checks["full"].setChecked(False)
+    dialog.destination.setText(str(tmp_path / "models"))
+    assert "2 folder(s)" in dialog.summary.text()
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG):
+        dialog.export_button.click()
+    assert dialog.open_button.isVisible() or dialog.open_button.isVisibleTo(dialog)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "models" / sentiment)
+    assert classifier.config.id2label == {0: "neg", 1: "pos"}
+    regressor = AutoModelForSequenceClassification.from_pretrained(tmp_path / "models" / rating)
+    assert regressor.config.problem_type == "regression" and regressor.config.num_labels == 1
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "models" / sentiment)
+    assert classifier(**tokenizer(["the film was good"], return_tensors="pt")).logits.shape == (1, 2)
+
+
+def project_file(tmp_path, model, steps, **train):
+    project = new_project()
+    project.name = "long"
+    project.backbones["encoder"].model = str(model)
+    from qarac_gui.core.config import TaskConfig
+    task = TaskConfig(name="sentiment", batch_size=4, max_length=16)
+    task.data.train = str(reviews(tmp_path / "reviews.csv"))
+    task.data.text, task.data.label = "review", "sentiment"
+    project.tasks.append(task)
+    project.train.max_steps, project.train.log_every, project.train.epochs = steps, 1, 0.0
+    project.checkpoint.every = 0
+    for key, value in train.items():
+        setattr(project.train, key, value)
+    path = tmp_path / "long.toml"
+    save_project(project, path)
+    return path
+
+
+def test_pause_resume_stop_then_continue_later(qtbot, window, tiny_bert, tmp_path):
+    w = window
+    assert w.open_project(project_file(tmp_path, tiny_bert, 400))
+    qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
+    qtbot.mouseClick(w.run_panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.charts.loss_points("sentiment") >= 2, timeout=LONG)
+    qtbot.mouseClick(w.run_panel.pause_button, Qt.MouseButton.LeftButton)
+    assert w.run_panel.resume_button.isVisible() and not w.run_panel.pause_button.isVisible()
+    qtbot.waitUntil(lambda: "Paused after step" in w.run_panel.status.text(), timeout=LONG)
+    held = int(w.run_panel.status.text().split("step")[-1])
+    loss = w.charts.loss.series["sentiment"]
+    logged = loss.size
+    qtbot.wait(600)
+    assert loss.size == logged and loss.x[-1] <= held        # no step while paused
+    qtbot.mouseClick(w.run_panel.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: loss.x[-1] >= held + 3, timeout=LONG)
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
+        qtbot.mouseClick(w.run_panel.stop_button, Qt.MouseButton.LeftButton)
+    ended = blocker.args[0]
+    assert ended.reason == "stopped" and held + 3 <= ended.step < 400
+    run_dir = w.last_run_dir
+    assert list((run_dir / "checkpoints").glob(f"step-{ended.step:08d}"))
+    assert "Stopped; a checkpoint was saved" in w.run_panel.status.text()
+
+    # later: the run history offers to continue it, and it finishes from the checkpoint
+    from qarac_gui.ui.history_dialog import HistoryDialog
+    dialog = HistoryDialog(w.runs_base(), w)
+    qtbot.addWidget(dialog)
+    dialog.continue_run.connect(w._on_history_continue_run)
+    assert dialog.selected().path == run_dir and dialog.continue_button.isEnabled()
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
+        dialog.continue_button.click()
+    assert blocker.args[0].reason == "completed" and blocker.args[0].step == 400
+    w.charts.flush()
+    resumed = w.charts.loss.series["sentiment"]            # the charts hold the stopped part, replayed, and the rest
+    assert resumed.x[-1] == 400 and resumed.x[0] == loss.x[0]
+    assert (run_dir / "export" / "sentiment" / "config.json").is_file()
+
+
+def test_a_validation_error_blocks_start_until_fixed(qtbot, window, tiny_bert, tmp_path):
+    w = window
+    path = project_file(tmp_path, tiny_bert, 4)
+    text = path.read_text().replace('label = "sentiment"', 'label = "grade"')
+    path.write_text(text)
+    assert w.open_project(path)
+    qtbot.waitUntil(lambda: settled(w) and bool(w.checks.problems), timeout=LONG)
+    assert not w.run_panel.start_button.isEnabled()
+    assert not w.actions_by_name["start"].isEnabled()
+    message = w.run_panel.problems.text()
+    assert "no column 'grade'" in message and "review, sentiment, stars" in message
+    assert w.start_run() is False and not w.controller.running
+    choose(w.tasks_panel.editor.label_column, "sentiment")
+    qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
+    assert w.run_panel.problems.text() == ""
+
+
+def test_closing_during_a_run_asks_then_stops_cleanly(qtbot, window, tiny_bert, tmp_path, monkeypatch):
+    w = window
+    assert w.open_project(project_file(tmp_path, tiny_bert, 100_000))
+    qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
+    qtbot.mouseClick(w.run_panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.charts.loss_points("sentiment") >= 1, timeout=LONG)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (asked.append(a[1]), QMessageBox.StandardButton.No)[1])
+    w.close()
+    assert asked == ["A run is in progress"] and w.isVisible() and w.controller.running   # "No" keeps it going
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
+        w.close()
+    ended = blocker.args[0]
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=LONG)
+    assert ended.reason == "stopped" and ended.step < 100_000
+    assert list((w.last_run_dir / "checkpoints").glob(f"step-{ended.step:08d}"))
