@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -56,15 +56,9 @@ class LiveChart(pg.PlotWidget):
     def __init__(self, title: str, y_label: str, log_y: bool = False, parent=None) -> None:
         super().__init__(parent)
         self.setObjectName(f"chart_{title.lower().replace(' ', '_')}")
-        # Follow the system palette, light or dark, instead of pyqtgraph's fixed black background.
-        palette = QApplication.palette()
-        text = palette.color(QPalette.ColorRole.Text)
-        self.setBackground(palette.color(QPalette.ColorRole.Base))
+        self.title = title
         item = self.getPlotItem()
-        item.setTitle(title, color=text.name())
-        for side in ("left", "bottom"):
-            item.getAxis(side).setPen(text)
-            item.getAxis(side).setTextPen(text)
+        self._apply_palette()
         item.setLabel("bottom", "step")
         item.setLabel("left", y_label)
         item.showGrid(x=True, y=True, alpha=0.2)
@@ -75,6 +69,24 @@ class LiveChart(pg.PlotWidget):
         self.series: dict[str, Series] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self._dirty: set[str] = set()
+
+    def _apply_palette(self) -> None:
+        """Follow the system palette, light or dark, instead of pyqtgraph's fixed black background."""
+        palette = QApplication.palette()
+        text = palette.color(QPalette.ColorRole.Text)
+        self.setBackground(palette.color(QPalette.ColorRole.Base))
+        item = self.getPlotItem()
+        item.setTitle(self.title, color=text.name())
+        for side in ("left", "bottom"):
+            item.getAxis(side).setPen(text)
+            item.getAxis(side).setTextPen(text)
+
+    def changeEvent(self, event) -> None:
+        # Qt sends palette events during construction too, before the plot exists.
+        ready = hasattr(self, "title")
+        if ready and event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._apply_palette()
+        super().changeEvent(event)
 
     def add_series(self, name: str, color, *, width: float = 1, dashed: bool = False, symbol: str | None = None,
                    legend: bool = True, alpha: int = 255) -> None:

@@ -123,10 +123,10 @@ class ExportDialog(QDialog):
             self.summary.setText("Choose a destination folder.")
         else:
             total = sum(_size(self.folders[n]) for n in names)
-            files = sorted({p.name for n in names for p in self.folders[n].iterdir()})
+            parts = [f"{n}/ ({sum(1 for p in self.folders[n].rglob('*') if p.is_file())} files)" for n in names]
             self.summary.setText(f"Will write {len(names)} folder(s), {total / 2**20:.1f} MiB, into {dest}: "
-                                 f"{', '.join(names)}. Each holds {', '.join(files[:8])}"
-                                 f"{' …' if len(files) > 8 else ''}.")
+                                 f"{', '.join(parts)}. Nothing there is overwritten: the folder must be new or "
+                                 "empty.")
         self.export_button.setEnabled(bool(self.folders and names and dest))
 
     def _on_browse_clicked(self) -> None:

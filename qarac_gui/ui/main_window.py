@@ -154,6 +154,8 @@ class MainWindow(QMainWindow):
             "stop": self._action("S&top (save a checkpoint)", self.stop_run, "Ctrl+."),
             "continue": self._action("&Continue a stopped run…", self.history_dialog),
             "history": self._action("Run &history…", self.history_dialog, "Ctrl+H"),
+            "runs_folder": self._action("Runs &folder…", self.choose_runs_folder,
+                                        tip="Where new runs (checkpoints, charts, exports) are kept"),
             "about": self._action("&About qarac_gui", self.about),
         }
         bar = self.menuBar()
@@ -167,7 +169,7 @@ class MainWindow(QMainWindow):
         for key in ("undo", "redo", None, "add_task"):
             edit.addSeparator() if key is None else edit.addAction(a[key])
         run_menu = bar.addMenu("&Run")
-        for key in ("start", "pause", "stop", None, "continue", "history"):
+        for key in ("start", "pause", "stop", None, "continue", "history", "runs_folder"):
             run_menu.addSeparator() if key is None else run_menu.addAction(a[key])
         bar.addMenu("&Help").addAction(a["about"])
         self._fill_recent_menu()
@@ -233,6 +235,12 @@ class MainWindow(QMainWindow):
     def runs_base(self) -> Path:
         value = settings().value("runs/folder", "")
         return Path(value) if value else paths.runs_dir()
+
+    def choose_runs_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Keep new runs in", str(self.runs_base()))
+        if folder:
+            settings().setValue("runs/folder", folder)
+            self.log.add(f"New runs go to {folder}")
 
     # --- project files --------------------------------------------------------------------------------------
     def _on_document_file_changed(self) -> None:

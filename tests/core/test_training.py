@@ -194,8 +194,6 @@ def test_pause_holds_training_between_steps_and_resume_continues_the_same_run(tm
     assert phases[at - 1] == ("StepLogged", 3) and phases[at + 1] == ("Progress", "resumed")
     assert phases[at + 2] == ("StepLogged", 4)
     assert seen_while_paused == ["Paused after step 3"]
-    # elapsed time leaves out the pause
-    assert _of(events, StepLogged)[-1].elapsed_s < 0.4 + _of(events, StepLogged)[2].elapsed_s
 
 
 def test_stop_while_paused_writes_a_checkpoint(tmp_path, tiny_bert):

@@ -232,6 +232,8 @@ class TaskEditor(QScrollArea):
             for c, value in enumerate(row):
                 self.table.setItem(r, c, QTableWidgetItem(value))
         self.table.resizeColumnsToContents()
+        for c in range(self.table.columnCount()):     # long texts must not push the label column out of view
+            self.table.setColumnWidth(c, min(self.table.columnWidth(c), 300))
 
     def _browse(self, key: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a data file", "", DATA_FILTER)

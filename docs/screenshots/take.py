@@ -1,0 +1,97 @@
+"""Render each main screen of the app on a real X display and write PNGs next to this file.
+
+    Xvfb :99 -screen 0 1400x900x24 -nolisten tcp &
+    DISPLAY=:99 QT_QPA_PLATFORM=xcb python docs/screenshots/take.py
+
+Opens the demo project, trains it (about a minute on a laptop CPU), and captures the model, tasks, training,
+live-run, export and history screens, plus the run screen in a dark palette. App data goes to a temporary folder,
+so the user's settings and runs are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    os.environ.setdefault("QARAC_GUI_DATA", tempfile.mkdtemp(prefix="qarac-shots-"))
+    if os.environ.get("QT_QPA_PLATFORM") != "xcb":
+        print("warning: QT_QPA_PLATFORM is not xcb; run under Xvfb for screenshots as users see them")
+    from PySide6.QtGui import QColor, QIcon, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from qarac_gui.core import paths
+    from qarac_gui.ui.main_window import MainWindow
+    app = QApplication(sys.argv)
+    app.setWindowIcon(QIcon(str(paths.resource_path("icons", "qarac_gui.svg"))))
+    window = MainWindow()
+    window.resize(1360, 860)
+    window.open_project(paths.resource_path("demo", "project.toml"), ask=False)
+    window.show()
+
+    def wait(condition, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not condition():
+            app.processEvents()
+            time.sleep(0.02)
+
+    def shot(widget, name: str) -> None:
+        wait(lambda: False, 0.4)
+        path = HERE / f"{name}.png"
+        widget.grab().save(str(path))
+        print("wrote", path)
+
+    wait(lambda: window.checks.info is not None and not window.jobs.busy and
+         len(window.checks.previews) == len(window.document.project.tasks), 120)
+    window.tabs.setCurrentWidget(window.model_panel)
+    shot(window, "model")
+    window.tabs.setCurrentWidget(window.tasks_panel)
+    editor = window.tasks_panel.editor
+    editor.verticalScrollBar().setValue(editor.verticalScrollBar().maximum())
+    shot(window, "tasks")
+    window.tabs.setCurrentWidget(window.training_panel)
+    shot(window, "training")
+
+    window.tabs.setCurrentWidget(window.tasks_panel)
+    window.start_run()
+    wait(lambda: window.charts.loss_points("sentiment") >= 4, 300)
+    shot(window, "training-live")
+    wait(lambda: not window.controller.running, 600)
+    shot(window, "run-finished")
+
+    from qarac_gui.ui.export_dialog import ExportDialog
+    dialog = ExportDialog(window.runs_base(), window.last_run_dir, window)
+    dialog.destination.setText(str(Path.home() / "models" / "demo"))
+    dialog.show()
+    shot(dialog, "export")
+    dialog.close()
+    from qarac_gui.ui.history_dialog import HistoryDialog
+    history = HistoryDialog(window.runs_base(), window)
+    history.show()
+    shot(history, "history")
+    history.close()
+
+    app.setStyle("Fusion")
+    dark = QPalette()
+    for role, color in ((QPalette.ColorRole.Window, "#202124"), (QPalette.ColorRole.WindowText, "#e8eaed"),
+                        (QPalette.ColorRole.Base, "#17181a"), (QPalette.ColorRole.AlternateBase, "#26272a"),
+                        (QPalette.ColorRole.Text, "#e8eaed"), (QPalette.ColorRole.Button, "#2b2c2f"),
+                        (QPalette.ColorRole.ButtonText, "#e8eaed"), (QPalette.ColorRole.Highlight, "#3b82f6"),
+                        (QPalette.ColorRole.HighlightedText, "#ffffff"), (QPalette.ColorRole.ToolTipBase, "#2b2c2f"),
+                        (QPalette.ColorRole.ToolTipText, "#e8eaed")):
+        dark.setColor(role, QColor(color))
+    app.setPalette(dark)
+    shot(window, "dark")
+    window.document.reset()
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
