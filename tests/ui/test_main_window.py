@@ -267,3 +267,70 @@ def test_closing_during_a_run_asks_then_stops_cleanly(qtbot, window, tiny_bert, 
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=LONG)
     assert ended.reason == "stopped" and ended.step < 100_000
     assert list((w.last_run_dir / "checkpoints").glob(f"step-{ended.step:08d}"))
+
+
+def test_a_failing_run_shows_a_clear_message_and_the_window_survives(qtbot, window, tiny_bert, tmp_path):
+    w = window
+    path = project_file(tmp_path, tiny_bert, 4)
+    assert w.open_project(path)
+    qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
+    (tmp_path / "reviews.csv").unlink()                 # the data disappears after it was checked
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
+        qtbot.mouseClick(w.run_panel.start_button, Qt.MouseButton.LeftButton)
+    assert blocker.args[0].user_error and "reviews.csv: file not found" in blocker.args[0].message
+    box = w.findChild(QMessageBox, "error_dialog")
+    assert box is not None and box.isVisible() and "file not found" in box.text()
+    assert "Traceback" in box.detailedText()          # the details are there, folded away
+    assert any("ERROR" in line and "file not found" in line for line in w.log.lines())
+    assert w.isVisible() and not w.controller.running
+    assert w.document.path == path.resolve() and w.document.project.tasks[0].name == "sentiment"
+    box.close()
+
+
+def test_save_as_unsaved_prompt_and_autosave_recovery(qtbot, window, tmp_path, monkeypatch):
+    w = window
+    w.document.set_value("optim.lr", 3e-5)
+    assert w.isWindowModified() and "untitled (not saved)" in w.windowTitle()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "mine"), ""))
+    assert w.save()                                      # not saved before: Save asks where
+    assert (tmp_path / "mine.toml").is_file() and not w.isWindowModified()
+    assert w.windowTitle() == "untitled (mine.toml)[*] — qarac_gui"
+    assert [a.text() for a in w.recent_menu.actions()] == [str((tmp_path / "mine.toml").resolve())]
+
+    w.document.set_value("optim.lr", 7e-5)
+    w.autosave()
+    from qarac_gui.ui.main_window import autosave_path
+    assert autosave_path().is_file()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Cancel)
+    w.new_project()
+    assert w.document.project.optim.lr == 7e-5           # Cancel keeps the work
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Discard)
+    w.new_project()
+    assert w.document.project.optim.lr == 1e-5 and w.document.path is None
+
+    # the app ended without saving: the next start offers the autosaved copy
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Open)
+    w.offer_recovery()
+    assert w.document.project.optim.lr == 7e-5
+    assert w.document.path is None and w.document.dirty    # Save asks where; the copy is not the user's file
+
+
+def test_dropping_a_data_file_on_a_task_sets_its_training_data(qtbot, window, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+    w = window
+    w.tasks_panel.add_task()
+    path = reviews(tmp_path / "dropped.csv")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    w.tasks_panel.editor.dropEvent(event)
+    assert w.document.project.tasks[0].data.train == str(path)
+    qtbot.waitUntil(lambda: bool(w.checks.previews.get("classification", None) and
+                                 w.checks.previews["classification"].columns), timeout=LONG)
+    assert w.checks.previews["classification"].columns == ["review", "sentiment", "stars"]
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "notes.txt"))])
+    w.tasks_panel.editor.dropEvent(QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime,
+                                              Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+    assert w.document.project.tasks[0].data.train == str(path)      # not a data file: ignored

@@ -131,10 +131,11 @@ class TasksPanel(QWidget):
         return {t.name for i, t in enumerate(self.document.project.tasks) if i != skip}
 
     def add_task(self, kind: str = "classification") -> str:
-        name = unique_name(kind.replace("_", "-") if isinstance(kind, str) and kind else "task", self._taken())
+        if not isinstance(kind, str) or not kind:      # a button's clicked(bool) lands here too
+            kind = "classification"
+        name = unique_name(kind.replace("_", "-"), self._taken())
         task = TaskConfig(name=name)
-        if isinstance(kind, str) and kind:
-            task.head.kind = kind
+        task.head.kind = kind
         self.document.edit(lambda p: p.tasks.append(task), "tasks", f"add task {name}")
         self.select(name)
         return name
