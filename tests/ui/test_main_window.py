@@ -334,3 +334,41 @@ def test_dropping_a_data_file_on_a_task_sets_its_training_data(qtbot, window, tm
     w.tasks_panel.editor.dropEvent(QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime,
                                               Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
     assert w.document.project.tasks[0].data.train == str(path)      # not a data file: ignored
+
+
+def test_run_history_reopens_a_runs_charts_and_overlays_a_second(qtbot, window, tiny_bert, tmp_path):
+    w = window
+    assert w.open_project(project_file(tmp_path, tiny_bert, 4))
+    first = start_and_wait(qtbot, w)
+    w.document.set_value("optim.lr", 1e-4)
+    second = start_and_wait(qtbot, w)
+    assert first.reason == second.reason == "completed" and first.run_dir != second.run_dir
+
+    from qarac_gui.ui.history_dialog import HistoryDialog
+    dialog = HistoryDialog(w.runs_base(), w)
+    qtbot.addWidget(dialog)
+    assert {str(r.path) for r in dialog.runs} == {first.run_dir, second.run_dir}
+    dialog.show_run.connect(w._on_history_show_run)
+    dialog.overlay_run.connect(w._on_history_overlay_run)
+    assert not dialog.continue_button.isEnabled()              # finished runs cannot be continued
+    dialog.table.selectRow([str(r.path) for r in dialog.runs].index(first.run_dir))
+    dialog.show_button.click()
+    assert w.charts.loss.series["sentiment"].x[-1] == 4
+    dialog.table.selectRow([str(r.path) for r in dialog.runs].index(second.run_dir))
+    dialog.overlay_button.click()
+    overlaid = [name for name in w.charts.loss.tasks() if name != "sentiment"]
+    assert len(overlaid) == 1 and overlaid[0].endswith(": sentiment")
+    assert w.charts.loss.series[overlaid[0]].x[-1] == 4
+    assert "overlaid" in w.charts.overlay_label.text()
+
+
+def test_window_layout_is_remembered(qtbot, tmp_path):
+    w = MainWindow()
+    w.show()
+    w.main_split.setSizes([300, 900])
+    w.right_split.setSizes([500, 100])
+    states = [bytes(w.main_split.saveState()), bytes(w.right_split.saveState())]
+    w.close()
+    again = MainWindow()            # before it is shown and laid out, the restored splitters hold the saved sizes
+    assert [bytes(again.main_split.saveState()), bytes(again.right_split.saveState())] == states
+    again.close()
