@@ -1,0 +1,211 @@
+"""A stand-in for the Hugging Face Hub on 127.0.0.1: the endpoints huggingface_hub's real calls use.
+
+Model search (with Link-header paging and sorting), model info (with file sizes), the file tree, and file
+download (HEAD and GET, ETag, X-Repo-Commit, Range for resume). Some repos answer with errors: gated (403),
+private (401 without the right token), rate-limited (429), missing (404). `slow` makes downloads trickle so a test
+can cancel one half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlencode, urlparse
+
+PAGE = 3
+TOKEN = "hf_test_token"
+
+
+@dataclass
+class Repo:
+    id: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    downloads: int = 0
+    likes: int = 0
+    last_modified: str = "2026-01-01T00:00:00.000Z"
+    pipeline_tag: str = "fill-mask"
+    tags: list[str] = field(default_factory=lambda: ["transformers", "en", "license:apache-2.0"])
+    config: dict = field(default_factory=dict)
+    parameters: int | None = None
+    gated: bool = False
+    private: bool = False
+    error: int = 0                 # answer every request with this status (e.g. 429)
+
+    @property
+    def sha(self) -> str:
+        digest = hashlib.sha1(self.id.encode())
+        for name in sorted(self.files):
+            digest.update(name.encode() + self.files[name])
+        return digest.hexdigest()
+
+
+def oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class StandInHub:
+    def __init__(self) -> None:
+        self.repos: dict[str, Repo] = {}
+        self.requests: list[str] = []
+        self.slow = 0.0               # seconds to sleep per 4 KiB chunk of a download
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, repo: Repo) -> Repo:
+        self.repos[repo.id] = repo
+        return repo
+
+    def add_folder(self, repo_id: str, folder: Path, **kwargs) -> Repo:
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        config = json.loads(files["config.json"]) if "config.json" in files else {}
+        return self.add(Repo(repo_id, files, config=config, **kwargs))
+
+    def start(self) -> "StandInHub":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False):
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                if "Content-Length" not in (headers or {}):
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not (head or getattr(self, "is_head", False)) and body:     # a HEAD answer has no body
+                    self.wfile.write(body)
+
+            def _json(self, status: int, value, headers: dict | None = None):
+                self._send(status, json.dumps(value).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+            def _error(self, status: int, code: str, message: str):
+                self._json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
+
+            def _repo(self, repo_id: str) -> Repo | None:
+                repo = hub.repos.get(repo_id)
+                authorised = self.headers.get("Authorization") == f"Bearer {TOKEN}"
+                if repo is None or (repo.private and not authorised):
+                    self._error(401 if repo is not None else 404, "RepoNotFound", "Repository not found")
+                    return None
+                if repo.error:
+                    self._error(repo.error, "", "Too many requests" if repo.error == 429 else "error")
+                    return None
+                return repo
+
+            def do_HEAD(self):
+                self._route(head=True)
+
+            def do_GET(self):
+                self._route(head=False)
+
+            def _route(self, head: bool):
+                self.is_head = head
+                url = urlparse(self.path)
+                hub.requests.append(f"{self.command} {url.path}")
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                parts = [p for p in url.path.split("/") if p]
+                if parts[:2] == ["api", "models"] and len(parts) == 2:
+                    return self._search(query)
+                if parts[:2] == ["api", "models"] and len(parts) >= 4:
+                    repo = self._repo("/".join(parts[2:4]))
+                    if repo is None:
+                        return
+                    if len(parts) > 4 and parts[4] == "tree":
+                        return self._json(200, [{"type": "file", "path": n, "size": len(d), "oid": oid(d)}
+                                                for n, d in sorted(repo.files.items())])
+                    return self._json(200, self._info(repo))
+                if len(parts) >= 5 and parts[2] == "resolve":
+                    repo = self._repo("/".join(parts[:2]))
+                    if repo is None:
+                        return
+                    if repo.gated and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                        return self._error(403, "GatedRepo", "Access to this model is restricted")
+                    return self._file(repo, "/".join(parts[4:]), head)
+                self._error(404, "EntryNotFound", "not found")
+
+            def _summary(self, repo: Repo) -> dict:
+                out = {"id": repo.id, "modelId": repo.id, "downloads": repo.downloads, "likes": repo.likes,
+                       "lastModified": repo.last_modified, "pipeline_tag": repo.pipeline_tag, "tags": repo.tags,
+                       "gated": "manual" if repo.gated else False, "private": repo.private,
+                       "library_name": "transformers"}
+                if repo.parameters:
+                    out["safetensors"] = {"parameters": {"F32": repo.parameters}, "total": repo.parameters}
+                return out
+
+            def _info(self, repo: Repo) -> dict:
+                return {**self._summary(repo), "sha": repo.sha, "config": repo.config,
+                        "siblings": [{"rfilename": n, "size": len(d)} for n, d in sorted(repo.files.items())]}
+
+            def _search(self, query: dict):
+                found = [r for r in hub.repos.values() if not r.private and not r.error]
+                if query.get("search"):
+                    found = [r for r in found if query["search"].lower() in r.id.lower()]
+                if query.get("pipeline_tag"):
+                    found = [r for r in found if r.pipeline_tag == query["pipeline_tag"]]
+                for tag in parse_qs(urlparse(self.path).query).get("filter", []):
+                    found = [r for r in found if tag in r.tags]
+                key = {"likes": lambda r: r.likes, "lastModified": lambda r: r.last_modified,
+                       "last_modified": lambda r: r.last_modified}.get(query.get("sort", ""), lambda r: r.downloads)
+                found.sort(key=key, reverse=True)
+                start = int(query.get("cursor", 0))
+                page = found[start:start + PAGE]
+                headers = {}
+                if start + PAGE < len(found):
+                    rest = {k: v for k, v in parse_qs(urlparse(self.path).query).items() if k != "cursor"}
+                    rest["cursor"] = [str(start + PAGE)]
+                    headers["Link"] = f'<{hub.url}/api/models?{urlencode(rest, doseq=True)}>; rel="next"'
+                self._json(200, [self._summary(r) for r in page], headers)
+
+            def _file(self, repo: Repo, name: str, head: bool):
+                data = repo.files.get(name)
+                if data is None:
+                    return self._error(404, "EntryNotFound", f"{name} not found")
+                headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{oid(data)}"', "Accept-Ranges": "bytes",
+                           "Content-Type": "application/octet-stream",
+                           "Content-Disposition": f"attachment; filename=\"{quote(name.split('/')[-1])}\""}
+                start = 0
+                status = 200
+                if self.headers.get("Range", "").startswith("bytes="):
+                    start = int(self.headers["Range"][6:].split("-")[0] or 0)
+                    status = 206
+                    headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                body = data[start:]
+                headers["Content-Length"] = str(len(body))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if head:
+                    return
+                try:
+                    for i in range(0, len(body), 4096):
+                        self.wfile.write(body[i:i + 4096])
+                        if hub.slow:
+                            self.wfile.flush()
+                            time.sleep(hub.slow)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        return Handler
