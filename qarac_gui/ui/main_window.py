@@ -190,6 +190,7 @@ class MainWindow(QMainWindow):
         ch.plan_changed.connect(self.training_panel.show_lr_preview)
         ch.problems_changed.connect(self._on_checks_problems_changed)
         self.model_panel.load_requested.connect(self._on_model_load_requested)
+        self.model_panel.hub_requested.connect(self.hub_dialog)
         self.jobs.finished.connect(self._on_jobs_finished)
         self.tasks_panel.preview_requested.connect(self.checks.request_preview)
         rp = self.run_panel
@@ -513,6 +514,17 @@ class MainWindow(QMainWindow):
         from qarac_gui.ui.export_dialog import ExportDialog
         dialog = ExportDialog(self.runs_base(), self.last_run_dir, self)
         dialog.open()
+
+    def hub_dialog(self, endpoint: str | None = None, cache_dir: str | None = None):
+        from qarac_gui.ui.hub_dialog import HubDialog
+        dialog = HubDialog(self, endpoint=endpoint, cache_dir=cache_dir)
+        dialog.chosen.connect(self._on_hub_chosen)
+        dialog.open()
+        return dialog
+
+    def _on_hub_chosen(self, repo_id: str) -> None:
+        self.model_panel.choose(repo_id)
+        self.log.add(f"Using {repo_id} from the Hub (cached)")
 
     def history_dialog(self) -> None:
         from qarac_gui.ui.history_dialog import HistoryDialog

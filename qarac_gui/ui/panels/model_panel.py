@@ -46,6 +46,7 @@ class ModelPanel(QWidget):
     """Choose and inspect the shared encoder."""
 
     load_requested = Signal()
+    hub_requested = Signal()
 
     def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,6 +64,11 @@ class ModelPanel(QWidget):
         self.browse_button.setToolTip("Choose a local model folder (it holds config.json and the weights)")
         self.browse_button.clicked.connect(self._on_browse_clicked)
         row.addWidget(self.browse_button)
+        self.hub_button = QPushButton("Hub…")
+        self.hub_button.setObjectName("hub_button")
+        self.hub_button.setToolTip("Search the Hugging Face Hub, see a model's details, download it")
+        self.hub_button.clicked.connect(self.hub_requested)
+        row.addWidget(self.hub_button)
         self.recent_button = QToolButton()
         self.recent_button.setText("Recent")
         self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -163,6 +169,9 @@ class ModelPanel(QWidget):
             menu.addAction(spec, lambda s=spec: self._choose(s))
         self.recent_button.setMenu(menu)
         self.recent_button.setEnabled(bool(models))
+
+    def choose(self, spec: str) -> None:
+        self._choose(spec)
 
     def _choose(self, spec: str) -> None:
         self.document.set_value(f"backbones.{self.backbone}.model", spec)

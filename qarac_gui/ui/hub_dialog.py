@@ -1,0 +1,279 @@
+"""Find a base model on the Hugging Face Hub, see what it is, and download it into the shared HF cache."""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qarac_gui.core import hub
+from qarac_gui.ui.worker import Failure, JobRunner
+
+TASKS = [("fill-mask", "Encoders (fill-mask)"), ("sentence-similarity", "Sentence embeddings"),
+         ("text-classification", "Text classifiers"), ("token-classification", "Token classifiers"),
+         ("question-answering", "Question answering"), (None, "Any task")]
+SORTS = [("downloads", "Most downloads"), ("likes", "Most likes"), ("updated", "Recently updated")]
+COLUMNS = ("Model", "Downloads", "Likes", "Updated", "License", "Parameters")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class HubDialog(QDialog):
+    """Search, inspect, download; `chosen` carries the Hub id once its files are in the cache."""
+
+    chosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, endpoint: str | None = None, token: str | None = None,
+                 cache_dir: str | None = None, page_size: int = 20) -> None:
+        super().__init__(parent)
+        self.setObjectName("hub_dialog")
+        self.setWindowTitle("Find a model on the Hugging Face Hub")
+        self.resize(980, 620)
+        self.endpoint, self.token, self.cache_dir, self.page_size = endpoint, token, cache_dir, page_size
+        self.jobs = JobRunner(self)
+        self.jobs.finished.connect(self._on_jobs_finished)
+        self.search: hub.ModelSearch | None = None
+        self.hits: list[hub.ModelHit] = []
+        self.details: hub.ModelDetails | None = None
+        self._cancel = threading.Event()
+        self._progress: hub.DownloadProgress | None = None
+        layout = QVBoxLayout(self)
+        self.offline_label = QLabel("")
+        self.offline_label.setObjectName("offline_label")
+        self.offline_label.setStyleSheet("color: #c08000;")
+        layout.addWidget(self.offline_label)
+        bar = QHBoxLayout()
+        self.query = QLineEdit()
+        self.query.setObjectName("hub_query")
+        self.query.setPlaceholderText("search models, e.g. roberta; or type any id and press Details")
+        self.query.returnPressed.connect(self.start_search)
+        bar.addWidget(self.query, 1)
+        self.task = QComboBox()
+        for value, label in TASKS:
+            self.task.addItem(label, value)
+        self.language = QLineEdit()
+        self.language.setPlaceholderText("language, e.g. en")
+        self.language.setMaximumWidth(130)
+        self.transformers_only = QCheckBox("transformers only")
+        self.transformers_only.setChecked(True)
+        self.sort = QComboBox()
+        for value, label in SORTS:
+            self.sort.addItem(label, value)
+        self.search_button = QPushButton("Search")
+        self.search_button.setObjectName("hub_search")
+        self.search_button.clicked.connect(self.start_search)
+        for w in (self.task, self.language, self.transformers_only, self.sort, self.search_button):
+            bar.addWidget(w)
+        layout.addLayout(bar)
+        split = QSplitter()
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("hub_results")
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.itemSelectionChanged.connect(self._on_table_selection_changed)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.table, 1)
+        self.more_button = QPushButton("More results")
+        self.more_button.setObjectName("hub_more")
+        self.more_button.clicked.connect(self.more)
+        self.more_button.setEnabled(False)
+        ll.addWidget(self.more_button)
+        split.addWidget(left)
+        right = QWidget()
+        form = QFormLayout(right)
+        self.facts = {}
+        for key, title in (("id", "Model"), ("architecture", "Architecture"), ("removed", "Head removed"),
+                           ("size", "Download"), ("access", "Access"), ("license", "License"), ("files", "Files")):
+            label = QLabel("–")
+            label.setWordWrap(True)
+            label.setObjectName(f"hub_{key}")
+            self.facts[key] = label
+            form.addRow(title, label)
+        self.allow_pickle = QCheckBox("Allow pickle weights (only for sources you trust)")
+        form.addRow("", self.allow_pickle)
+        self.download_button = QPushButton("Download and use")
+        self.download_button.setObjectName("hub_download")
+        self.download_button.setEnabled(False)
+        self.download_button.clicked.connect(self.start_download)
+        self.cancel_button = QPushButton("Cancel download")
+        self.cancel_button.setObjectName("hub_cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self._on_cancel_clicked)
+        row = QHBoxLayout()
+        row.addWidget(self.download_button)
+        row.addWidget(self.cancel_button)
+        form.addRow(row)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("hub_progress")
+        self.progress.setVisible(False)
+        form.addRow(self.progress)
+        split.addWidget(right)
+        split.setSizes([600, 380])
+        layout.addWidget(split, 1)
+        self.status = QLabel("")
+        self.status.setObjectName("hub_status")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        self.details_button = QPushButton("Details of the typed id")
+        self.details_button.clicked.connect(lambda: self.show_details(self.query.text().strip()))
+        layout.addWidget(self.details_button)
+        self._timer = QTimer(self)
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self._on_timer)
+        self.jobs.submit("offline", hub.hub_offline)
+
+    # --- search -----------------------------------------------------------------------------------------------
+    def start_search(self) -> None:
+        query, task, sort = self.query.text().strip(), self.task.currentData(), self.sort.currentData()
+        language = self.language.text().strip() or None
+        library = "transformers" if self.transformers_only.isChecked() else None
+        endpoint, token, size = self.endpoint, self.token, self.page_size
+        self.status.setText("Searching…")
+        self.search_button.setEnabled(False)
+
+        def search():
+            s = hub.ModelSearch(query, pipeline_tag=task, library=library, language=language, sort=sort,
+                                page_size=size, endpoint=endpoint, token=token)
+            return s, s.next_page()
+        self.jobs.submit("search", search)
+
+    def more(self) -> None:
+        if self.search is not None:
+            search = self.search
+            self.more_button.setEnabled(False)
+            self.jobs.submit("more", lambda: (search, search.next_page()))
+
+    def _show_hits(self, hits: list[hub.ModelHit], append: bool) -> None:
+        if not append:
+            self.hits = []
+            self.table.setRowCount(0)
+        for h in hits:
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            values = (h.id + (" (gated)" if h.gated else ""), f"{h.downloads:,}", f"{h.likes:,}", h.last_modified,
+                      h.license, f"{h.parameters / 1e6:.1f} M" if h.parameters else "")
+            for col, value in enumerate(values):
+                self.table.setItem(row, col, QTableWidgetItem(value))
+            self.hits.append(h)
+        self.table.resizeColumnsToContents()
+        self.more_button.setEnabled(self.search is not None and not self.search.exhausted)
+        self.status.setText(f"{len(self.hits)} model(s) shown" + ("" if self.search is None or self.search.exhausted
+                                                                  else "; more available"))
+
+    def _on_table_selection_changed(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.show_details(self.hits[rows[0].row()].id)
+
+    # --- details and download ---------------------------------------------------------------------------------
+    def show_details(self, repo_id: str) -> None:
+        if not repo_id:
+            return
+        endpoint, token, pickle = self.endpoint, self.token, self.allow_pickle.isChecked()
+        self.facts["id"].setText(repo_id)
+        self.download_button.setEnabled(False)
+        self.jobs.submit("details", lambda: hub.model_details(repo_id, endpoint=endpoint, token=token,
+                                                              allow_pickle=pickle))
+
+    def _show_details(self, d: hub.ModelDetails) -> None:
+        self.details = d
+        access = "gated: you need to request access on the Hub" if d.gated else "private" if d.private else "public"
+        values = {"id": d.id, "architecture": f"{d.architecture} ({d.model_type})" if d.architecture else "unknown",
+                  "removed": d.removed_head or "none (a bare encoder)", "size": _size(d.download_size),
+                  "access": access, "license": d.license or "not stated",
+                  "files": ", ".join(sorted(d.files)[:12]) + (" …" if len(d.files) > 12 else "")}
+        if not d.has_safetensors:
+            values["size"] += " — only pickle weights: allow them to download"
+        for key, text in values.items():
+            self.facts[key].setText(text)
+        self.download_button.setEnabled(True)
+
+    def start_download(self) -> None:
+        if self.details is None:
+            return
+        repo_id, endpoint, token = self.details.id, self.endpoint, self.token
+        pickle, cache_dir, cancel = self.allow_pickle.isChecked(), self.cache_dir, self._cancel
+        cancel.clear()
+        self._progress = hub.DownloadProgress(total=self.details.download_size)
+        progress = self._progress
+
+        def track(state: hub.DownloadProgress) -> None:
+            progress.done, progress.total = state.done, state.total
+        self.download_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self._timer.start()
+        self.status.setText(f"Downloading {repo_id}…")
+        self.jobs.submit("download", lambda: hub.download_model(
+            repo_id, allow_pickle=pickle, progress=track, cancel=cancel, endpoint=endpoint, token=token,
+            cache_dir=cache_dir))
+
+    def _on_cancel_clicked(self) -> None:
+        # huggingface_hub reports progress per received block, so the download stops at its next block.
+        self._cancel.set()
+        self.cancel_button.setEnabled(False)
+        self.status.setText("Cancelling…")
+
+    def _on_timer(self) -> None:
+        p = self._progress
+        if p is None or not p.total:
+            return
+        self.progress.setValue(int(1000 * min(1.0, p.done / p.total)))
+        self.progress.setFormat(f"{_size(p.done)} of {_size(p.total)} · {_size(p.speed)}/s")
+
+    @Slot(str, object)
+    def _on_jobs_finished(self, key: str, result) -> None:
+        if key == "offline":
+            if result is True:
+                self.offline_label.setText("Offline (HF_HUB_OFFLINE is set or there is no network): only models "
+                                           "already in the cache and local folders can be used.")
+            return
+        if isinstance(result, Failure):
+            self.status.setText(f"<span style='color:#d04040'>{result.message}</span>")
+            if key in ("search", "more"):
+                self.search_button.setEnabled(True)
+            if key == "download":
+                self._timer.stop()
+                self.cancel_button.setEnabled(False)
+                self.download_button.setEnabled(True)
+            return
+        if key in ("search", "more"):
+            self.search, hits = result
+            self.search_button.setEnabled(True)
+            self._show_hits(hits, append=key == "more")
+        elif key == "details":
+            self._show_details(result)
+        elif key == "download":
+            self._timer.stop()
+            self._on_timer()
+            self.cancel_button.setEnabled(False)
+            self.status.setText(f"Downloaded into the Hugging Face cache: {result}")
+            self.chosen.emit(self.details.id)

@@ -1,0 +1,94 @@
+"""The Hub dialog against the stand-in Hub: search, page, inspect, download with progress, cancel, offline."""
+
+import pytest
+from hub_server import StandInHub
+from tiny import make_model_folder
+
+from qarac_gui.ui.hub_dialog import HubDialog
+
+LONG = 60_000
+
+
+@pytest.fixture(scope="module")
+def tiny_mlm(tmp_path_factory):
+    return make_model_folder(tmp_path_factory.mktemp("hubgui") / "mlm", "bert", head="mlm")
+
+
+@pytest.fixture
+def hub(monkeypatch, tiny_mlm):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    server = StandInHub().start()
+    for i in range(5):
+        server.add_folder(f"acme/bert-{i}", tiny_mlm, downloads=100 * (5 - i), likes=i)
+    yield server
+    server.stop()
+
+
+def test_search_page_inspect_and_download(qtbot, hub, tmp_path):
+    dialog = HubDialog(endpoint=hub.url, cache_dir=str(tmp_path / "hf"), page_size=3)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.keyClicks(dialog.query, "bert")
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "search"):
+        dialog.search_button.click()
+    assert [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())] == \
+        ["acme/bert-0", "acme/bert-1", "acme/bert-2"]
+    assert dialog.table.item(0, 1).text() == "500" and dialog.more_button.isEnabled()
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "more"):
+        dialog.more_button.click()
+    assert dialog.table.rowCount() == 5 and not dialog.more_button.isEnabled()
+
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "details"):
+        dialog.table.selectRow(1)
+    assert dialog.facts["architecture"].text() == "BertForMaskedLM (bert)"
+    assert dialog.facts["removed"].text() == "BertForMaskedLM head"
+    assert dialog.facts["access"].text() == "public" and dialog.download_button.isEnabled()
+
+    with qtbot.waitSignal(dialog.chosen, timeout=LONG) as chosen:
+        dialog.download_button.click()
+    assert chosen.args == ["acme/bert-1"]
+    assert dialog.progress.value() == 1000 and "of" in dialog.progress.format()
+    assert "Downloaded into the Hugging Face cache" in dialog.status.text()
+
+
+def test_cancel_a_download_then_retry(qtbot, hub, tmp_path):
+    dialog = HubDialog(endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "details"):
+        dialog.show_details("acme/bert-3")
+    hub.slow = 0.05                       # ~3 s for the weights: time to press Cancel half-way
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: 0 < dialog._progress.done < dialog._progress.total, timeout=LONG)   # small files first
+    seen = []
+    dialog.jobs.finished.connect(lambda k, r: seen.append((k, r)))
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: any(k == "download" for k, _ in seen), timeout=20000)
+    assert "cancelled" in dialog.status.text() and dialog.download_button.isEnabled()
+    hub.slow = 0.0
+    with qtbot.waitSignal(dialog.chosen, timeout=LONG):
+        dialog.download_button.click()
+
+
+def test_offline_mode_is_shown_and_search_explains(qtbot, hub, monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    dialog = HubDialog(endpoint=hub.url)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: "Offline" in dialog.offline_label.text(), timeout=LONG)
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "search"):
+        dialog.search_button.click()
+    assert "offline" in dialog.status.text() and dialog.table.rowCount() == 0
+
+
+def test_model_panel_opens_the_dialog_and_uses_the_downloaded_model(qtbot, hub, tmp_path, monkeypatch):
+    from qarac_gui.ui.main_window import MainWindow
+    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "data"))
+    window = MainWindow()
+    window.show()
+    dialog = window.hub_dialog(endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
+    window._on_hub_chosen("acme/bert-0")
+    assert window.document.project.backbones["encoder"].model == "acme/bert-0"
+    dialog.close()
+    window.document.reset()
+    window.close()
