@@ -126,6 +126,11 @@ class StandInHub:
                 hub.requests.append(f"{self.command} {url.path}")
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 parts = [p for p in url.path.split("/") if p]
+                if parts == ["api", "whoami-v2"]:
+                    if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                        return self._error(401, "", "Invalid credentials in Authorization header")
+                    return self._json(200, {"name": "tester", "type": "user",
+                                            "auth": {"accessToken": {"displayName": "app", "role": "read"}}})
                 if parts[:2] == ["api", "models"] and len(parts) == 2:
                     return self._search(query)
                 if parts[:2] == ["api", "models"] and len(parts) >= 4:

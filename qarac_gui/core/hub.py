@@ -269,3 +269,27 @@ def explain(error: BaseException, what: str) -> str:
         return (f"{what}: cannot reach the Hub ({text}); check the network, or work offline with cached and "
                 "local models")
     return f"{what}: {text}"
+
+
+def log_in(token: str) -> str:
+    """Check a token with the Hub and keep it in huggingface_hub's own token store (shared with every HF tool).
+
+    The app never writes the token anywhere else: not in project files, run folders, logs or exports.
+    """
+    token = token.strip()
+    if not token:
+        raise HubError("paste a Hugging Face access token (huggingface.co > Settings > Access Tokens)")
+    from huggingface_hub import login
+    from huggingface_hub.hf_api import api
+    name = _call(lambda: api.whoami(token)["name"], "logging in")
+    _call(lambda: login(token=token, add_to_git_credential=False, skip_if_logged_in=False), "saving the token")
+    return name
+
+
+def current_user(endpoint: str | None = None) -> str | None:
+    """The account of the saved token, or None when there is no saved token."""
+    from huggingface_hub import get_token
+    token = get_token()
+    if not token:
+        return None
+    return _call(lambda: _api(endpoint, token).whoami()["name"], "the saved token")

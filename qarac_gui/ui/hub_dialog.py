@@ -64,6 +64,22 @@ class HubDialog(QDialog):
         self.offline_label.setObjectName("offline_label")
         self.offline_label.setStyleSheet("color: #c08000;")
         layout.addWidget(self.offline_label)
+        login = QHBoxLayout()
+        self.user_label = QLabel("Not logged in: public models only.")
+        self.user_label.setObjectName("hub_user")
+        login.addWidget(self.user_label, 1)
+        self.token_edit = QLineEdit()
+        self.token_edit.setObjectName("hub_token")
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("access token for private and gated models")
+        self.token_edit.setToolTip("Kept only in huggingface_hub's own token store (shared with other HF tools), "
+                                   "never in project files, logs or exports")
+        login.addWidget(self.token_edit)
+        self.login_button = QPushButton("Log in")
+        self.login_button.setObjectName("hub_login")
+        self.login_button.clicked.connect(self._on_login_clicked)
+        login.addWidget(self.login_button)
+        layout.addLayout(login)
         bar = QHBoxLayout()
         self.query = QLineEdit()
         self.query.setObjectName("hub_query")
@@ -147,6 +163,12 @@ class HubDialog(QDialog):
         self._timer.setInterval(200)
         self._timer.timeout.connect(self._on_timer)
         self.jobs.submit("offline", hub.hub_offline)
+
+    def _on_login_clicked(self) -> None:
+        token = self.token_edit.text()
+        self.token_edit.clear()                 # the token leaves the widget at once; only the store keeps it
+        self.login_button.setEnabled(False)
+        self.jobs.submit("login", lambda: hub.log_in(token))
 
     # --- search -----------------------------------------------------------------------------------------------
     def start_search(self) -> None:
@@ -255,6 +277,16 @@ class HubDialog(QDialog):
             if result is True:
                 self.offline_label.setText("Offline (HF_HUB_OFFLINE is set or there is no network): only models "
                                            "already in the cache and local folders can be used.")
+            else:
+                endpoint = self.endpoint
+                self.jobs.submit("user", lambda: hub.current_user(endpoint))
+            return
+        if key in ("login", "user"):
+            self.login_button.setEnabled(True)
+            if isinstance(result, Failure):
+                self.user_label.setText(f"<span style='color:#d04040'>{result.message}</span>")
+            elif result:
+                self.user_label.setText(f"Logged in as {result} (huggingface_hub's saved login).")
             return
         if isinstance(result, Failure):
             self.status.setText(f"<span style='color:#d04040'>{result.message}</span>")

@@ -144,3 +144,34 @@ def test_offline_mode_offers_only_the_cache(hub, tmp_path, monkeypatch):
     assert hub.requests == []
     with pytest.raises(qhub.HubError, match="not in the cache"):
         qhub.download_model("acme/encoder-0", cache_dir=str(tmp_path / "hf"))
+
+
+@pytest.fixture
+def token_store(hub, tmp_path, monkeypatch):
+    """huggingface_hub's own token files, moved into tmp; its login check pointed at the stand-in."""
+    from huggingface_hub import constants
+    from huggingface_hub.hf_api import api
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
+    monkeypatch.setattr(api, "endpoint", hub.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    return tmp_path / "hf-home"
+
+
+def test_log_in_keeps_the_token_only_in_huggingface_hubs_store(hub, token_store, tmp_path):
+    assert qhub.current_user(hub.url) is None
+    with pytest.raises(qhub.HubError, match="refused the token"):
+        qhub.log_in("hf_wrong")
+    assert not (token_store / "token").exists()
+    assert qhub.log_in(f"  {TOKEN}\n") == "tester"
+    assert (token_store / "token").read_text().strip() == TOKEN
+    assert qhub.current_user(hub.url) == "tester"
+    # with the saved login, private repos open without passing a token
+    assert qhub.model_details("acme/private-bert", endpoint=hub.url).private
+    folder = qhub.download_model("acme/gated-bert", endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
+    assert folder
+
+
+def test_empty_token_is_refused_with_where_to_get_one():
+    with pytest.raises(qhub.HubError, match="Access Tokens"):
+        qhub.log_in("   ")

@@ -21,6 +21,7 @@ def hub(monkeypatch, tiny_mlm):
     server = StandInHub().start()
     for i in range(5):
         server.add_folder(f"acme/bert-{i}", tiny_mlm, downloads=100 * (5 - i), likes=i)
+    server.add_folder("acme/gated", tiny_mlm, gated=True)
     yield server
     server.stop()
 
@@ -87,8 +88,42 @@ def test_model_panel_opens_the_dialog_and_uses_the_downloaded_model(qtbot, hub, 
     window = MainWindow()
     window.show()
     dialog = window.hub_dialog(endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)     # the load below must not try the public Hub
     window._on_hub_chosen("acme/bert-0")
     assert window.document.project.backbones["encoder"].model == "acme/bert-0"
+    dialog.close()
+    window.document.reset()
+    window.close()
+
+
+def test_log_in_from_the_dialog_keeps_the_token_out_of_the_app(qtbot, hub, tmp_path, monkeypatch):
+    from hub_server import TOKEN
+    from huggingface_hub import constants
+    from huggingface_hub.hf_api import api
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
+    monkeypatch.setattr(api, "endpoint", hub.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "data"))
+    from qarac_gui.ui.main_window import MainWindow
+    window = MainWindow()
+    window.show()
+    dialog = window.hub_dialog(endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
+    dialog.chosen.disconnect(window._on_hub_chosen)             # loading it would go to the public Hub
+    qtbot.keyClicks(dialog.token_edit, TOKEN)
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "login"):
+        dialog.login_button.click()
+    assert dialog.user_label.text().startswith("Logged in as tester") and dialog.token_edit.text() == ""
+    assert (tmp_path / "hf-home" / "token").read_text().strip() == TOKEN
+    with qtbot.waitSignal(dialog.chosen, timeout=LONG):          # a gated model now downloads
+        dialog.show_details("acme/gated")
+        qtbot.waitUntil(dialog.download_button.isEnabled, timeout=LONG)
+        dialog.download_button.click()
+    window.document.save(tmp_path / "project.toml")
+    written = [p for p in (tmp_path / "data").rglob("*") if p.is_file()] + [tmp_path / "project.toml"]
+    assert all(TOKEN not in p.read_text(errors="ignore") for p in written)
+    assert TOKEN not in "\n".join(window.log.lines())
     dialog.close()
     window.document.reset()
     window.close()
