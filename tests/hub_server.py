@@ -51,6 +51,7 @@ def oid(data: bytes) -> str:
 class StandInHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}
         self.requests: list[str] = []
         self.slow = 0.0               # seconds to sleep per 4 KiB chunk of a download
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -63,6 +64,10 @@ class StandInHub:
 
     def add(self, repo: Repo) -> Repo:
         self.repos[repo.id] = repo
+        return repo
+
+    def add_dataset(self, repo: Repo) -> Repo:
+        self.datasets[repo.id] = repo
         return repo
 
     def add_folder(self, repo_id: str, folder: Path, **kwargs) -> Repo:
@@ -103,8 +108,8 @@ class StandInHub:
             def _error(self, status: int, code: str, message: str):
                 self._json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
 
-            def _repo(self, repo_id: str) -> Repo | None:
-                repo = hub.repos.get(repo_id)
+            def _repo(self, repo_id: str, kind: str = "models") -> Repo | None:
+                repo = (hub.datasets if kind == "datasets" else hub.repos).get(repo_id)
                 authorised = self.headers.get("Authorization") == f"Bearer {TOKEN}"
                 if repo is None or (repo.private and not authorised):
                     self._error(401 if repo is not None else 404, "RepoNotFound", "Repository not found")
@@ -120,6 +125,23 @@ class StandInHub:
             def do_GET(self):
                 self._route(head=False)
 
+            def do_POST(self):
+                # paths-info: the metadata of the listed paths (datasets asks for it while resolving data files)
+                self.is_head = False
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                parts = [p for p in urlparse(self.path).path.split("/") if p]
+                hub.requests.append(f"POST {urlparse(self.path).path}")
+                repo = self._repo("/".join(parts[2:4]), parts[1])
+                if repo is None:
+                    return
+                paths = form.get("paths", [])
+                out = [{"type": "file", "path": p, "size": len(repo.files[p]), "oid": oid(repo.files[p])}
+                       for p in paths if p in repo.files]
+                out += [{"type": "directory", "path": p, "oid": "0" * 40} for p in paths
+                        if p not in repo.files and any(f.startswith(p.rstrip("/") + "/") for f in repo.files)]
+                self._json(200, out)
+
             def _route(self, head: bool):
                 self.is_head = head
                 url = urlparse(self.path)
@@ -133,16 +155,23 @@ class StandInHub:
                                             "auth": {"accessToken": {"displayName": "app", "role": "read"}}})
                 if parts[:2] == ["api", "models"] and len(parts) == 2:
                     return self._search(query)
-                if parts[:2] == ["api", "models"] and len(parts) >= 4:
-                    repo = self._repo("/".join(parts[2:4]))
+                if parts[:2] == ["api", "datasets"] and len(parts) == 2:
+                    return self._search(query, hub.datasets)
+                if parts[0] == "api" and parts[1:2] in (["models"], ["datasets"]) and len(parts) >= 4:
+                    repo = self._repo("/".join(parts[2:4]), parts[1])
                     if repo is None:
                         return
-                    if len(parts) > 4 and parts[4] == "tree":
-                        return self._json(200, [{"type": "file", "path": n, "size": len(d), "oid": oid(d)}
-                                                for n, d in sorted(repo.files.items())])
+                    if len(parts) > 5 and parts[4] == "tree":
+                        prefix = "/".join(parts[6:])
+                        names = [n for n in sorted(repo.files) if not prefix or n.startswith(prefix + "/")]
+                        return self._json(200, [{"type": "file", "path": n, "size": len(repo.files[n]),
+                                                 "oid": oid(repo.files[n])} for n in names])
                     return self._json(200, self._info(repo))
+                kind = "models"
+                if parts[:1] == ["datasets"]:
+                    kind, parts = "datasets", parts[1:]
                 if len(parts) >= 5 and parts[2] == "resolve":
-                    repo = self._repo("/".join(parts[:2]))
+                    repo = self._repo("/".join(parts[:2]), kind)
                     if repo is None:
                         return
                     if repo.gated and self.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -163,8 +192,8 @@ class StandInHub:
                 return {**self._summary(repo), "sha": repo.sha, "config": repo.config,
                         "siblings": [{"rfilename": n, "size": len(d)} for n, d in sorted(repo.files.items())]}
 
-            def _search(self, query: dict):
-                found = [r for r in hub.repos.values() if not r.private and not r.error]
+            def _search(self, query: dict, repos: dict | None = None):
+                found = [r for r in (hub.repos if repos is None else repos).values() if not r.private and not r.error]
                 if query.get("search"):
                     found = [r for r in found if query["search"].lower() in r.id.lower()]
                 if query.get("pipeline_tag"):

@@ -1,0 +1,105 @@
+"""Hub datasets for a task's data, through the real `datasets` calls pointed at the stand-in Hub.
+
+`datasets` reads HF_ENDPOINT when it is imported, so these calls run in a subprocess with the stand-in's address
+in its environment; the code paths are the app's own.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hub_server import Repo, StandInHub
+from tiny import make_model_folder
+
+from qarac_gui.core import hub_data
+
+ROWS = [("good film %d" % i, "pos") if i % 2 == 0 else ("bad film %d" % i, "neg") for i in range(40)]
+CSV = ("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in ROWS)).encode()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    server = StandInHub().start()
+    server.add_dataset(Repo("acme/reviews", {"train.csv": CSV, "test.csv": CSV[:300].rsplit(b"\n", 1)[0] + b"\n"},
+                            downloads=70))
+    server.add_dataset(Repo("acme/other-reviews", {"train.csv": CSV}, downloads=5))
+    server.add_dataset(Repo("acme/news", {"train.csv": CSV}, downloads=90))
+    model = make_model_folder(tmp_path_factory.mktemp("hubdata") / "bert", "bert")
+    server.add_folder("acme/tiny-bert", model)
+    yield server
+    server.stop()
+
+
+def run_with_hub(hub, tmp_path, args, code=None):
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"),
+           "HF_DATASETS_CACHE": str(tmp_path / "ds-cache"), "QARAC_GUI_DATA": str(tmp_path / "data"),
+           "QARAC_GUI_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-c", code] if code else [sys.executable, *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def details(hub, tmp_path, *args):
+    code = ("import json, dataclasses, sys\nfrom qarac_gui.core import hub_data, hub\n"
+            "try:\n"
+            f"    d = hub_data.dataset_details(*{list(args)!r})\n"
+            "    print(json.dumps(dataclasses.asdict(d)))\n"
+            "except hub.HubError as e:\n"
+            "    print(json.dumps({'error': str(e)}))\n")
+    result = run_with_hub(hub, tmp_path, [], code)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_search_datasets(hub, monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    search = hub_data.DatasetSearch("reviews", endpoint=hub.url, page_size=10)
+    assert [h.id for h in search.next_page()] == ["acme/reviews", "acme/other-reviews"] and search.exhausted
+    everything = hub_data.DatasetSearch(endpoint=hub.url).next_page()
+    assert [h.id for h in everything][:1] == ["acme/news"] and everything[0].downloads == 90
+
+
+def test_configs_splits_features_and_first_rows(hub, tmp_path):
+    d = details(hub, tmp_path, "acme/reviews")
+    assert d["configs"] == ["default"] and d["config"] == "default"
+    assert d["splits"] == ["train", "test"]
+    assert d["features"] == {"text": "string", "label": "string"}
+    assert [(r["text"], r["label"]) for r in d["rows"]] == ROWS[:10]
+
+
+def test_a_missing_split_or_dataset_is_a_clear_message(hub, tmp_path):
+    assert details(hub, tmp_path, "acme/reviews", None, "validation")["error"] == \
+        "acme/reviews: no split 'validation' in config 'default' (it has: train, test)"
+    assert "acme/missing" in details(hub, tmp_path, "acme/missing")["error"]
+
+
+def test_train_a_hub_model_on_a_hub_dataset_from_the_command_line(hub, tmp_path):
+    project = tmp_path / "hub.toml"
+    project.write_text("""version = 1
+name = "from-the-hub"
+[backbones.encoder]
+model = "acme/tiny-bert"
+[[tasks]]
+name = "sentiment"
+batch_size = 8
+max_length = 16
+[tasks.data]
+hub = "acme/reviews"
+validation_split = "test"
+[train]
+max_steps = 3
+log_every = 1
+""", encoding="utf-8")
+    result = run_with_hub(hub, tmp_path, ["-m", "qarac_gui.cli", str(project), "--out", str(tmp_path / "run"),
+                                          "--jsonl"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    started = next(e for e in events if e["event"] == "RunStarted")
+    assert started["tasks"]["sentiment"]["train_rows"] == 40 and started["tasks"]["sentiment"]["labels"] == \
+        ["neg", "pos"]
+    assert (tmp_path / "run" / "export" / "sentiment" / "config.json").is_file()
+    # both came through the stand-in, into the HF cache of that environment
+    assert any("/datasets/acme/reviews/resolve/" in r for r in hub.requests)
+    assert any("/acme/tiny-bert/resolve/" in r and "datasets" not in r for r in hub.requests)
