@@ -193,6 +193,7 @@ class MainWindow(QMainWindow):
         self.model_panel.hub_requested.connect(self.hub_dialog)
         self.jobs.finished.connect(self._on_jobs_finished)
         self.tasks_panel.preview_requested.connect(self.checks.request_preview)
+        self.tasks_panel.hub_dataset_requested.connect(self.dataset_dialog)
         rp = self.run_panel
         rp.start_clicked.connect(self.start_run)
         rp.pause_clicked.connect(lambda: self.controller.set_paused(True))
@@ -519,6 +520,13 @@ class MainWindow(QMainWindow):
         from qarac_gui.ui.hub_dialog import HubDialog
         dialog = HubDialog(self, endpoint=endpoint, cache_dir=cache_dir)
         dialog.chosen.connect(self._on_hub_chosen)
+        dialog.open()
+        return dialog
+
+    def dataset_dialog(self, index: int, endpoint: str | None = None):
+        from qarac_gui.ui.dataset_dialog import DatasetDialog
+        dialog = DatasetDialog(self, endpoint=endpoint)
+        dialog.chosen.connect(functools.partial(self.tasks_panel.editor.set_hub_dataset, index))
         dialog.open()
         return dialog
 

@@ -49,6 +49,7 @@ class TaskEditor(QScrollArea):
     """Edits the selected task."""
 
     preview_requested = Signal(str)
+    hub_dataset_requested = Signal(int)          # task index
 
     def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -106,8 +107,14 @@ class TaskEditor(QScrollArea):
         browse.clicked.connect(lambda: self._browse("data.train"))
         row.addWidget(browse)
         df.addRow("Training file", row)
-        df.addRow("or Hub dataset", b.text("data.hub", "A dataset id on the Hugging Face Hub, e.g. glue.",
-                                           "e.g. imdb"))
+        hrow = QHBoxLayout()
+        hrow.addWidget(b.text("data.hub", "A dataset id on the Hugging Face Hub, e.g. glue.", "e.g. imdb"), 1)
+        hub_button = QPushButton("Hub…")
+        hub_button.setObjectName("browse_hub_dataset")
+        hub_button.setToolTip("Search the Hub for a dataset and see its configs, splits, columns and first rows")
+        hub_button.clicked.connect(lambda: self.hub_dataset_requested.emit(self.index))
+        hrow.addWidget(hub_button)
+        df.addRow("or Hub dataset", hrow)
         df.addRow("Hub config", b.text("data.hub_config", "The dataset's configuration, e.g. sst2 for glue."))
         df.addRow("Hub train split", b.text("data.train_split", "Which split to train on."))
         vrow = QHBoxLayout()
@@ -252,6 +259,18 @@ class TaskEditor(QScrollArea):
             else:
                 task.data.validation = path
         self.document.edit(change, prefix, f"{key} of {self.document.project.tasks[self.index].name}")
+
+    def set_hub_dataset(self, index: int, fields: dict) -> None:
+        """Use a Hub dataset (fields as DatasetDialog.choice() gives them) instead of local files."""
+        if not 0 <= index < len(self.document.project.tasks):
+            return
+
+        def change(p):
+            data = p.tasks[index].data
+            data.train = data.validation = ""
+            for key, value in fields.items():
+                setattr(data, key, value)
+        self.document.edit(change, f"tasks.{index}", f"Hub dataset of {self.document.project.tasks[index].name}")
 
     def _on_labels_edited(self) -> None:
         if self.index < 0:

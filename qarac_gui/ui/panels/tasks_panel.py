@@ -50,6 +50,7 @@ class TasksPanel(QWidget):
     """Tasks and their heads."""
 
     preview_requested = Signal(str)          # task name
+    hub_dataset_requested = Signal(int)      # task index
 
     def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,6 +81,7 @@ class TasksPanel(QWidget):
         self.splitter.addWidget(left)
         self.editor = TaskEditor(document)
         self.editor.preview_requested.connect(self.preview_requested)
+        self.editor.hub_dataset_requested.connect(self.hub_dataset_requested)
         self.splitter.addWidget(self.editor)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([150, 650])

@@ -1,0 +1,178 @@
+"""Pick a Hub dataset for a task: search, choose config and splits, see the features and the first rows."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qarac_gui.core import hub_data
+from qarac_gui.ui.worker import Failure, JobRunner
+
+NO_VALIDATION = "(hold out a share of the training split)"
+
+
+class DatasetDialog(QDialog):
+    """`chosen` carries the task's data fields: hub, hub_config, train_split, validation_split."""
+
+    chosen = Signal(dict)
+
+    def __init__(self, parent: QWidget | None = None, endpoint: str | None = None, page_size: int = 20) -> None:
+        super().__init__(parent)
+        self.setObjectName("dataset_dialog")
+        self.setWindowTitle("Choose a dataset on the Hugging Face Hub")
+        self.resize(980, 620)
+        self.endpoint, self.page_size = endpoint, page_size
+        self.search: hub_data.DatasetSearch | None = None
+        self.hits: list[hub_data.DatasetHit] = []
+        self.details: hub_data.DatasetDetails | None = None
+        self.jobs = JobRunner(self)
+        self.jobs.finished.connect(self._on_jobs_finished)
+        layout = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        self.query = QLineEdit()
+        self.query.setObjectName("dataset_query")
+        self.query.setPlaceholderText("search datasets, or type an id and press Details")
+        self.query.returnPressed.connect(self.start_search)
+        bar.addWidget(self.query, 1)
+        self.search_button = QPushButton("Search")
+        self.search_button.clicked.connect(self.start_search)
+        bar.addWidget(self.search_button)
+        details = QPushButton("Details")
+        details.clicked.connect(lambda: self.show_details(self.query.text().strip()))
+        bar.addWidget(details)
+        layout.addLayout(bar)
+        split = QSplitter()
+        self.table = QTableWidget(0, 4)
+        self.table.setObjectName("dataset_results")
+        self.table.setHorizontalHeaderLabels(("Dataset", "Downloads", "Likes", "Updated"))
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.itemSelectionChanged.connect(self._on_table_selection_changed)
+        split.addWidget(self.table)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        form = QFormLayout()
+        self.id_label = QLabel("–")
+        self.config_combo = QComboBox()
+        self.config_combo.activated.connect(lambda _: self.show_details(self.id_label.text(),
+                                                                        self.config_combo.currentText()))
+        self.train_combo = QComboBox()
+        self.valid_combo = QComboBox()
+        self.features = QLabel("")
+        self.features.setObjectName("dataset_features")
+        self.features.setWordWrap(True)
+        form.addRow("Dataset", self.id_label)
+        form.addRow("Config", self.config_combo)
+        form.addRow("Train split", self.train_combo)
+        form.addRow("Validation split", self.valid_combo)
+        form.addRow("Columns", self.features)
+        rl.addLayout(form)
+        self.rows = QTableWidget()
+        self.rows.setObjectName("dataset_rows")
+        self.rows.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        rl.addWidget(self.rows, 1)
+        split.addWidget(right)
+        split.setSizes([420, 560])
+        layout.addWidget(split, 1)
+        self.status = QLabel("")
+        self.status.setObjectName("dataset_status")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        buttons = QDialogButtonBox()
+        self.use_button = buttons.addButton("Use for this task", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.use_button.setEnabled(False)
+        self.use_button.clicked.connect(self._on_use_clicked)
+        buttons.addButton(QDialogButtonBox.StandardButton.Cancel).clicked.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def start_search(self) -> None:
+        query, endpoint, size = self.query.text().strip(), self.endpoint, self.page_size
+        self.status.setText("Searching…")
+
+        def search():
+            s = hub_data.DatasetSearch(query, page_size=size, endpoint=endpoint)
+            return s, s.next_page()
+        self.jobs.submit("search", search)
+
+    def _on_table_selection_changed(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.show_details(self.hits[rows[0].row()].id)
+
+    def show_details(self, repo_id: str, config: str | None = None) -> None:
+        if not repo_id or repo_id == "–":
+            return
+        self.use_button.setEnabled(False)
+        self.status.setText(f"Reading {repo_id}…")
+        self.jobs.submit("details", lambda: hub_data.dataset_details(repo_id, config))
+
+    @Slot(str, object)
+    def _on_jobs_finished(self, key: str, result) -> None:
+        if isinstance(result, Failure):
+            self.status.setText(f"<span style='color:#d04040'>{result.message}</span>")
+            return
+        if key == "search":
+            self.search, self.hits = result
+            self.table.setRowCount(len(self.hits))
+            for row, h in enumerate(self.hits):
+                for col, value in enumerate((h.id, f"{h.downloads:,}", f"{h.likes:,}", h.last_modified)):
+                    self.table.setItem(row, col, QTableWidgetItem(value))
+            self.table.resizeColumnsToContents()
+            self.status.setText(f"{len(self.hits)} dataset(s)")
+        elif key == "details":
+            self._show_details(result)
+
+    def _show_details(self, d: hub_data.DatasetDetails) -> None:
+        self.details = d
+        self.id_label.setText(d.id)
+        self.config_combo.clear()
+        self.config_combo.addItems(d.configs)
+        self.config_combo.setCurrentText(d.config)
+        self.train_combo.clear()
+        self.train_combo.addItems(d.splits)
+        self.train_combo.setCurrentText("train" if "train" in d.splits else d.splits[0])
+        self.valid_combo.clear()
+        self.valid_combo.addItem(NO_VALIDATION)
+        others = [s for s in d.splits if s != self.train_combo.currentText()]
+        self.valid_combo.addItems(others)
+        preferred = next((s for s in ("validation", "valid", "dev", "test") if s in others), None)
+        if preferred:
+            self.valid_combo.setCurrentText(preferred)
+        self.features.setText(", ".join(f"{k} ({v})" for k, v in d.features.items()))
+        columns = list(d.features)
+        self.rows.setColumnCount(len(columns))
+        self.rows.setHorizontalHeaderLabels(columns)
+        self.rows.setRowCount(len(d.rows))
+        for r, row in enumerate(d.rows):
+            for c, name in enumerate(columns):
+                self.rows.setItem(r, c, QTableWidgetItem(str(row.get(name, ""))[:200]))
+        self.rows.resizeColumnsToContents()
+        self.status.setText(f"{d.id}: {len(d.configs)} config(s), splits {', '.join(d.splits)}")
+        self.use_button.setEnabled(True)
+
+    def choice(self) -> dict:
+        d = self.details
+        valid = self.valid_combo.currentText()
+        return {"hub": d.id, "hub_config": "" if d.config == "default" else d.config,
+                "train_split": self.train_combo.currentText(),
+                "validation_split": "" if valid == NO_VALIDATION else valid}
+
+    def _on_use_clicked(self) -> None:
+        if self.details is not None:
+            self.chosen.emit(self.choice())
+            self.accept()
