@@ -63,6 +63,7 @@ class HubDialog(QDialog):
         self.offline_label = QLabel("")
         self.offline_label.setObjectName("offline_label")
         self.offline_label.setStyleSheet("color: #c08000;")
+        self.offline_label.setVisible(False)
         layout.addWidget(self.offline_label)
         login = QHBoxLayout()
         self.user_label = QLabel("Not logged in: public models only.")
@@ -74,6 +75,7 @@ class HubDialog(QDialog):
         self.token_edit.setPlaceholderText("access token for private and gated models")
         self.token_edit.setToolTip("Kept only in huggingface_hub's own token store (shared with other HF tools), "
                                    "never in project files, logs or exports")
+        self.token_edit.setMinimumWidth(280)
         login.addWidget(self.token_edit)
         self.login_button = QPushButton("Log in")
         self.login_button.setObjectName("hub_login")
@@ -100,7 +102,11 @@ class HubDialog(QDialog):
         self.search_button = QPushButton("Search")
         self.search_button.setObjectName("hub_search")
         self.search_button.clicked.connect(self.start_search)
-        for w in (self.task, self.language, self.transformers_only, self.sort, self.search_button):
+        self.details_button = QPushButton("Details")
+        self.details_button.setToolTip("Show the details of the id typed in the search box")
+        self.details_button.clicked.connect(lambda: self.show_details(self.query.text().strip()))
+        for w in (self.task, self.language, self.transformers_only, self.sort, self.search_button,
+                  self.details_button):
             bar.addWidget(w)
         layout.addLayout(bar)
         split = QSplitter()
@@ -156,9 +162,6 @@ class HubDialog(QDialog):
         self.status.setObjectName("hub_status")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        self.details_button = QPushButton("Details of the typed id")
-        self.details_button.clicked.connect(lambda: self.show_details(self.query.text().strip()))
-        layout.addWidget(self.details_button)
         self._timer = QTimer(self)
         self._timer.setInterval(200)
         self._timer.timeout.connect(self._on_timer)
@@ -277,6 +280,7 @@ class HubDialog(QDialog):
             if result is True:
                 self.offline_label.setText("Offline (HF_HUB_OFFLINE is set or there is no network): only models "
                                            "already in the cache and local folders can be used.")
+                self.offline_label.setVisible(True)
             else:
                 endpoint = self.endpoint
                 self.jobs.submit("user", lambda: hub.current_user(endpoint))
