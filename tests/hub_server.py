@@ -54,6 +54,7 @@ class StandInHub:
         self.datasets: dict[str, Repo] = {}
         self.requests: list[str] = []
         self.slow = 0.0               # seconds to sleep per 4 KiB chunk of a download
+        self.cut_after = 0            # drop the connection after this many bytes of the next file (once)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -223,6 +224,7 @@ class StandInHub:
                 status = 200
                 if self.headers.get("Range", "").startswith("bytes="):
                     start = int(self.headers["Range"][6:].split("-")[0] or 0)
+                    hub.requests.append(f"RANGE {name} {start}")
                     status = 206
                     headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
                 body = data[start:]
@@ -233,8 +235,16 @@ class StandInHub:
                 self.end_headers()
                 if head:
                     return
+                cut = hub.cut_after if hub.cut_after and len(body) > hub.cut_after else 0
+                if cut:
+                    hub.cut_after = 0
                 try:
                     for i in range(0, len(body), 4096):
+                        if cut and i >= cut:       # the network fails half-way through the file
+                            self.close_connection = True
+                            self.wfile.flush()
+                            self.connection.shutdown(2)
+                            return
                         self.wfile.write(body[i:i + 4096])
                         if hub.slow:
                             self.wfile.flush()

@@ -175,3 +175,15 @@ def test_log_in_keeps_the_token_only_in_huggingface_hubs_store(hub, token_store,
 def test_empty_token_is_refused_with_where_to_get_one():
     with pytest.raises(qhub.HubError, match="Access Tokens"):
         qhub.log_in("   ")
+
+
+def test_a_download_cut_off_half_way_is_retried_and_arrives_intact(hub, tmp_path, tiny_mlm):
+    # huggingface_hub writes in blocks of up to 10 MB and resumes from the last whole block (with a Range
+    # request); this file is smaller than a block, so the retry fetches it again from the start.
+    hub.cut_after = 40_000                  # the weights file is ~120 kB: the connection drops a third of the way
+    folder = qhub.download_model("acme/tiny-bert", endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
+    from pathlib import Path
+    assert (Path(folder) / "model.safetensors").read_bytes() == (tiny_mlm / "model.safetensors").read_bytes()
+    assert hub.cut_after == 0                                   # the cut happened
+    gets = [r for r in hub.requests if r.startswith("GET") and r.endswith("/model.safetensors")]
+    assert len(gets) == 2                                       # the cut request, and the retry
