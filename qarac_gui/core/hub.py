@@ -72,6 +72,17 @@ def hub_offline() -> bool:
     return bool(constants.is_offline_mode())
 
 
+def cached_models(cache_dir: str | None = None) -> list[str]:
+    """Hub ids of the models already in the Hugging Face cache (usable offline), most recently used first."""
+    from huggingface_hub import scan_cache_dir
+    try:
+        info = scan_cache_dir(cache_dir)
+    except Exception:                   # no cache yet, or one this version cannot read: nothing to offer
+        return []
+    repos = sorted((r for r in info.repos if r.repo_type == "model"), key=lambda r: r.last_accessed, reverse=True)
+    return [r.repo_id for r in repos]
+
+
 def _api(endpoint: str | None, token: str | bool | None):
     from huggingface_hub import HfApi
     return HfApi(endpoint=endpoint, token=token)

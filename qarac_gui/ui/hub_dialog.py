@@ -32,6 +32,12 @@ SORTS = [("downloads", "Most downloads"), ("likes", "Most likes"), ("updated", "
 COLUMNS = ("Model", "Downloads", "Likes", "Updated", "License", "Parameters")
 
 
+def repo_id_of(snapshot: str) -> str:
+    """acme/bert from .../models--acme--bert/snapshots/<sha>."""
+    from pathlib import Path
+    return Path(snapshot).parent.parent.name.removeprefix("models--").replace("--", "/")
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -57,6 +63,8 @@ class HubDialog(QDialog):
         self.search: hub.ModelSearch | None = None
         self.hits: list[hub.ModelHit] = []
         self.details: hub.ModelDetails | None = None
+        self.offline = False
+        self.offline_choice = ""
         self._cancel = threading.Event()
         self._progress: hub.DownloadProgress | None = None
         layout = QVBoxLayout(self)
@@ -213,8 +221,14 @@ class HubDialog(QDialog):
 
     def _on_table_selection_changed(self) -> None:
         rows = self.table.selectionModel().selectedRows()
-        if rows:
-            self.show_details(self.hits[rows[0].row()].id)
+        if not rows:
+            return
+        if self.offline:                        # no details without the Hub; the cached copy can be used as is
+            self.offline_choice = self.hits[rows[0].row()].id
+            self.facts["id"].setText(self.offline_choice)
+            self.download_button.setEnabled(True)
+            return
+        self.show_details(self.hits[rows[0].row()].id)
 
     # --- details and download ---------------------------------------------------------------------------------
     def show_details(self, repo_id: str) -> None:
@@ -240,12 +254,13 @@ class HubDialog(QDialog):
         self.download_button.setEnabled(True)
 
     def start_download(self) -> None:
-        if self.details is None:
+        if self.details is None and not self.offline_choice:
             return
-        repo_id, endpoint, token = self.details.id, self.endpoint, self.token
+        repo_id = self.offline_choice if self.offline else self.details.id
+        endpoint, token = self.endpoint, self.token
         pickle, cache_dir, cancel = self.allow_pickle.isChecked(), self.cache_dir, self._cancel
         cancel.clear()
-        self._progress = hub.DownloadProgress(total=self.details.download_size)
+        self._progress = hub.DownloadProgress(total=self.details.download_size if self.details else 0)
         progress = self._progress
 
         def track(state: hub.DownloadProgress) -> None:
@@ -281,9 +296,19 @@ class HubDialog(QDialog):
                 self.offline_label.setText("Offline (HF_HUB_OFFLINE is set or there is no network): only models "
                                            "already in the cache and local folders can be used.")
                 self.offline_label.setVisible(True)
+                self.offline = True
+                self.search_button.setEnabled(False)
+                self.download_button.setText("Use cached model")
+                cache_dir = self.cache_dir
+                self.jobs.submit("cached", lambda: hub.cached_models(cache_dir))
             else:
                 endpoint = self.endpoint
                 self.jobs.submit("user", lambda: hub.current_user(endpoint))
+            return
+        if key == "cached":
+            self.search = None
+            self._show_hits([hub.ModelHit(i, 0, 0, "", "", "", None, False, False) for i in result], append=False)
+            self.status.setText(f"{len(result)} model(s) in the Hugging Face cache")
             return
         if key in ("login", "user"):
             self.login_button.setEnabled(True)
@@ -311,5 +336,5 @@ class HubDialog(QDialog):
             self._timer.stop()
             self._on_timer()
             self.cancel_button.setEnabled(False)
-            self.status.setText(f"Downloaded into the Hugging Face cache: {result}")
-            self.chosen.emit(self.details.id)
+            self.status.setText(f"In the Hugging Face cache: {result}")
+            self.chosen.emit(repo_id_of(result))

@@ -187,3 +187,9 @@ def test_a_download_cut_off_half_way_is_retried_and_arrives_intact(hub, tmp_path
     assert hub.cut_after == 0                                   # the cut happened
     gets = [r for r in hub.requests if r.startswith("GET") and r.endswith("/model.safetensors")]
     assert len(gets) == 2                                       # the cut request, and the retry
+
+
+def test_cached_models_are_listed_for_offline_use(hub, tmp_path):
+    assert qhub.cached_models(str(tmp_path / "hf")) == []
+    qhub.download_model("acme/tiny-bert", endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
+    assert qhub.cached_models(str(tmp_path / "hf")) == ["acme/tiny-bert"]

@@ -50,7 +50,7 @@ def test_search_page_inspect_and_download(qtbot, hub, tmp_path):
         dialog.download_button.click()
     assert chosen.args == ["acme/bert-1"]
     assert dialog.progress.value() == 1000 and "of" in dialog.progress.format()
-    assert "Downloaded into the Hugging Face cache" in dialog.status.text()
+    assert "In the Hugging Face cache" in dialog.status.text()
 
 
 def test_cancel_a_download_then_retry(qtbot, hub, tmp_path):
@@ -71,15 +71,23 @@ def test_cancel_a_download_then_retry(qtbot, hub, tmp_path):
         dialog.download_button.click()
 
 
-def test_offline_mode_is_shown_and_search_explains(qtbot, hub, monkeypatch):
+def test_offline_mode_offers_only_cached_models(qtbot, hub, monkeypatch, tmp_path):
+    from qarac_gui.core import hub as qhub
+    qhub.download_model("acme/bert-2", endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    dialog = HubDialog(endpoint=hub.url)
+    hub.requests.clear()
+    dialog = HubDialog(endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
     qtbot.addWidget(dialog)
-    qtbot.waitUntil(lambda: "Offline" in dialog.offline_label.text(), timeout=LONG)
-    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "search"):
-        dialog.search_button.click()
-    assert "offline" in dialog.status.text() and dialog.table.rowCount() == 0
+    dialog.show()
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1, timeout=LONG)
+    assert "Offline" in dialog.offline_label.text() and dialog.offline_label.isVisible()
+    assert not dialog.search_button.isEnabled() and dialog.table.item(0, 0).text() == "acme/bert-2"
+    dialog.table.selectRow(0)
+    assert dialog.download_button.text() == "Use cached model"
+    with qtbot.waitSignal(dialog.chosen, timeout=LONG) as chosen:
+        dialog.download_button.click()
+    assert chosen.args == ["acme/bert-2"] and hub.requests == []
 
 
 def test_model_panel_opens_the_dialog_and_uses_the_downloaded_model(qtbot, hub, tmp_path, monkeypatch):
