@@ -54,6 +54,7 @@ class StandInHub:
         self.datasets: dict[str, Repo] = {}
         self.requests: list[str] = []
         self.slow = 0.0               # seconds to sleep per 4 KiB chunk of a download
+        self.delay = 0.0              # seconds before answering any API request (a slow or stuck Hub)
         self.cut_after = 0            # drop the connection after this many bytes of the next file (once)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -148,6 +149,8 @@ class StandInHub:
                 url = urlparse(self.path)
                 hub.requests.append(f"{self.command} {url.path}")
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                if hub.delay and url.path.startswith("/api/"):
+                    time.sleep(hub.delay)
                 parts = [p for p in url.path.split("/") if p]
                 if parts == ["api", "whoami-v2"]:
                     if self.headers.get("Authorization") != f"Bearer {TOKEN}":

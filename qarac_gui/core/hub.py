@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 from qarac_gui.core.errors import UserError
 
+HUB_TIMEOUT = 20.0                # seconds to wait for the Hub to answer a metadata request
 SORTS = {"downloads": "downloads", "likes": "likes", "updated": "last_modified"}
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.msgpack", "*.h5", "*.ot", "*.onnx",
                    "*.tflite", "flax_model*", "tf_model*", "rust_model*", "onnx/*", "openvino/*"]
@@ -72,6 +73,29 @@ def hub_offline() -> bool:
     return bool(constants.is_offline_mode())
 
 
+def check_reachable(endpoint: str | None = None, timeout: float = 5.0) -> None:
+    """Fail fast, with a plain message, when the Hub cannot be reached (huggingface_hub's own retries on a dead
+    network take about 20 s)."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+    url = (endpoint or constants.ENDPOINT).rstrip("/") + "/api/models?limit=1"
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return                          # it answered: reachable, whatever it thinks of the request
+    except (TimeoutError, socket.timeout) as e:
+        raise HubError("the Hub did not answer in time; check the connection and try again") from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            raise HubError("the Hub did not answer in time; check the connection and try again") from e
+        raise HubError(f"cannot reach the Hub ({reason}); check the network, or work offline with cached and "
+                       "local models") from e
+
+
 def cached_models(cache_dir: str | None = None) -> list[str]:
     """Hub ids of the models already in the Hugging Face cache (usable offline), most recently used first."""
     from huggingface_hub import scan_cache_dir
@@ -128,6 +152,7 @@ class ModelSearch:
         if hub_offline():
             raise HubError("offline (HF_HUB_OFFLINE is set): Hub search is not available; use a cached or local "
                            "model")
+        check_reachable(endpoint)
         filters = [f for f in (library, language) if f]
         self.page_size = page_size
         self._iter: Iterator[Any] = iter(_call(lambda: _api(endpoint, token).list_models(
@@ -153,8 +178,8 @@ def model_details(repo_id: str, revision: str | None = None, *, endpoint: str | 
     """What a download would bring, before downloading: architecture, files and sizes, access."""
     if hub_offline():
         raise HubError(f"offline (HF_HUB_OFFLINE is set): cannot look up {repo_id!r} on the Hub")
-    info = _call(lambda: _api(endpoint, token).model_info(repo_id, revision=revision, files_metadata=True),
-                 repo_id)
+    info = _call(lambda: _api(endpoint, token).model_info(repo_id, revision=revision, files_metadata=True,
+                                                          timeout=HUB_TIMEOUT), repo_id)
     files = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
     wanted = download_patterns(files, allow_pickle)
     config = getattr(info, "config", None) or {}

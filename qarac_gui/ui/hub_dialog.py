@@ -276,6 +276,15 @@ class HubDialog(QDialog):
             repo_id, allow_pickle=pickle, progress=track, cancel=cancel, endpoint=endpoint, token=token,
             cache_dir=cache_dir))
 
+    def _go_offline(self, message: str) -> None:
+        self.offline_label.setText(message)
+        self.offline_label.setVisible(True)
+        self.offline = True
+        self.search_button.setEnabled(False)
+        self.download_button.setText("Use cached model")
+        cache_dir = self.cache_dir
+        self.jobs.submit("cached", lambda: hub.cached_models(cache_dir))
+
     def _on_cancel_clicked(self) -> None:
         # huggingface_hub reports progress per received block, so the download stops at its next block.
         self._cancel.set()
@@ -293,14 +302,8 @@ class HubDialog(QDialog):
     def _on_jobs_finished(self, key: str, result) -> None:
         if key == "offline":
             if result is True:
-                self.offline_label.setText("Offline (HF_HUB_OFFLINE is set or there is no network): only models "
-                                           "already in the cache and local folders can be used.")
-                self.offline_label.setVisible(True)
-                self.offline = True
-                self.search_button.setEnabled(False)
-                self.download_button.setText("Use cached model")
-                cache_dir = self.cache_dir
-                self.jobs.submit("cached", lambda: hub.cached_models(cache_dir))
+                self._go_offline("Offline (HF_HUB_OFFLINE is set): only models already in the cache and local "
+                                 "folders can be used.")
             else:
                 endpoint = self.endpoint
                 self.jobs.submit("user", lambda: hub.current_user(endpoint))
@@ -317,10 +320,13 @@ class HubDialog(QDialog):
             elif result:
                 self.user_label.setText(f"Logged in as {result} (huggingface_hub's saved login).")
             return
+        if isinstance(result, Failure) and "cannot reach the Hub" in result.message and not self.offline:
+            self._go_offline("No network: the Hub cannot be reached. Models already in the cache and local folders "
+                             "can be used.")
         if isinstance(result, Failure):
             self.status.setText(f"<span style='color:#d04040'>{result.message}</span>")
             if key in ("search", "more"):
-                self.search_button.setEnabled(True)
+                self.search_button.setEnabled(not self.offline)
             if key == "download":
                 self._timer.stop()
                 self.cancel_button.setEnabled(False)

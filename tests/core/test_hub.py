@@ -193,3 +193,17 @@ def test_cached_models_are_listed_for_offline_use(hub, tmp_path):
     assert qhub.cached_models(str(tmp_path / "hf")) == []
     qhub.download_model("acme/tiny-bert", endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
     assert qhub.cached_models(str(tmp_path / "hf")) == ["acme/tiny-bert"]
+
+
+def test_a_hub_that_does_not_answer_in_time_is_a_clear_message(hub, monkeypatch):
+    monkeypatch.setattr(qhub, "HUB_TIMEOUT", 0.5)
+    hub.delay = 2.0
+    with pytest.raises(qhub.HubError, match="did not answer in time"):
+        qhub.model_details("acme/tiny-bert", endpoint=hub.url)
+
+
+def test_search_without_network_fails_fast_with_a_clear_message(monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(qhub.HubError, match="cannot reach the Hub .*work offline with cached and local models"):
+        qhub.ModelSearch("bert", endpoint="http://127.0.0.1:9")

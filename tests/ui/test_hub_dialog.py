@@ -135,3 +135,16 @@ def test_log_in_from_the_dialog_keeps_the_token_out_of_the_app(qtbot, hub, tmp_p
     dialog.close()
     window.document.reset()
     window.close()
+
+
+def test_no_network_switches_the_dialog_to_cached_models(qtbot, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    dialog = HubDialog(endpoint="http://127.0.0.1:9", cache_dir=str(tmp_path / "hf"))   # nothing listens there
+    qtbot.addWidget(dialog)
+    dialog.query.setText("bert")
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "search"):
+        dialog.search_button.click()
+    assert "cannot reach the Hub" in dialog.status.text()
+    assert dialog.offline and "No network" in dialog.offline_label.text()
+    assert dialog.download_button.text() == "Use cached model" and not dialog.search_button.isEnabled()
