@@ -58,7 +58,14 @@ class StandInHub:
         self.cut_after = 0            # drop the connection after this many bytes of the next file (once)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        self.server.handle_error = self._handle_error
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _handle_error(self, request, address) -> None:
+        import socketserver
+        import sys
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):   # a client gave up: fine
+            socketserver.BaseServer.handle_error(self.server, request, address)
 
     @property
     def url(self) -> str:
