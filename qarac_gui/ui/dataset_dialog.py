@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core import hub_data
+from qarac_gui.ui.widgets import row_table, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 
 NO_VALIDATION = "(hold out a share of the training split)"
@@ -56,12 +57,7 @@ class DatasetDialog(QDialog):
         bar.addWidget(details)
         layout.addLayout(bar)
         split = QSplitter()
-        self.table = QTableWidget(0, 4)
-        self.table.setObjectName("dataset_results")
-        self.table.setHorizontalHeaderLabels(("Dataset", "Downloads", "Likes", "Updated"))
-        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table = row_table("dataset_results", ("Dataset", "Downloads", "Likes", "Updated"))
         self.table.itemSelectionChanged.connect(self._on_table_selection_changed)
         split.addWidget(self.table)
         right = QWidget()
@@ -89,9 +85,7 @@ class DatasetDialog(QDialog):
         split.addWidget(right)
         split.setSizes([420, 560])
         layout.addWidget(split, 1)
-        self.status = QLabel("")
-        self.status.setObjectName("dataset_status")
-        self.status.setWordWrap(True)
+        self.status = status_label("dataset_status")
         layout.addWidget(self.status)
         buttons = QDialogButtonBox()
         self.use_button = buttons.addButton("Use for this task", QDialogButtonBox.ButtonRole.AcceptRole)

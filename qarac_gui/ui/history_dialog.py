@@ -10,13 +10,13 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QLabel,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from qarac_gui.core.runs import RunSummary, list_runs
+from qarac_gui.ui.widgets import row_table
 
 COLUMNS = ("Run", "Started", "Status", "Steps", "Tasks", "Best")
 
@@ -36,12 +36,7 @@ class HistoryDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel(f"Runs in {runs_base}"))
         self.runs: list[RunSummary] = list_runs(runs_base)
-        self.table = QTableWidget(len(self.runs), len(COLUMNS))
-        self.table.setObjectName("history_table")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table = row_table("history_table", COLUMNS, len(self.runs))
         for row, r in enumerate(self.runs):
             best = "" if r.best_value is None else f"{r.monitored} {r.best_value:.4g}"
             values = (r.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)), r.status,

@@ -16,13 +16,13 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from qarac_gui.core import hub
+from qarac_gui.ui.widgets import row_table, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 
 TASKS = [("fill-mask", "Encoders (fill-mask)"), ("sentence-similarity", "Sentence embeddings"),
@@ -118,12 +118,7 @@ class HubDialog(QDialog):
             bar.addWidget(w)
         layout.addLayout(bar)
         split = QSplitter()
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setObjectName("hub_results")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table = row_table("hub_results", COLUMNS)
         self.table.itemSelectionChanged.connect(self._on_table_selection_changed)
         left = QWidget()
         ll = QVBoxLayout(left)
@@ -166,9 +161,7 @@ class HubDialog(QDialog):
         split.addWidget(right)
         split.setSizes([600, 380])
         layout.addWidget(split, 1)
-        self.status = QLabel("")
-        self.status.setObjectName("hub_status")
-        self.status.setWordWrap(True)
+        self.status = status_label("hub_status")
         layout.addWidget(self.status)
         self._timer = QTimer(self)
         self._timer.setInterval(200)
