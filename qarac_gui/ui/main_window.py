@@ -7,7 +7,7 @@ import functools
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -39,20 +39,12 @@ from qarac_gui.ui.panels.run_panel import RunPanel
 from qarac_gui.ui.panels.tasks_panel import TasksPanel
 from qarac_gui.ui.panels.training_panel import TrainingPanel
 from qarac_gui.ui.project_checks import ProjectChecks
+from qarac_gui.ui.project_files import ProjectFilesMixin, autosave_path, settings
 from qarac_gui.ui.worker import Failure, JobRunner, RunController
 
 CHART_REFRESH_MS = 100
 AUTOSAVE_MS = 60_000
 STARTUP_DELAY_MS = 150
-RECENT_LIMIT = 10
-FILE_FILTER = "qarac_gui projects (*.toml);;All files (*)"
-
-
-def settings() -> QSettings:
-    """Window state and recent files. A portable data folder (QARAC_GUI_DATA) keeps them beside the runs."""
-    if os.environ.get("QARAC_GUI_DATA"):
-        return QSettings(str(paths.data_dir() / "settings.ini"), QSettings.Format.IniFormat)
-    return QSettings("qarac_gui", "qarac_gui")
 
 
 def _list_devices() -> list:
@@ -60,11 +52,7 @@ def _list_devices() -> list:
     return list_devices()
 
 
-def autosave_path() -> Path:
-    return paths.data_dir() / "autosave" / "project.toml"
-
-
-class MainWindow(QMainWindow):
+class MainWindow(ProjectFilesMixin, QMainWindow):
     """qarac_gui's window."""
 
     def __init__(self, document: ProjectDocument | None = None) -> None:
@@ -220,20 +208,6 @@ class MainWindow(QMainWindow):
         for splitter in (self.main_split, self.right_split, self.tasks_panel.splitter):
             s.setValue(f"splitters/{splitter.objectName()}", splitter.saveState())
 
-    def _recent(self, key: str) -> list[str]:
-        value = settings().value(key, [])
-        return [value] if isinstance(value, str) else list(value or [])
-
-    def _remember(self, key: str, item: str) -> None:
-        items = [i for i in self._recent(key) if i != item]
-        settings().setValue(key, [item, *items][:RECENT_LIMIT])
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        for path in self._recent("recent/projects"):
-            self.recent_menu.addAction(path, functools.partial(self.open_project, Path(path)))
-        self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
-
     def runs_base(self) -> Path:
         value = settings().value("runs/folder", "")
         return Path(value) if value else paths.runs_dir()
@@ -255,116 +229,6 @@ class MainWindow(QMainWindow):
 
     def _on_document_changed(self, section: str) -> None:
         self._update_run_state()
-
-    def confirm_discard(self) -> bool:
-        """Ask before unsaved changes are lost; True when it is fine to go on."""
-        if not self.document.dirty:
-            return True
-        answer = QMessageBox.question(
-            self, "Unsaved changes", f"Save the changes to {self.document.title}?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Save)
-        if answer == QMessageBox.StandardButton.Save:
-            return self.save()
-        return answer == QMessageBox.StandardButton.Discard
-
-    def new_project(self) -> None:
-        if self.confirm_discard():
-            self.document.reset()
-            self.charts.clear()
-
-    def open_dialog(self) -> None:
-        if not self.confirm_discard():
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Open a project", "", FILE_FILTER)
-        if path:
-            self.open_project(Path(path), ask=False)
-
-    def open_demo(self) -> None:
-        if self.confirm_discard():
-            self.open_project(paths.resource_path("demo", "project.toml"), ask=False)
-
-    def open_project(self, path: Path, ask: bool = True) -> bool:
-        if ask and not self.confirm_discard():
-            return False
-        try:
-            self.document.load(Path(path))
-        except ConfigError as e:
-            show_error(self, "Cannot open the project", str(e))
-            self.log.add(str(e), "error")
-            return False
-        self._remember("recent/projects", str(Path(path).resolve()))
-        self._fill_recent_menu()
-        self.log.add(f"Opened {path}")
-        self.charts.clear()
-        return True
-
-    def save(self) -> bool:
-        if self.document.path is None or self._is_bundled(self.document.path):
-            return self.save_as()
-        return self._save_to(self.document.path)
-
-    def save_as(self) -> bool:
-        start = str(self.document.path or Path.cwd() / f"{self.document.project.name}.toml")
-        path, _ = QFileDialog.getSaveFileName(self, "Save the project as", start, FILE_FILTER)
-        if not path:
-            return False
-        if not path.endswith(".toml"):
-            path += ".toml"
-        return self._save_to(Path(path))
-
-    def _save_to(self, path: Path) -> bool:
-        try:
-            self.document.save(path)
-        except OSError as e:
-            show_error(self, "Cannot save", f"{path} could not be written: {e.strerror or e}. Choose another "
-                       "folder with File > Save as.", str(e))
-            return False
-        self._remember("recent/projects", str(path.resolve()))
-        self._fill_recent_menu()
-        self.statusBar().showMessage(f"Saved {path}", 4000)
-        autosave_path().unlink(missing_ok=True)
-        return True
-
-    @staticmethod
-    def _is_bundled(path: Path) -> bool:
-        """The demo lives inside the app; saving goes elsewhere so an update cannot overwrite the user's work."""
-        try:
-            return Path(path).resolve().is_relative_to(paths.resource_path().resolve())
-        except OSError:
-            return False
-
-    @Slot()
-    def autosave(self) -> None:
-        if not self.document.dirty:
-            return
-        try:
-            target = autosave_path()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.document.write_autosave(target)
-        except OSError as e:
-            self.log.add(f"autosave failed: {e}", "warning")
-
-    def offer_recovery(self) -> None:
-        """Unsaved work from a session that ended without saving (a crash, a power cut) is offered back."""
-        path = autosave_path()
-        if not path.is_file():
-            return
-        answer = QMessageBox.question(
-            self, "Recover unsaved work?",
-            "qarac_gui ended last time with unsaved changes. Open the automatically saved copy?",
-            QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Discard, QMessageBox.StandardButton.Open)
-        if answer == QMessageBox.StandardButton.Open:
-            try:
-                self.document.load(path)
-            except ConfigError as e:
-                self.log.add(f"the autosaved copy could not be opened: {e}", "error")
-                return
-            self.document.path = None               # Save asks where: the copy is not the user's file
-            self.document.mark_unsaved()
-            self.log.add("Recovered the autosaved project; save it to keep it")
-        else:
-            path.unlink(missing_ok=True)
 
     # --- model and checks -----------------------------------------------------------------------------------
     def _on_startup_timer(self) -> None:
