@@ -67,7 +67,9 @@ class TerminalPrinter:
             case ExportDone(path=path, folders=folders):
                 self._line(f"Exported {', '.join(folders)} to {path}")
             case RunEnded(reason=reason, step=step, message=message):
-                self._line(f"Run {reason} at step {step}" + (f": {message}" if message else ""))
+                # A failure's message follows as the "error:" line; it is not printed twice.
+                shown = message if message and reason != "failed" else ""
+                self._line(f"Run {reason} at step {step}" + (f": {shown}" if shown else ""))
 
     def _progress(self, e: StepLogged) -> None:
         done = e.step - self.start_step

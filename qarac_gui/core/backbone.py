@@ -61,6 +61,16 @@ def _check_weights(folder: Path, allow_pickle: bool) -> None:
         raise ModelLoadError(f"{folder} has no weights (no *.safetensors or pytorch_model.bin)")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+
+
+def _check_tokenizer(folder: Path) -> None:
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(f"{folder} has no tokenizer files (tokenizer.json or a vocabulary); save the "
+                             "tokenizer into the same folder (tokenizer.save_pretrained(folder))")
+
+
 def _base_class_name(config: Any) -> str:
     from transformers import MODEL_MAPPING
     cls = MODEL_MAPPING.get(type(config), None)
@@ -71,6 +81,7 @@ def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None)
     source, local = resolve_source(cfg.model, root)
     if local:
         _check_weights(Path(source), cfg.allow_pickle)
+        _check_tokenizer(Path(source))
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -85,6 +96,13 @@ def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None)
         tokenizer = AutoTokenizer.from_pretrained(source, **common)
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(_explain_load_error(cfg.model, e)) from e
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError":
+            raise
+        names = sorted(p.name for p in Path(source).glob("*.safetensors")) if local else []
+        raise ModelLoadError(f"model {cfg.model!r}: {', '.join(names) or 'a weights file (*.safetensors)'} is "
+                             f"damaged or not a safetensors file ({str(e).splitlines()[0]}); download or save the "
+                             "model again") from e
     saved_as = (config.architectures or [type(model).__name__])[0]
     removed = ""
     dropped = sorted(info.get("unexpected_keys", []))

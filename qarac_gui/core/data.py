@@ -38,7 +38,21 @@ def load_file(path: Path, fmt: str, cache_dir: str | None) -> Any:
     try:
         return load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir, **kwargs)
     except Exception as e:          # datasets wraps parser errors in many types; the message is what matters
+        chain = _chain(e)
+        if any(isinstance(c, UnicodeDecodeError) for c in chain):
+            raise DataError(f"{path}: not UTF-8 text; save it as UTF-8 (in most editors: Save as, encoding "
+                            "UTF-8)") from e
+        if any("corresponds to no data" in str(c) for c in chain):
+            raise DataError(f"{path}: the file has no rows (only a header); add data rows") from e
         raise DataError(f"{path}: could not be read as {fmt.upper()}: {_first_line(e)}") from e
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while e is not None and e not in seen:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    return seen
 
 
 def _first_line(e: Exception) -> str:

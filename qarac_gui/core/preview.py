@@ -168,7 +168,16 @@ def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tupl
     if kind == "classification" and len(labels) < 2:
         errors.append(f"task {task.name}: the training data has {len(labels)} label(s) in {task.data.label!r}; "
                       "a classifier needs at least two; map the right label column")
-    unknown = sorted(set(counts) - set(labels) - {"None"})
+    seen = set(counts)
+    if valid is not None:
+        for value in valid[task.data.label]:
+            if kind == "classification":
+                seen.add(str(value))
+            elif kind == "multilabel":
+                seen.update(split_labels(value, task.head.label_separator))
+            else:
+                seen.update(str(v) for v in (value or []))
+    unknown = sorted(seen - set(labels) - {"None"})
     if task.head.labels and unknown:
         errors.append(f"task {task.name}: labels {', '.join(unknown[:5])} are in the data but not in head.labels; "
                       "add them or clear head.labels to take them from the data")

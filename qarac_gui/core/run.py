@@ -78,6 +78,10 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
         raise UserError(f"{run_dir} does not exist: there is no run to resume there")
     if resume and (run_dir / "export").exists():
         raise UserError(f"{run_dir} holds a finished run (its export exists): there is nothing to resume")
+    if resume:
+        from qarac_gui.core.checkpoint import latest_checkpoint
+        if latest_checkpoint(run_dir / "checkpoints")[0] is None:     # checked before anything is written there
+            raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new run instead")
     run_dir.mkdir(parents=True, exist_ok=True)
     log = _EventLog(run_dir / "events.jsonl")
     emit = CallbackList(log, emit)
