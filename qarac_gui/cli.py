@@ -122,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         project = load_project(args.project, args.overrides)
+        if not args.resume:
+            from qarac_gui.core.preview import preflight
+            problems, warnings = preflight(project)          # the GUI's pre-Start checks, before any training
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            if problems:
+                print("error: " + "; ".join(problems), file=sys.stderr)
+                return EXIT_ERROR
         from qarac_gui.core.run import run
         ended = run(project, _jsonl if args.jsonl else TerminalPrinter(), stop, run_dir=args.out,
                     resume=args.resume)

@@ -232,3 +232,29 @@ def head_parameters(project: Project, encoder: Any, labels: dict[str, list[str]]
         n = len(labels.get(task.name) or task.head.labels) or 2
         counts[task.name] = own_parameters(build_head(task.head, encoder, n), encoder)
     return counts
+
+
+def preflight(project: Project) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of every task, read before a run starts; the same checks the GUI shows in its report."""
+    from datasets.utils.logging import disable_progress_bar
+    disable_progress_bar()              # the caller reports; datasets' own bars would garble a terminal
+    tokenizers: dict[str, Any] = {}
+    for name, cfg in project.backbones.items():
+        tokenizers[name] = _tokenizer_or_none(cfg, project.root)
+    previews = {t.name: preview_task(project, t, tokenizers.get(t.backbone)) for t in project.tasks}
+    warnings = [w for p in previews.values() for w in p.warnings]
+    return start_problems(project, previews), warnings
+
+
+def _tokenizer_or_none(cfg: BackboneConfig, root: Path) -> Any:
+    """The backbone's tokenizer alone (no weights), for the truncation check; None when it cannot be read here
+    (the run then reports why the model does not load)."""
+    try:
+        from transformers import AutoTokenizer
+
+        from qarac_gui.core.backbone import resolve_source
+        source, _ = resolve_source(cfg.model, root)
+        return AutoTokenizer.from_pretrained(source, revision=cfg.revision or None,
+                                             trust_remote_code=cfg.trust_remote_code)
+    except Exception:
+        return None

@@ -138,8 +138,7 @@ def test_a_missing_data_file_is_one_error_line(tmp_path, tiny_bert, capsys):
     captured = capsys.readouterr()
     line = _one_error_line(captured.err)
     assert str(missing) in line and "not found" in line
-    ended = _events(captured.out)[-1]
-    assert ended["event"] == "RunEnded" and ended["reason"] == "failed" and str(missing) in ended["message"]
+    assert _events(captured.out) == [] and not out.exists()     # the pre-flight check refused it before the run
 
 
 def test_a_missing_model_folder_is_one_error_line(tmp_path, tiny_bert, capsys):
@@ -275,3 +274,25 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_finishes_the_run(tmp_path, ti
     # the run folder's history holds both sessions
     history = [e for e in _events((out / "events.jsonl").read_text(encoding="utf-8")) if e["event"] == "RunEnded"]
     assert [(e["reason"], e["step"]) for e in history] == [("stopped", stopped_at), ("completed", end)]
+
+
+def test_preflight_refuses_bad_values_before_loading_the_model_and_prints_warnings(tmp_path, tiny_bert, capsys):
+    import csv
+    rows = [[f"the film was good {i}", str(i / 10)] for i in range(20)]
+    rows[4][1] = "high"
+    data = tmp_path / "scores.csv"
+    with open(data, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["text", "score"], *rows])
+    raw = project_dict(tiny_bert, tmp_path / "d", ["regression"])
+    raw["tasks"][0]["data"].update({"train": str(data), "validation_fraction": 0.0})
+    path = tmp_path / "p.toml"
+    path.write_text(__import__("tomli_w").dumps(raw), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main([str(path), "--out", str(out), "--jsonl"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["warning", "error"] and "Traceback" not in captured.err
+    error = lines[-1]
+    assert "row 5" in error and "'high'" in error and "'score'" in error
+    assert "no validation data" in captured.err                      # the warnings come first
+    assert _events(captured.out) == [] and not out.exists()          # nothing loaded, nothing written
