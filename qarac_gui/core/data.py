@@ -73,15 +73,29 @@ def load_hub(task: TaskConfig, split: str, cache_dir: str | None) -> Any:
                         f"{split!r}) could not be loaded: {_first_line(e)}") from e
 
 
-def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None) -> tuple[Any, Any]:
-    """(train, validation) datasets of raw rows; validation is None when there is none and none is held out."""
+def load_train(project: Project, task: TaskConfig, cache_dir: str | None = None) -> Any:
+    """The training rows as stored, before any validation split or row limit."""
     d = task.data
     if d.hub:
-        train = load_hub(task, d.train_split, cache_dir)
+        return load_hub(task, d.train_split, cache_dir)
+    if not d.train:
+        raise DataError(f"task {task.name}: choose a training data file or a Hub dataset")
+    path = project.resolve(d.train)
+    return load_file(path, file_format(path, d.format), cache_dir)
+
+
+def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None,
+                train: Any = None) -> tuple[Any, Any]:
+    """(train, validation) datasets of raw rows; validation is None when there is none and none is held out.
+
+    `train`: the rows load_train() already read, so a caller that needed them first does not read them twice.
+    """
+    d = task.data
+    if train is None:
+        train = load_train(project, task, cache_dir)
+    if d.hub:
         valid = load_hub(task, d.validation_split, cache_dir) if d.validation_split else None
     else:
-        path = project.resolve(d.train)
-        train = load_file(path, file_format(path, d.format), cache_dir)
         valid = None
         if d.validation:
             vpath = project.resolve(d.validation)
@@ -137,6 +151,16 @@ def split_labels(value: Any, separator: str) -> list[str]:
     return [s.strip() for s in str(value).split(separator) if s.strip()]
 
 
+def labels_in(task: TaskConfig, value: Any) -> list:
+    """The labels one row's label cell holds, by head kind (a class, a separated list, or a tag per word)."""
+    kind = task.head.kind
+    if kind == "classification":
+        return [] if value is None else [value]
+    if kind == "multilabel":
+        return split_labels(value, task.head.label_separator)
+    return [str(v) for v in (value or [])]
+
+
 def infer_labels(task: TaskConfig, train: Any, valid: Any) -> list[str]:
     """The label names of a classification or tagging task: given, declared by the dataset, or seen in the data."""
     kind = task.head.kind
@@ -152,14 +176,7 @@ def infer_labels(task: TaskConfig, train: Any, valid: Any) -> list[str]:
         if ds is None:
             continue
         for value in ds[task.data.label]:
-            if kind == "classification":
-                if value is None:
-                    continue
-                seen.add(value)
-            elif kind == "multilabel":
-                seen.update(split_labels(value, task.head.label_separator))
-            else:
-                seen.update(str(v) for v in (value or []))
+            seen.update(labels_in(task, value))
     if kind == "classification":
         numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in seen)
         return [str(v) for v in sorted(seen)] if numeric else sorted(str(v) for v in seen)

@@ -67,17 +67,6 @@ class TaskPreview:
     warnings: list[str] = field(default_factory=list)
 
 
-def _raw_train(project: Project, task: TaskConfig, cache_dir: str | None) -> Any:
-    from qarac_gui.core.data import file_format, load_file, load_hub
-    d = task.data
-    if d.hub:
-        return load_hub(task, d.train_split, cache_dir)
-    if not d.train:
-        raise UserError(f"task {task.name}: choose a training data file or a Hub dataset")
-    path = project.resolve(d.train)
-    return load_file(path, file_format(path, d.format), cache_dir)
-
-
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= 200 else text[:199] + "…"
@@ -86,15 +75,15 @@ def _cell(value: Any) -> str:
 def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: int = PREVIEW_ROWS,
                  cache_dir: str | None = None) -> TaskPreview:
     """Read a task's data the way a run will, and report what a user should fix or know before training."""
-    from qarac_gui.core.data import check_columns, load_splits, required_columns
+    from qarac_gui.core.data import check_columns, load_splits, load_train, required_columns
     try:
-        raw = _raw_train(project, task, cache_dir)
+        raw = load_train(project, task, cache_dir)
     except UserError as e:
         return TaskPreview(task.name, errors=[str(e)])
     columns = list(raw.column_names)
     try:
         check_columns(task, raw, "training data")
-        train, valid = load_splits(project, task, cache_dir)
+        train, valid = load_splits(project, task, cache_dir, train=raw)
     except UserError as e:
         return TaskPreview(task.name, columns=columns, errors=[str(e)])
     headers = required_columns(task)
@@ -148,7 +137,7 @@ def _first_non_number(values: list) -> tuple[int, Any] | None:
 
 
 def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tuple[list[str], dict[str, int]]:
-    from qarac_gui.core.data import infer_labels, split_labels
+    from qarac_gui.core.data import infer_labels, labels_in
     kind = task.head.kind
     if kind not in ("classification", "multilabel", "token_classification"):
         return [], {}
@@ -157,27 +146,14 @@ def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tupl
     except (TypeError, ValueError) as e:
         errors.append(f"task {task.name}: labels in {task.data.label!r} cannot be read: {e}")
         return [], {}
-    counts: Counter = Counter()
-    for value in train[task.data.label]:
-        if kind == "classification":
-            counts[str(value)] += 1
-        elif kind == "multilabel":
-            counts.update(split_labels(value, task.head.label_separator))
-        else:
-            counts.update(str(v) for v in (value or []))
+    counts = Counter(str(v) for value in train[task.data.label] for v in labels_in(task, value))
     if kind == "classification" and len(labels) < 2:
         errors.append(f"task {task.name}: the training data has {len(labels)} label(s) in {task.data.label!r}; "
                       "a classifier needs at least two; map the right label column")
     seen = set(counts)
     if valid is not None:
-        for value in valid[task.data.label]:
-            if kind == "classification":
-                seen.add(str(value))
-            elif kind == "multilabel":
-                seen.update(split_labels(value, task.head.label_separator))
-            else:
-                seen.update(str(v) for v in (value or []))
-    unknown = sorted(seen - set(labels) - {"None"})
+        seen.update(str(v) for value in valid[task.data.label] for v in labels_in(task, value))
+    unknown = sorted(seen - set(labels))
     if task.head.labels and unknown:
         errors.append(f"task {task.name}: labels {', '.join(unknown[:5])} are in the data but not in head.labels; "
                       "add them or clear head.labels to take them from the data")

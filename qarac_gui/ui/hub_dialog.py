@@ -254,10 +254,9 @@ class HubDialog(QDialog):
         pickle, cache_dir, cancel = self.allow_pickle.isChecked(), self.cache_dir, self._cancel
         cancel.clear()
         self._progress = hub.DownloadProgress(total=self.details.download_size if self.details else 0)
-        progress = self._progress
 
         def track(state: hub.DownloadProgress) -> None:
-            progress.done, progress.total = state.done, state.total
+            self._progress = state           # the timer reads it; an attribute swap needs no lock
         self.download_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setVisible(True)

@@ -333,12 +333,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
                 self.log.add(f"Training {len(event.tasks)} task(s) for {event.total_steps} steps on "
                              f"{event.device} ({event.precision})")
             elif isinstance(event, Progress):
-                if event.phase == "paused":
-                    self.run_panel.set_status(event.message)
-                elif event.phase == "resumed":
-                    self.run_panel.set_status(event.message)
-                elif event.total == 0 or event.phase != "train":
-                    self.run_panel.set_status(event.message)
+                self.run_panel.set_status(event.message)
                 self.log.add(event.message)
             elif isinstance(event, EvalDone):
                 parts = [f"{t}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) for t, m in event.metrics.items()]

@@ -80,7 +80,7 @@ class ModelPanel(QWidget):
         form.addRow("Model", row)
         form.addRow("Revision", self.binder.text("revision", TIPS["revision"], "default branch"))
         self.trust_box = self.binder.check("trust_remote_code", "Trust remote code", TIPS["trust_remote_code"])
-        self.trust_box.toggled.connect(self._on_trust_toggled, )
+        self.trust_box.toggled.connect(self._on_trust_toggled)
         form.addRow("", self.trust_box)
         form.addRow("", self.binder.check("allow_pickle", "Allow pickle weights", TIPS["allow_pickle"]))
         self.progress = QProgressBar()
