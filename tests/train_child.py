@@ -1,0 +1,28 @@
+"""A training process for the kill tests: runs a project into a run folder, one JSON event per line on stdout.
+
+Usage: python train_child.py PROJECT.toml RUN_DIR [--resume]
+Every step is logged (no time-based throttling), so two runs' logged losses can be compared step by step.
+"""
+
+import sys
+import threading
+from pathlib import Path
+
+from qarac_gui.core.config import load_project
+from qarac_gui.core.events import event_to_json
+from qarac_gui.core.run import run
+
+
+def main() -> int:
+    project = load_project(Path(sys.argv[1]))
+
+    def emit(event) -> None:
+        sys.stdout.write(event_to_json(event) + "\n")
+        sys.stdout.flush()
+    ended = run(project, emit, threading.Event(), run_dir=Path(sys.argv[2]), resume="--resume" in sys.argv,
+                min_log_interval=0.0)
+    return 0 if ended.reason == "completed" else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
