@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
                               "title": window.windowTitle()}), flush=True)
             app.quit()
         QTimer.singleShot(0, report)
-    elif autosave_path().is_file():
-        QTimer.singleShot(300, window.offer_recovery)
+    else:
+        def recover() -> None:      # unsaved work first (a modal question), then runs a crash cut short
+            if autosave_path().is_file():
+                window.offer_recovery()
+            window.offer_interrupted_runs()
+        QTimer.singleShot(300, recover)
     return app.exec()

@@ -19,6 +19,7 @@ from qarac_gui.core.events import (
     RunEnded,
     RunStarted,
     StepLogged,
+    StepSkipped,
     event_to_json,
 )
 
@@ -59,6 +60,9 @@ class TerminalPrinter:
                            f"({event.precision}); run folder {event.run_dir}" + (f"\n  {removed}" if removed else ""))
             case StepLogged():
                 self._progress(event)
+            case StepSkipped(step=step, tasks=tasks, in_a_row=n):
+                cause = f"non-finite loss in {', '.join(tasks)}" if tasks else "non-finite gradients"
+                self._line(f"step {step} skipped: {cause} ({n} in a row)")
             case EvalDone(step=step, metrics=metrics):
                 parts = [f"{task}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) for task, m in metrics.items()]
                 self._line(f"step {step} validation | " + " | ".join(parts))
@@ -68,7 +72,7 @@ class TerminalPrinter:
                 self._line(f"Exported {', '.join(folders)} to {path}")
             case RunEnded(reason=reason, step=step, message=message):
                 # A failure's message follows as the "error:" line; it is not printed twice.
-                shown = message if message and reason != "failed" else ""
+                shown = message if message and reason not in ("failed", "diverged") else ""
                 self._line(f"Run {reason} at step {step}" + (f": {shown}" if shown else ""))
 
     def _progress(self, e: StepLogged) -> None:
@@ -99,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", type=Path, help="the project file (TOML)")
     p.add_argument("--out", type=Path, help="run folder (default: a new folder under the app's runs directory)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--lr-scale", type=float, default=1.0, metavar="FACTOR",
+                   help="with --resume: roll back to the latest checkpoint and continue with the learning rate "
+                   "multiplied by FACTOR (e.g. 0.5 after a run stopped on NaN losses)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a project field, e.g. --set optim.lr=3e-5 --set tasks.sentiment.batch_size=8")
     p.add_argument("--jsonl", action="store_true", help="print every event as one JSON line on stdout")
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_ERROR
         from qarac_gui.core.run import run
         ended = run(project, _jsonl if args.jsonl else TerminalPrinter(), stop, run_dir=args.out,
-                    resume=args.resume)
+                    resume=args.resume, lr_scale=args.lr_scale)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -146,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         signal.signal(signal.SIGINT, previous)
+    if ended.reason == "diverged":
+        print(f"error: {ended.message}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_INTERRUPTED if ended.reason == "stopped" else EXIT_OK
 
 

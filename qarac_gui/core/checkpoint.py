@@ -14,8 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from qarac_gui.core.errors import UserError
+
 MANIFEST = "manifest.json"
 PREFIX = "step-"
+
+
+class CheckpointError(UserError):
+    """A checkpoint could not be written (most often: the disk is full)."""
 
 
 @dataclass
@@ -26,6 +32,9 @@ class TrainState:
     best_step: int = 0
     evals_without_improvement: int = 0
     eval_history: list[dict] = field(default_factory=list)
+    skipped_in_a_row: int = 0       # steps skipped for a non-finite loss or gradient, up to the last one
+    skipped_total: int = 0
+    lr_scale: float = 1.0           # product of the roll-backs' lr factors
 
 
 def rng_state() -> dict:
@@ -65,13 +74,37 @@ def _fsync_dir(path: Path) -> None:
 
 def save_checkpoint(folder: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any,
                     stream: Any, state: TrainState, keep: int) -> Path:
-    """Write into a temporary folder, fsync, write the manifest last, then rename into place."""
-    from safetensors.torch import save_model
+    """Write into a temporary folder, fsync, write the manifest last, then rename into place.
 
-    import qarac_gui
+    A write that fails (a full disk) removes its temporary folder and leaves every earlier checkpoint as it was.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{state.step:08d}"
     tmp = folder / f".tmp-{PREFIX}{state.step:08d}"
+    try:
+        _write(tmp, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, stream=stream, state=state)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+    except OSError as e:
+        previous, _ = latest_checkpoint(folder)
+        size = _size(previous) if previous else _size(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        after = (f"the run can continue from the checkpoint of step {int(previous.name[len(PREFIX):])}"
+                 if previous else "the run has no earlier checkpoint")
+        raise CheckpointError(f"could not write the checkpoint of step {state.step} into {folder}: "
+                              f"{e.strerror or e}; free some space there (a checkpoint of this run takes at "
+                              f"least {size / 2**20:.0f} MiB) and continue the run: {after}") from e
+    prune(folder, keep, best_step=state.best_step)
+    return final
+
+
+def _write(tmp: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any, stream: Any,
+           state: TrainState) -> None:
+    from safetensors.torch import save_model
+
+    import qarac_gui
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))      # handles the tied LM decoder
@@ -94,12 +127,13 @@ def save_checkpoint(folder: Path, *, model: Any, optimizer: Any, scheduler: Any,
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(folder)
-    prune(folder, keep, best_step=state.best_step)
-    return final
+
+
+def _size(folder: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir())
+    except OSError:
+        return 0
 
 
 def best_weights_path(checkpoint_dir: Path) -> Path:

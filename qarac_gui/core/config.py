@@ -118,6 +118,7 @@ class TrainConfig:
     seed: int = 42
     log_every: int = 10
     num_threads: int = 0             # CPU threads for torch; 0: torch's default
+    skip_limit: int = 5              # steps in a row with a NaN/inf loss or gradient before the run stops; 0: never
     init_from: str = ""              # a multi-task model folder (export/full): start from its weights
 
 
@@ -132,7 +133,8 @@ class EvalConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = 0                   # steps; 0: only when the run stops (by the user or early stopping)
+    every: int = 0                   # steps; 0: only when the run stops or ends
+    minutes: float = 10.0            # also one at least this often (a crash loses at most this much); 0: off
     keep: int = 2
 
 
@@ -215,6 +217,9 @@ def load_project(path: str | os.PathLike, overrides: list[str] | tuple[str, ...]
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: its values nest too deeply to read (hundreds of brackets); this is not a "
+                          "project file") from None
     try:
         raw = migrate(raw)
         for assignment in overrides:
@@ -373,10 +378,13 @@ def validate(p: Project) -> list[str]:
         problems.append("eval.metric: write it as TASK/METRIC, e.g. sentiment/accuracy")
     elif p.eval.metric and p.eval.metric.split("/")[0] not in {t.name for t in p.tasks}:
         problems.append(f"eval.metric: no task named {p.eval.metric.split('/')[0]!r}")
+    if p.checkpoint.minutes < 0:
+        problems.append("checkpoint.minutes: must be 0 (off) or more")
     if p.checkpoint.keep < 1:
         problems.append("checkpoint.keep: must be at least 1")
     for key, value in (("eval.every", p.eval.every), ("eval.patience", p.eval.patience),
-                       ("checkpoint.every", p.checkpoint.every), ("train.num_threads", tr.num_threads)):
+                       ("checkpoint.every", p.checkpoint.every), ("train.num_threads", tr.num_threads),
+                       ("train.skip_limit", tr.skip_limit)):
         if value < 0:
             problems.append(f"{key}: must be 0 (off) or more")
     if p.eval.batch_size < 1:

@@ -16,6 +16,7 @@ from qarac_gui.core.data import infer_labels, load_splits
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.evaluation import METRICS_OF_KIND, default_monitor
 from qarac_gui.core.events import Emit, Progress, RunStarted
+from qarac_gui.core.guard import scale_lr
 from qarac_gui.core.model import MultiTaskModel, apply_freezing, param_groups, pick_device
 from qarac_gui.core.sampling import TaskStream
 from qarac_gui.core.schedule import group_factor, lr_curve, plan_run, task_probabilities
@@ -30,15 +31,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def started_event(trainee: Trainee, run_dir: Path, start_step: int, removed: dict[str, str]) -> RunStarted:
+def started_event(trainee: Trainee, run_dir: Path, start_step: int, removed: dict[str, str],
+                  lr_scale: float = 1.0) -> RunStarted:
     model = trainee.model
     tasks = {n: {"kind": d.task.head.kind, "train_rows": len(d.train),
                  "valid_rows": len(d.valid) if d.valid is not None else 0, "labels": d.labels,
                  "head_params": model.head_parameters(n)} for n, d in trainee.tasks.items()}
     encoder_params = sum(p.numel() for p in model.backbones.parameters())
     trainable = sum(p.numel() for g in trainee.optimizer.param_groups for p in g["params"])
-    return RunStarted(str(run_dir), trainee.plan.total_steps, start_step, tasks,
-                      lr_curve(trainee.project, trainee.plan.total_steps), str(trainee.device),
+    curve = lr_curve(trainee.project, trainee.plan.total_steps)
+    if lr_scale != 1.0:     # a rolled-back run: the rest of the plan at the lower lr
+        curve = {k: v[:start_step] + [x * lr_scale for x in v[start_step:]] for k, v in curve.items()}
+    return RunStarted(str(run_dir), trainee.plan.total_steps, start_step, tasks, curve, str(trainee.device),
                       trainee.precision, removed, encoder_params, trainable)
 
 
@@ -137,7 +141,7 @@ def _load_into(module: torch.nn.Module, state: dict, what: str) -> None:
 
 
 def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event,
-              resume: bool) -> tuple[Trainee, TrainState, RunStarted]:
+              resume: bool, lr_scale: float = 1.0) -> tuple[Trainee, TrainState, RunStarted]:
     if project.train.num_threads:
         torch.set_num_threads(project.train.num_threads)
     seed_everything(project.train.seed)
@@ -182,5 +186,11 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
         emit(Progress("resume", f"Resuming from {path.name}"))
         state = load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                 stream=stream, device=device)
+        if lr_scale != 1.0:
+            scale_lr(scheduler, optimizer, lr_scale)
+            state.lr_scale *= lr_scale
+            state.skipped_in_a_row = 0
+            emit(Progress("resume", f"Rolled back to step {state.step}; the learning rate from here on is "
+                                    f"{state.lr_scale:g} times the planned one"))
     removed = {n: b.removed for n, b in loaded.items() if b.removed}
-    return trainee, state, started_event(trainee, run_dir, state.step, removed)
+    return trainee, state, started_event(trainee, run_dir, state.step, removed, state.lr_scale)

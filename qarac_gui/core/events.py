@@ -43,6 +43,14 @@ class StepLogged:
 
 
 @dataclass(frozen=True)
+class StepSkipped:
+    """An optimiser step was not applied: a loss or the gradient norm was NaN or infinite."""
+    step: int
+    tasks: list[str]                        # tasks with a non-finite loss; empty: the gradients alone
+    in_a_row: int
+
+
+@dataclass(frozen=True)
 class EvalDone:
     step: int
     metrics: dict[str, dict[str, float]]    # task -> metric -> value
@@ -66,12 +74,12 @@ class ExportDone:
 @dataclass(frozen=True)
 class RunEnded:
     step: int
-    reason: str                             # completed | stopped | early_stopped | failed
+    reason: str                             # completed | stopped | early_stopped | diverged | failed
     message: str = ""
     run_dir: str = ""
 
 
-TrainEvent = Union[Progress, RunStarted, StepLogged, EvalDone, CheckpointSaved, ExportDone, RunEnded]
+TrainEvent = Union[Progress, RunStarted, StepLogged, StepSkipped, EvalDone, CheckpointSaved, ExportDone, RunEnded]
 Emit = Callable[[TrainEvent], None]
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -63,10 +65,13 @@ class _EventLog:
 
 
 def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | None = None,
-        resume: bool = False, min_log_interval: float = 0.25, pause: threading.Event | None = None) -> RunEnded:
+        resume: bool = False, min_log_interval: float = 0.25, pause: threading.Event | None = None,
+        lr_scale: float = 1.0) -> RunEnded:
     """Train the project; every outcome ends with a RunEnded event, which is also returned.
 
     Setting `pause` holds training between two steps until it is cleared; `stop` ends it with a checkpoint.
+    `lr_scale` (with resume) rolls back to the latest checkpoint and continues with the rest of the learning
+    rate schedule multiplied by it: the way out of a "diverged" run.
 
     Errors a user can fix (UserError) end the run as "failed" with their message and are re-raised.
     """
@@ -74,6 +79,8 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} is not empty (it may hold another run); choose a new folder, or continue "
                         "a stopped run there with --resume")
+    if lr_scale <= 0 or not resume and lr_scale != 1.0:
+        raise UserError("a learning-rate scale needs --resume (it applies from a checkpoint on) and must be above 0")
     if resume and not run_dir.is_dir():
         raise UserError(f"{run_dir} does not exist: there is no run to resume there")
     if resume and (run_dir / "export").exists():
@@ -82,35 +89,50 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
         from qarac_gui.core.checkpoint import latest_checkpoint
         if latest_checkpoint(run_dir / "checkpoints")[0] is None:     # checked before anything is written there
             raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new run instead")
+    from qarac_gui.core.runs import lock_owner, lock_run, unlock_run
+    if lock_owner(run_dir) not in (None, os.getpid()):
+        raise UserError(f"{run_dir} is being trained by another process right now; wait for it or stop it first")
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock_run(run_dir)
+    try:
+        return _run_locked(project, emit, stop, run_dir, resume, min_log_interval, pause, lr_scale)
+    finally:
+        unlock_run(run_dir)
+
+
+def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Path, resume: bool,
+                min_log_interval: float, pause: threading.Event | None, lr_scale: float) -> RunEnded:
     log = _EventLog(run_dir / "events.jsonl")
     emit = CallbackList(log, emit)
-    step = 0
+    state = None                        # the trainer's counters, once built: a failure reports the step it hit
+
+    def ending(reason: str, message: str) -> RunEnded:
+        return RunEnded(state.step if state else 0, reason, message, str(run_dir))
     try:
         (run_dir / "project.toml").write_text(dumps_project(portable_copy(project)), encoding="utf-8")
         from qarac_gui.core.engine import build_run
-        trainee, state, started = build_run(project, run_dir, emit, stop, resume)
-        step = state.step
+        trainee, state, started = build_run(project, run_dir, emit, stop, resume, lr_scale)
         emit(started)
         from qarac_gui.core.trainer import fit
         reason = fit(trainee, state, emit, stop, min_log_interval, pause)
-        step = state.step
         message = ""
         if reason in ("completed", "early_stopped"):
             message = _export(project, trainee, state, run_dir, emit)
-        ended = RunEnded(step, reason, message, str(run_dir))
+        elif reason == "diverged":
+            message = diverged_message(run_dir, state)
+        ended = ending(reason, message)
     except RunStopped:
-        ended = RunEnded(step, "stopped", "stopped before training began", str(run_dir))
+        ended = ending("stopped", "stopped before training began")
     except UserError as e:
-        emit(RunEnded(step, "failed", str(e), str(run_dir)))
+        emit(ending("failed", str(e)))
         log.close()
         raise
     except KeyboardInterrupt:
-        emit(RunEnded(step, "aborted", "aborted without a checkpoint", str(run_dir)))
+        emit(ending("aborted", "aborted without a checkpoint"))
         log.close()
         raise
     except BaseException as e:
-        emit(RunEnded(step, "failed", f"{type(e).__name__}: {e}", str(run_dir)))
+        emit(ending("failed", f"{type(e).__name__}: {e}"))
         log.close()
         raise
     emit(ended)
@@ -118,11 +140,45 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
     return ended
 
 
+def diverged_message(run_dir: Path, state: Any) -> str:
+    from qarac_gui.core.checkpoint import latest_checkpoint
+    n = state.skipped_in_a_row
+    first = state.step - n + 1
+    text = (f"the loss or the gradients were NaN or infinite for {n} steps in a row (steps {first}-{state.step}), "
+            "so none of them changed the model; ")
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")[0]
+    if checkpoint is None:
+        return text + "there is no checkpoint to roll back to: start again with a lower learning rate (optim.lr)"
+    step = int(checkpoint.name.split("-")[-1])
+    return (text + f"roll back to the checkpoint of step {step} with a lower learning rate (in the app: "
+            f"Roll back; on the command line: --resume --out {run_dir} --lr-scale 0.5)")
+
+
 def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emit) -> str:
-    from qarac_gui.core.checkpoint import best_weights_path
-    from qarac_gui.core.export import check_destination, export_full, export_problem, export_task
-    out = run_dir / "export"
+    """Export into a temporary folder renamed to export/ at the end: a run with an export/ is a finished one, so a
+    failure half-way (a full disk) must leave none, and the run can be continued to export again."""
+    from qarac_gui.core.export import check_destination
+    out, work = run_dir / "export", run_dir / ".export-partial"
     check_destination(out)
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        folders, skipped, last = _export_into(work, project, trainee, state, emit)
+        os.replace(work, out)
+    except OSError as e:
+        shutil.rmtree(work, ignore_errors=True)
+        raise UserError(f"could not write the exported models into {run_dir}: {e.strerror or e}; free some space "
+                        "there and continue the run: it resumes from its final checkpoint and exports again") from e
+    folders = {name: str(out / Path(folder).relative_to(work)) for name, folder in folders.items()}
+    (run_dir / "metrics.json").write_text(json.dumps(
+        {"step": state.step, "best_step": state.best_step, "best_value": state.best_value, "final": last},
+        indent=2), encoding="utf-8")
+    emit(ExportDone(str(out), folders))
+    return "; ".join(f"not exported: {s}" for s in skipped)
+
+
+def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: Emit):
+    from qarac_gui.core.checkpoint import best_weights_path
+    from qarac_gui.core.export import export_full, export_problem, export_task
     portable = portable_copy(project)
     wanted = project.export.tasks or [t.name for t in project.tasks]
     folders, skipped = {}, []
@@ -143,16 +199,12 @@ def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emi
         if problem:
             skipped.append(f"{name}: {problem}")
             continue
-        folder = export_task(out / name, portable, task, trainee.model, trainee.tokenizers[task.backbone],
+        folder = export_task(work / name, portable, task, trainee.model, trainee.tokenizers[task.backbone],
                              trainee.sources[task.backbone], data.labels, last.get(name, {}))
         folders[name] = str(folder)
     if project.export.full_model:
         emit(Progress("export", "Exporting the multi-task model", len(wanted), len(wanted)))
         labels = {n: d.labels for n, d in trainee.tasks.items()}
-        folders["full"] = str(export_full(out / "full", portable, trainee.model, trainee.tokenizers, labels,
+        folders["full"] = str(export_full(work / "full", portable, trainee.model, trainee.tokenizers, labels,
                                           state.step))
-    (run_dir / "metrics.json").write_text(json.dumps(
-        {"step": state.step, "best_step": state.best_step, "best_value": state.best_value, "final": last},
-        indent=2), encoding="utf-8")
-    emit(ExportDone(str(out), folders))
-    return "; ".join(f"not exported: {s}" for s in skipped)
+    return folders, skipped, last

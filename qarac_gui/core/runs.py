@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from qarac_gui.core import events as ev
 from qarac_gui.core.errors import UserError
 
-EVENT_TYPES = {cls.__name__: cls for cls in (ev.Progress, ev.RunStarted, ev.StepLogged, ev.EvalDone,
-                                             ev.CheckpointSaved, ev.ExportDone, ev.RunEnded)}
+EVENT_TYPES = {cls.__name__: cls for cls in (ev.Progress, ev.RunStarted, ev.StepLogged, ev.StepSkipped,
+                                             ev.EvalDone, ev.CheckpointSaved, ev.ExportDone, ev.RunEnded)}
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class RunSummary:
     path: Path
     name: str
     started: float                  # modification time of its project copy
-    status: str                     # completed | stopped | early_stopped | failed | interrupted | ...
+    status: str                     # completed | stopped | early_stopped | diverged | failed | running | interrupted
     step: int
     total_steps: int
     tasks: tuple[str, ...]
@@ -58,7 +60,7 @@ def summarize(run_dir: Path) -> RunSummary:
     exported = (Path(run_dir) / "export").is_dir()
     checkpoints = Path(run_dir) / "checkpoints"
     has_checkpoint = checkpoints.is_dir() and any(checkpoints.glob("step-*"))
-    status = ended[-1].reason if ended else "interrupted"
+    status = ended[-1].reason if ended else "running" if lock_owner(run_dir) else "interrupted"
     project = Path(run_dir) / "project.toml"
     return RunSummary(
         path=Path(run_dir), name=Path(run_dir).name,
@@ -66,7 +68,53 @@ def summarize(run_dir: Path) -> RunSummary:
         step=max([e.step for e in ended] + steps + [0]), total_steps=started.total_steps if started else 0,
         tasks=tuple(started.tasks) if started else (), monitored=evals[-1].monitored if evals else "",
         best_value=evals[-1].best_value if evals else None, exported=exported,
-        resumable=has_checkpoint and not exported and status != "completed")
+        resumable=has_checkpoint and not exported and status not in ("completed", "running"))
+
+
+LOCK = "running.lock"
+
+
+def lock_run(run_dir: Path) -> None:
+    """Mark the run as running in this process (removed when run() returns, left behind by a crash)."""
+    (Path(run_dir) / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}),
+                                      encoding="utf-8")
+
+
+def unlock_run(run_dir: Path) -> None:
+    (Path(run_dir) / LOCK).unlink(missing_ok=True)
+
+
+def lock_owner(run_dir: Path) -> int | None:
+    """The process on this machine that is training the run now, if one is."""
+    try:
+        lock = json.loads((Path(run_dir) / LOCK).read_text(encoding="utf-8"))
+        pid, host = int(lock["pid"]), lock["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if host == socket.gethostname() and _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":     # os.kill(pid, 0) would end the process there
+        import ctypes
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)   # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # alive, someone else's
+        return True
+    return True
+
+
+def interrupted_runs(base: Path) -> list[RunSummary]:
+    """Runs that ended without saying how (the app or the machine went down) and can be continued."""
+    return [r for r in list_runs(base)
+            if r.status == "interrupted" and r.resumable]
 
 
 def list_runs(base: Path) -> list[RunSummary]:

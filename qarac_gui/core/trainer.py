@@ -15,7 +15,8 @@ import torch
 from qarac_gui.core.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
 from qarac_gui.core.config import Project
 from qarac_gui.core.evaluation import evaluate_task
-from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged
+from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged, StepSkipped
+from qarac_gui.core.guard import StepGuard
 from qarac_gui.core.metrics import is_better
 from qarac_gui.core.sampling import TaskStream
 from qarac_gui.core.schedule import RunPlan
@@ -55,7 +56,8 @@ def _set_backbones_trainable(t: Trainee, trainable: bool, keep_frozen: set[int])
 
 def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_log_interval: float = 0.25,
         pause: threading.Event | None = None) -> str:
-    """Train from state.step to the planned end; returns why it ended: completed, stopped or early_stopped.
+    """Train from state.step to the planned end; returns why it ended: completed, stopped, early_stopped, or
+    diverged (train.skip_limit steps in a row had a non-finite loss or gradient; nothing saved after them).
 
     While `pause` is set the loop waits between two optimiser steps (the model stays on the device).
     """
@@ -66,12 +68,30 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
     head_groups = [g for g in t.optimizer.param_groups if g["is_head"]]
     frozen = {id(q) for q in t.model.backbones.parameters() if not q.requires_grad}
     sums = {name: torch.zeros((), device=t.device) for name in t.tasks}
+    finite = {name: torch.zeros((), device=t.device) for name in t.tasks}     # finite losses summed, per task
     counts = dict.fromkeys(t.tasks, 0)
+    guard = StepGuard(list(t.tasks), t.optimizer, t.scheduler, t.scaler, t.device)
     samples, last_log, started = 0, time.monotonic(), time.monotonic()
+    saved_at, saved_step = started, state.step
     in_head_phase = state.step < o.head_warmup_steps
     if in_head_phase:                   # no encoder gradients at all: the heads warm up on a fixed encoder
         _set_backbones_trainable(t, False, frozen)
     t.model.train()
+
+    def settle() -> bool:
+        """Take in the last step's flags; True when too many steps in a row were skipped."""
+        if not guard.pending:
+            return False
+        skipped = guard.resolve()
+        if skipped is None:
+            if state.skipped_in_a_row:
+                state.skipped_in_a_row = 0
+            return False
+        state.skipped_in_a_row += 1
+        state.skipped_total += 1
+        emit(StepSkipped(skipped.step, skipped.tasks, state.skipped_in_a_row))
+        return bool(p.train.skip_limit) and state.skipped_in_a_row >= p.train.skip_limit
+
     try:
         for step in range(state.step + 1, t.plan.total_steps + 1):
             if pause is not None and pause.is_set():
@@ -79,11 +99,13 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
                 started += waited       # paused time counts neither in elapsed time nor in samples/s
                 last_log += waited
             if stop.is_set():           # cooperative cancel, checked once per optimiser step
+                settle()
                 _checkpoint(t, state, emit)
                 return "stopped"
             if in_head_phase and step > o.head_warmup_steps:
                 _set_backbones_trainable(t, True, frozen)
                 in_head_phase = False
+            guard.begin()
             for micro in range(o.grad_accum):
                 for name, rows_idx in t.stream.draw():
                     data = t.tasks[name]
@@ -95,40 +117,64 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
                     # One backward per task: gradients add up to those of the summed loss, but each task's
                     # graph is freed before the next task runs, so peak memory is one task's, not all of them.
                     (t.scaler.scale(scaled) if t.scaler else scaled).backward()
-                    sums[name] += loss.detach()     # stays on the device: no sync per step
+                    kept, ok = guard.check_loss(name, loss.detach())
+                    sums[name] += kept          # stays on the device: no sync per step
+                    finite[name] += ok
                     counts[name] += 1
                     samples += len(rows_idx)
             if t.scaler:
                 t.scaler.unscale_(t.optimizer)
             if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
+                norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
+            else:
+                grads = [q.grad for q in params if q.grad is not None]
+                norm = torch.nn.utils.get_total_norm(grads, foreach=True) if grads else None
+            guard.check_gradients(norm)
+            if settle():                # the previous step's verdict, read while this step's work is queued
+                return "diverged"
             applied_lr = max((g["lr"] for g in encoder_groups), default=0.0)
             applied_head_lr = max((g["lr"] for g in head_groups), default=0.0)
-            if t.scaler:
-                t.scaler.step(t.optimizer)
-                t.scaler.update()
-            else:
-                t.optimizer.step()
+            guard.optimizer_step()
             t.scheduler.step()
+            guard.record(step)
             t.optimizer.zero_grad(set_to_none=True)     # frees gradient memory until the next backward
             state.step = step
             now = time.monotonic()
             last = step == t.plan.total_steps
             if (step % p.train.log_every == 0 and now - last_log >= min_log_interval) or last:
+                if settle():
+                    return "diverged"
                 # The only host-device sync of the loop, once per log interval.
-                losses = {n: (sums[n] / counts[n]).item() for n in sums if counts[n]}
+                names = [n for n in sums if counts[n]]
+                if names:
+                    means = (torch.stack([sums[n] for n in names]) / torch.stack([finite[n] for n in names])).tolist()
+                    losses = {n: m for n, m in zip(names, means) if math.isfinite(m)}
+                else:
+                    losses = {}
                 emit(StepLogged(step, t.stream.epochs_done(t.plan.epoch_task), losses, applied_lr,
                                 applied_head_lr, samples / max(now - last_log, 1e-9), now - started))
                 for n in sums:
                     sums[n].zero_()
+                    finite[n].zero_()
                     counts[n] = 0
                 samples, last_log = 0, now
             if last or (p.eval.every and step % p.eval.every == 0):
+                if settle():
+                    return "diverged"
                 if _evaluate(t, state, emit) and not last:
                     _checkpoint(t, state, emit)
                     return "early_stopped"
-            if p.checkpoint.every and step % p.checkpoint.every == 0:
-                _checkpoint(t, state, emit)
+            due = p.checkpoint.every and step % p.checkpoint.every == 0
+            if due or (p.checkpoint.minutes and now - saved_at >= 60 * p.checkpoint.minutes):
+                if settle():
+                    return "diverged"
+                if not state.skipped_in_a_row:     # a roll-back should land before the trouble, not in it
+                    _checkpoint(t, state, emit)
+                    saved_at, saved_step = time.monotonic(), step
+        if settle():
+            return "diverged"
+        if saved_step != state.step:    # the end is a checkpoint too: a crash while exporting loses no training
+            _checkpoint(t, state, emit)
         return "completed"
     finally:
         _set_backbones_trainable(t, True, frozen)

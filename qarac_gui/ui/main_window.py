@@ -29,6 +29,7 @@ from qarac_gui.core.events import (
     RunEnded,
     RunStarted,
     StepLogged,
+    StepSkipped,
 )
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.error_dialog import show_error
@@ -272,7 +273,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         a["export"].setEnabled(not running)
 
     # --- runs -----------------------------------------------------------------------------------------------
-    def start_run(self, resume_dir: Path | None = None) -> bool:
+    def start_run(self, resume_dir: Path | None = None, lr_scale: float = 1.0) -> bool:
         from qarac_gui.core.run import new_run_dir, run
         if self.controller.running:
             return False
@@ -300,7 +301,8 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.run_panel.show_busy("Loading the model and reading the data…")
         self.log.add(f"{'Continuing' if resume else 'Starting'} run in {run_dir}")
         self.controller.start(functools.partial(run, project, run_dir=run_dir, resume=resume,
-                                                min_log_interval=0.1, pause=self.controller.pause_flag))
+                                                min_log_interval=0.1, pause=self.controller.pause_flag,
+                                                lr_scale=lr_scale))
         return True
 
     def stop_run(self) -> None:
@@ -340,6 +342,10 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
                 self.log.add(f"Validation at step {event.step}: " + "; ".join(parts))
             elif isinstance(event, CheckpointSaved):
                 self.log.add(f"Checkpoint at step {event.step}: {event.path}")
+            elif isinstance(event, StepSkipped):
+                cause = f"the loss of {', '.join(event.tasks)}" if event.tasks else "the gradients"
+                self.log.add(f"Step {event.step} skipped: {cause} was NaN or infinite ({event.in_a_row} in a row)",
+                             "error")
             elif isinstance(event, ExportDone):
                 self.log.add(f"Exported to {event.path}: {', '.join(event.folders)}")
             elif isinstance(event, RunEnded):
@@ -359,15 +365,32 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             show_error(self, "The run failed", result.message, result.details)
         elif isinstance(result, RunEnded):
             text = {"completed": "Finished", "early_stopped": "Stopped early (no more improvement)",
+                    "diverged": "Stopped: the loss was no longer finite",
                     "stopped": "Stopped; a checkpoint was saved (Run > Continue a stopped run)"}.get(
                 result.reason, result.reason)
             where = f" — models in {Path(result.run_dir) / 'export'}" if result.reason in (
                 "completed", "early_stopped") else ""
             self.run_panel.set_status(f"{text} at step {result.step}{where}. {result.message}".strip())
             self.statusBar().showMessage(text, 8000)
+            if result.reason == "diverged":
+                self.offer_rollback(result)
         self._update_run_state()
         if self._close_after_run:
             self.close()
+
+    def offer_rollback(self, ended: RunEnded) -> QMessageBox:
+        """A run that stopped on NaN/inf: continue from its last checkpoint at half the learning rate, or not."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Training diverged", f"The run stopped: {ended.message}.",
+                          QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("rollback_box")
+        can_roll_back = "roll back to the checkpoint" in ended.message
+        if can_roll_back:
+            box.addButton("Roll back at half the learning rate", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Leave it stopped", QMessageBox.ButtonRole.RejectRole)
+        run_dir = Path(ended.run_dir)
+        box.accepted.connect(lambda: self.start_run(run_dir, lr_scale=0.5))
+        box.open()
+        return box
 
     # --- dialogs --------------------------------------------------------------------------------------------
     def export_dialog(self) -> None:

@@ -154,3 +154,24 @@ class ProjectFilesMixin:
             self.log.add("Recovered the autosaved project; save it to keep it")
         else:
             path.unlink(missing_ok=True)
+
+    def offer_interrupted_runs(self) -> QMessageBox | None:
+        """A run cut short by a crash of the app or the machine is offered for continuing (once per run)."""
+        from qarac_gui.core.runs import interrupted_runs
+        dismissed = set(self._recent("runs/dismissed_interrupted"))
+        runs = [r for r in interrupted_runs(self.runs_base()) if str(r.path) not in dismissed]
+        if not runs or self.controller.running:
+            return None
+        r = runs[0]
+        saved = max(int(p.name.split("-")[-1]) for p in (r.path / "checkpoints").glob("step-*"))
+        box = QMessageBox(QMessageBox.Icon.Question, "Continue an interrupted run?",
+                          f"The run {r.name} ended unexpectedly at step {r.step} of {r.total_steps} (qarac_gui "
+                          f"or the computer stopped). Continue it from its checkpoint of step {saved}?",
+                          QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("interrupted_box")
+        box.addButton("Continue the run", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+        box.accepted.connect(functools.partial(self.start_run, r.path))
+        box.rejected.connect(functools.partial(self._remember, "runs/dismissed_interrupted", str(r.path)))
+        box.open()
+        return box

@@ -372,3 +372,92 @@ def test_window_layout_is_remembered(qtbot, tmp_path):
     again = MainWindow()            # before it is shown and laid out, the restored splitters hold the saved sizes
     assert [bytes(again.main_split.saveState()), bytes(again.right_split.saveState())] == states
     again.close()
+
+
+def test_a_diverging_run_stops_and_offers_a_roll_back_at_half_the_lr(qtbot, window, tiny_bert, tmp_path,
+                                                                      monkeypatch):
+    from faults import poison
+
+    from qarac_gui.core.model import MultiTaskModel
+    w = window
+    path = project_file(tmp_path, tiny_bert, 12, skip_limit=3)
+    text = path.read_text().replace("[checkpoint]\nevery = 0", "[checkpoint]\nevery = 2")
+    assert "[checkpoint]\nevery = 2" in text
+    path.write_text(text)
+    assert w.open_project(path)
+    healthy = MultiTaskModel.forward
+    poison(monkeypatch, "sentiment", {5, 6, 7, 8})
+    ended = start_and_wait(qtbot, w)
+    assert ended.reason == "diverged" and ended.step == 7
+    skipped = [line for line in w.log.lines() if "skipped" in line]
+    assert len(skipped) == 3 and "the loss of sentiment was NaN or infinite (3 in a row)" in skipped[-1]
+    box = w.findChild(QMessageBox, "rollback_box")
+    assert box is not None and box.isVisible() and "checkpoint of step 4" in box.text()
+
+    monkeypatch.setattr(MultiTaskModel, "forward", healthy)
+    roll_back = next(b for b in box.buttons() if b.text() == "Roll back at half the learning rate")
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
+        roll_back.click()
+    assert blocker.args[0].reason == "completed" and blocker.args[0].step == 12
+    assert any("Rolled back to step 4" in line for line in w.log.lines())
+    w.charts.flush()
+    # the planned curve follows the roll-back: from step 5 on it is the halved one that was applied
+    planned, applied = w.charts.lr.series["planned encoder"], w.charts.lr.series["applied encoder"]
+    after = [(int(x), y) for x, y in zip(applied.x, applied.y) if x > 7]     # logged by the rolled-back run
+    assert after and all(y == pytest.approx(planned.y[x - 1]) for x, y in after)
+    assert planned.y[4] < planned.y[3] / 1.5
+
+
+def test_a_run_cut_short_by_a_crash_is_offered_for_continuing_at_the_next_start(qtbot, window, tiny_bert, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+    w = window
+    path = project_file(tmp_path, tiny_bert, 100_000)
+    text = path.read_text().replace("[checkpoint]\nevery = 0", "[checkpoint]\nevery = 3")
+    path.write_text(text)
+    run_dir = w.runs_base() / "crashed"
+    child = Path(__file__).resolve().parent.parent / "train_child.py"
+    # a real training process, killed outright after its second checkpoint: what a crash leaves behind
+    proc = subprocess.Popen([sys.executable, str(child), str(path), str(run_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    with proc.stdout:
+        saved = 0
+        for line in proc.stdout:
+            saved += json.loads(line)["event"] == "CheckpointSaved"
+            if saved == 2:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait()
+    assert (run_dir / "running.lock").is_file()         # left behind, but its process is gone
+
+    box = w.offer_interrupted_runs()
+    assert box is not None and box.isVisible()
+    assert "crashed ended unexpectedly" in box.text() and "checkpoint of step 6" in box.text()
+    cont = next(b for b in box.buttons() if b.text() == "Continue the run")
+    qtbot.mouseClick(cont, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.charts.loss_points("sentiment") >= 1 and w.controller.running, timeout=LONG)
+    qtbot.waitUntil(lambda: w.charts.loss.series["sentiment"].x[-1] > 6, timeout=LONG)
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
+        w.stop_run()
+    assert blocker.args[0].reason == "stopped"
+    assert w.offer_interrupted_runs() is None             # stopped properly now: nothing to offer
+
+
+def test_not_now_is_remembered_for_an_interrupted_run(qtbot, window, tmp_path):
+    import json
+    w = window
+    run_dir = w.runs_base() / "old"
+    (run_dir / "checkpoints" / "step-00000004").mkdir(parents=True)
+    started = {"event": "RunStarted", "run_dir": str(run_dir), "total_steps": 10, "start_step": 0,
+               "tasks": {"t": {}}, "lr_curve": {}, "device": "cpu", "precision": "fp32", "removed_heads": {},
+               "encoder_params": 1, "trainable_params": 1}
+    (run_dir / "events.jsonl").write_text(json.dumps(started) + "\n")
+    (run_dir / "project.toml").write_text("")
+    box = w.offer_interrupted_runs()
+    assert box is not None
+    next(b for b in box.buttons() if b.text() == "Not now").click()
+    assert not w.controller.running
+    assert w.offer_interrupted_runs() is None
