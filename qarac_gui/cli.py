@@ -97,6 +97,14 @@ def _jsonl(event) -> None:
     sys.stdout.flush()
 
 
+def _find_batch_size(project, stop: threading.Event) -> int:
+    from qarac_gui.core.memory import probe_batches
+    for fit in probe_batches(project, TerminalPrinter(), stop):
+        verdict = (f"batches of up to {fit.largest} rows fit" if fit.largest else "not even one row fits")
+        print(f"{fit.task}: {verdict} (longest row {fit.tokens} tokens; the project sets {fit.configured})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qarac-train", description="Fine-tune the tasks of a qarac_gui project "
                                 "in parallel on a shared encoder, then export them.")
@@ -106,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-scale", type=float, default=1.0, metavar="FACTOR",
                    help="with --resume: roll back to the latest checkpoint and continue with the learning rate "
                    "multiplied by FACTOR (e.g. 0.5 after a run stopped on NaN losses)")
+    p.add_argument("--find-batch-size", action="store_true",
+                   help="instead of training: find each task's largest batch (of its longest rows) that fits in "
+                   "GPU memory, print it and exit")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a project field, e.g. --set optim.lr=3e-5 --set tasks.sentiment.batch_size=8")
     p.add_argument("--jsonl", action="store_true", help="print every event as one JSON line on stdout")
@@ -129,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         project = load_project(args.project, args.overrides)
+        if args.find_batch_size:
+            return _find_batch_size(project, stop)
         if not args.resume:
             from qarac_gui.core.preview import preflight
-            problems, warnings = preflight(project)          # the GUI's pre-Start checks, before any training
+            problems, warnings, notes = preflight(project)   # the GUI's pre-Start checks, before any training
+            for note in notes:
+                print(note, file=sys.stderr)
             for warning in warnings:
                 print(f"warning: {warning}", file=sys.stderr)
             if problems:

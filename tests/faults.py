@@ -1,4 +1,4 @@
-"""Faults injected into real training runs: non-finite losses and gradients at chosen steps."""
+"""Faults injected into real training runs: non-finite losses and gradients, out-of-memory errors."""
 
 import dataclasses
 
@@ -6,6 +6,8 @@ import torch
 
 from qarac_gui.core.heads import HeadOutput
 from qarac_gui.core.model import MultiTaskModel
+
+_ORIGINAL_FORWARD = MultiTaskModel.forward
 
 
 class _InfGrad(torch.autograd.Function):
@@ -35,3 +37,20 @@ def poison(monkeypatch, task: str, bad_steps: set[int], how: str = "nan_loss"):
         loss = out.loss * float("nan") if how == "nan_loss" else _InfGrad.apply(out.loss)
         return dataclasses.replace(out, loss=loss) if dataclasses.is_dataclass(out) else HeadOutput(loss, out.logits)
     monkeypatch.setattr(MultiTaskModel, "forward", forward)
+
+
+def out_of_memory_above(monkeypatch, rows: int) -> list[int]:
+    """Training forwards of more than `rows` rows raise the error CUDA raises; returns the sizes that ran.
+    Replaces (does not wrap) an earlier call's patch."""
+    real = _ORIGINAL_FORWARD
+    ran: list[int] = []
+
+    def forward(self, name, batch):
+        size = batch["input_ids"].shape[0]
+        if self.training and size > rows:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {size} rows (injected)")
+        if self.training:
+            ran.append(size)
+        return real(self, name, batch)
+    monkeypatch.setattr(MultiTaskModel, "forward", forward)
+    return ran

@@ -52,7 +52,8 @@ def _cli(*args) -> subprocess.CompletedProcess:
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 1, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
+    # the pre-flight check's warnings and token-length notes may come first
+    lines = [x for x in result.stderr.strip().splitlines() if not x.startswith(("warning: ", "task "))]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     return lines[0]
 
@@ -194,9 +195,9 @@ DATA_CASES = [
     ("wrong-field-count", "classification", "t.csv", b"text,label\ngood,pos\nbad,neg,extra,more\nfine,pos\n", None,
      "Expected 2 fields in line 3, saw 4"),
     _case("latin-1", "classification", "t.csv", "text,label\ncafé good,pos\nbad,neg\n".encode("latin-1"), None,
-                 "not UTF-8 text; save it as UTF-8"),
+                 "t.csv: line 2 (byte 15) is not UTF-8 text; save the file as UTF-8"),
     _case("utf-16", "classification", "t.csv", "text,label\ngood,pos\nbad,neg\n".encode("utf-16"), None,
-                 "not UTF-8 text; save it as UTF-8"),
+                 "t.csv: line 1 (byte 1) is not UTF-8 text; save the file as UTF-8"),
     ("empty-file", "classification", "t.csv", b"", None, "t.csv: the file is empty"),
     _case("header-only", "classification", "t.csv", b"text,label\n", None, "has no rows"),
     ("empty-jsonl", "classification", "t.jsonl", b"\n\n", None, "t.jsonl"),

@@ -35,6 +35,7 @@ class TrainState:
     skipped_in_a_row: int = 0       # steps skipped for a non-finite loss or gradient, up to the last one
     skipped_total: int = 0
     lr_scale: float = 1.0           # product of the roll-backs' lr factors
+    micro_split: int = 1            # each batch is cut into this many micro-batches (after running out of memory)
 
 
 def rng_state() -> dict:

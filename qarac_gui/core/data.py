@@ -40,11 +40,28 @@ def load_file(path: Path, fmt: str, cache_dir: str | None) -> Any:
     except Exception as e:          # datasets wraps parser errors in many types; the message is what matters
         chain = _chain(e)
         if any(isinstance(c, UnicodeDecodeError) for c in chain):
-            raise DataError(f"{path}: not UTF-8 text; save it as UTF-8 (in most editors: Save as, encoding "
-                            "UTF-8)") from e
+            raise DataError(f"{path}: {_where_not_utf8(path)}is not UTF-8 text; save the file as UTF-8 (in most "
+                            "editors: Save as, encoding UTF-8)") from e
         if any("corresponds to no data" in str(c) for c in chain):
             raise DataError(f"{path}: the file has no rows (only a header); add data rows") from e
         raise DataError(f"{path}: could not be read as {fmt.upper()}: {_first_line(e)}") from e
+
+
+def _where_not_utf8(path: Path) -> str:
+    """ "line N (byte M) " of the first byte that is not UTF-8, read in blocks (files can be large)."""
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, offset = 1, 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as e:
+                line += block[:e.start].count(b"\n")
+                return f"line {line} (byte {offset + e.start + 1}) "
+            line += block.count(b"\n")
+            offset += len(block)
+    return ""
 
 
 def _chain(e: BaseException) -> list[BaseException]:

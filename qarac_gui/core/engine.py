@@ -186,6 +186,9 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
         emit(Progress("resume", f"Resuming from {path.name}"))
         state = load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                 stream=stream, device=device)
+        if state.micro_split > 1:
+            emit(Progress("memory", f"Continuing with each batch cut into {state.micro_split} micro-batches, as "
+                                    "before (it ran out of memory with whole ones)"))
         if lr_scale != 1.0:
             scale_lr(scheduler, optimizer, lr_scale)
             state.lr_scale *= lr_scale

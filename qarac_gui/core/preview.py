@@ -65,6 +65,8 @@ class TaskPreview:
     truncated_share: float | None = None                   # share of sampled rows longer than max_length
     errors: list[str] = field(default_factory=list)        # each one blocks Start
     warnings: list[str] = field(default_factory=list)
+    token_lengths: list[int] = field(default_factory=list)  # tokens per sampled training row (for a histogram)
+    max_length: int = 0
 
 
 def _cell(value: Any) -> str:
@@ -94,9 +96,11 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
     errors, warnings = _check_values(task, raw, valid if separate else None)
     labels, counts = _labels(task, train, valid, errors)
     warnings += _balance_warnings(task, counts)
-    share = None
+    warnings += _duplicate_warnings(task, raw, valid if separate else None)
+    share, lengths = None, []
     if tokenizer is not None and not errors:
-        share = _truncated_share(task, tokenizer, train)
+        lengths = _token_lengths(task, tokenizer, train)
+        share = sum(1 for n in lengths if n > task.max_length) / max(1, len(lengths))
         if share > 0.05:
             warnings.append(f"task {task.name}: {share:.0%} of the sampled rows are longer than max_length "
                             f"{task.max_length} tokens and will be cut; raise max_length if the end matters")
@@ -105,7 +109,20 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
     if valid is None or len(valid) == 0:
         warnings.append(f"task {task.name}: no validation data, so no metrics; set a validation file or fraction")
     return TaskPreview(task.name, columns, headers, rows, len(train), 0 if valid is None else len(valid),
-                       labels, counts, share, errors, warnings)
+                       labels, counts, share, errors, warnings, lengths, task.max_length)
+
+
+def length_summary(preview: TaskPreview) -> str:
+    """One line on the sampled token lengths, e.g. for a terminal; empty when none were measured."""
+    lengths = sorted(preview.token_lengths)
+    if not lengths:
+        return ""
+
+    def at(q: float) -> int:
+        return lengths[min(len(lengths) - 1, int(q * len(lengths)))]
+    return (f"task {preview.task}: tokens per row (of {len(lengths)} sampled): median {at(0.5)}, 95% up to "
+            f"{at(0.95)}, longest {lengths[-1]}; {preview.truncated_share:.0%} longer than max_length "
+            f"{preview.max_length}")
 
 
 def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], list[str]]:
@@ -118,12 +135,48 @@ def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], 
         if empty:
             warnings.append(f"task {task.name}: {empty} row(s) of the {what} have an empty {task.data.text!r}")
         if HEAD_KINDS[task.head.kind].label_role == "score":
-            bad = _first_non_number(ds[task.data.label])
+            scores = ds[task.data.label]
+            bad = _first_non_number(scores)
             if bad is not None:
                 row, value = bad
                 errors.append(f"task {task.name}: {what}, row {row + 1}, has {value!r} in {task.data.label!r}, "
                               f"but a {task.head.kind} head needs a number; fix the row or map another column")
+            elif task.head.kind == "similarity":
+                outside = next(((i, v) for i, v in enumerate(scores) if not -1 <= float(v) <= 1), None)
+                if outside is not None:
+                    low, high = min(map(float, scores)), max(map(float, scores))
+                    errors.append(f"task {task.name}: {what}, row {outside[0] + 1}, has score {outside[1]!r}, but "
+                                  "a similarity head learns a cosine in [-1, 1]; rescale the column (scores from "
+                                  f"{low:g} to {high:g}: (score - {low:g}) / {(high - low) / 2:g} - 1)")
     return errors, warnings
+
+
+def _duplicate_warnings(task: TaskConfig, train: Any, valid: Any) -> list[str]:
+    """Rows repeated in the training data, and validation rows that are also training rows (optimistic metrics)."""
+    columns = [c for c in (task.data.text, task.data.text_pair, task.data.label) if c]
+
+    def keys(ds: Any) -> list[str]:
+        cols = [ds[c] for c in columns if c in ds.column_names]
+        return [repr(row) for row in zip(*cols)]
+    out = []
+    seen: dict[str, int] = {}
+    repeated, first = 0, None
+    for i, key in enumerate(keys(train)):
+        if key in seen:
+            repeated += 1
+            first = first or (i, seen[key])
+        else:
+            seen[key] = i
+    if repeated:
+        out.append(f"task {task.name}: {repeated} training row(s) repeat an earlier one exactly (first: row "
+                   f"{first[0] + 1} repeats row {first[1] + 1}); repeats weigh more in training, so remove them "
+                   "unless that is intended")
+    if valid is not None and len(valid):
+        leaked = sum(1 for key in keys(valid) if key in seen)
+        if leaked:
+            out.append(f"task {task.name}: {leaked} validation row(s) also appear in the training data; the "
+                       "validation metrics will look better than the model is")
+    return out
 
 
 def _first_non_number(values: list) -> tuple[int, Any] | None:
@@ -171,7 +224,7 @@ def _balance_warnings(task: TaskConfig, counts: dict[str, int]) -> list[str]:
     return []
 
 
-def _truncated_share(task: TaskConfig, tokenizer: Any, train: Any) -> float:
+def _token_lengths(task: TaskConfig, tokenizer: Any, train: Any) -> list[int]:
     kind = task.head.kind
     sample = train.select(range(min(LENGTH_SAMPLE, len(train))))
     first = sample[task.data.text]
@@ -182,8 +235,7 @@ def _truncated_share(task: TaskConfig, tokenizer: Any, train: Any) -> float:
         enc = tokenizer([str(a or "") for a in first], [str(b or "") for b in second])
     else:
         enc = tokenizer([str(a or "") for a in first])
-    lengths = [len(ids) for ids in enc["input_ids"]]
-    return sum(1 for n in lengths if n > task.max_length) / max(1, len(lengths))
+    return [len(ids) for ids in enc["input_ids"]]
 
 
 def start_problems(project: Project, previews: dict[str, TaskPreview], model_error: str = "") -> list[str]:
@@ -210,8 +262,9 @@ def head_parameters(project: Project, encoder: Any, labels: dict[str, list[str]]
     return counts
 
 
-def preflight(project: Project) -> tuple[list[str], list[str]]:
-    """(errors, warnings) of every task, read before a run starts; the same checks the GUI shows in its report."""
+def preflight(project: Project) -> tuple[list[str], list[str], list[str]]:
+    """(errors, warnings, notes) of every task, read before a run starts: the checks the GUI shows in its report,
+    and the notes a summary of token lengths."""
     from datasets.utils.logging import disable_progress_bar
     disable_progress_bar()              # the caller reports; datasets' own bars would garble a terminal
     tokenizers: dict[str, Any] = {}
@@ -219,7 +272,8 @@ def preflight(project: Project) -> tuple[list[str], list[str]]:
         tokenizers[name] = _tokenizer_or_none(cfg, project.root)
     previews = {t.name: preview_task(project, t, tokenizers.get(t.backbone)) for t in project.tasks}
     warnings = [w for p in previews.values() for w in p.warnings]
-    return start_problems(project, previews), warnings
+    notes = [line for p in previews.values() if (line := length_summary(p))]
+    return start_problems(project, previews), warnings, notes
 
 
 def _tokenizer_or_none(cfg: BackboneConfig, root: Path) -> Any:

@@ -17,6 +17,7 @@ from qarac_gui.core.config import Project
 from qarac_gui.core.evaluation import evaluate_task
 from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged, StepSkipped
 from qarac_gui.core.guard import StepGuard
+from qarac_gui.core.memory import split_after_oom
 from qarac_gui.core.metrics import is_better
 from qarac_gui.core.sampling import TaskStream
 from qarac_gui.core.schedule import RunPlan
@@ -106,22 +107,22 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
                 _set_backbones_trainable(t, True, frozen)
                 in_head_phase = False
             guard.begin()
-            for micro in range(o.grad_accum):
-                for name, rows_idx in t.stream.draw():
-                    data = t.tasks[name]
-                    batch = data.collate(data.train[rows_idx], micro_seed(p.train.seed, step, micro))
-                    batch = {k: v.to(t.device, non_blocking=True) for k, v in batch.items()}
-                    with t.autocast():
-                        loss = t.model(name, batch).loss
-                    scaled = loss * (weights[name] / o.grad_accum)
-                    # One backward per task: gradients add up to those of the summed loss, but each task's
-                    # graph is freed before the next task runs, so peak memory is one task's, not all of them.
-                    (t.scaler.scale(scaled) if t.scaler else scaled).backward()
-                    kept, ok = guard.check_loss(name, loss.detach())
-                    sums[name] += kept          # stays on the device: no sync per step
-                    finite[name] += ok
-                    counts[name] += 1
-                    samples += len(rows_idx)
+            draws = [t.stream.draw() for _ in range(o.grad_accum)]
+            while True:
+                out_of_memory = False
+                try:
+                    done = _accumulate(t, draws, step, weights, guard, state.micro_split)
+                except torch.OutOfMemoryError:
+                    out_of_memory = True    # handled outside the except block, so its traceback frees its tensors
+                if not out_of_memory:
+                    break
+                split_after_oom(t, state, step, draws, emit)
+                guard.begin()
+            for name, kept, ok, rows in done:
+                sums[name] += kept              # stays on the device: no sync per step
+                finite[name] += ok
+                counts[name] += 1
+                samples += rows
             if t.scaler:
                 t.scaler.unscale_(t.optimizer)
             if o.grad_clip > 0:
@@ -178,6 +179,34 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
         return "completed"
     finally:
         _set_backbones_trainable(t, True, frozen)
+
+
+def _accumulate(t: Trainee, draws: list, step: int, weights: dict[str, float], guard: StepGuard,
+                split: int) -> list[tuple[str, Any, Any, int]]:
+    """Forward and backward every drawn batch, each cut into `split` micro-batches (more after an out-of-memory
+    error), scaled so that the gradients are those of the whole batch."""
+    p = t.project
+    done = []
+    for micro, draw in enumerate(draws):
+        for name, rows_idx in draw:
+            data = t.tasks[name]
+            size = -(-len(rows_idx) // split)
+            for j in range(0, len(rows_idx), size):
+                chunk = rows_idx[j:j + size]
+                batch = data.collate(data.train[chunk], micro_seed(p.train.seed, step, micro * split + j // size))
+                batch = {k: v.to(t.device, non_blocking=True) for k, v in batch.items()}
+                with t.autocast():
+                    loss = t.model(name, batch).loss
+                factor = weights[name] / p.optim.grad_accum
+                if split > 1:
+                    factor *= len(chunk) / len(rows_idx)
+                scaled = loss * factor
+                # One backward per task: gradients add up to those of the summed loss, but each task's
+                # graph is freed before the next task runs, so peak memory is one task's, not all of them.
+                (t.scaler.scale(scaled) if t.scaler else scaled).backward()
+                kept, ok = guard.check_loss(name, loss.detach())
+                done.append((name, kept, ok, len(chunk)))
+    return done
 
 
 def _wait_while_paused(pause: threading.Event, stop: threading.Event, step: int, emit: Emit) -> float:

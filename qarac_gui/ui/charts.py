@@ -191,3 +191,34 @@ class LossChart(LiveChart):
     def clear_all(self) -> None:
         super().clear_all()
         self._ema.clear()
+
+
+class LengthHistogram(LiveChart):
+    """Tokens per sampled training row of one task, with the max-length cut marked: what truncation costs."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("Tokens per row", "rows", parent=parent)
+        self.setObjectName("length_histogram")
+        item = self.getPlotItem()
+        item.setLabel("bottom", "tokens")
+        item.setTitle("")
+        self.legend.hide()
+        self.setMouseEnabled(x=False, y=False)
+        self.bars = pg.BarGraphItem(x0=[], x1=[], height=[], brush=pg.mkBrush("#3b82f6"), pen=pg.mkPen(None))
+        self.cut = pg.InfiniteLine(angle=90, pen=pg.mkPen("#d04040", width=2, style=Qt.PenStyle.DashLine))
+        self.addItem(self.bars)
+        self.addItem(self.cut)
+        self.counts: list[int] = []
+
+    def show_lengths(self, lengths: list[int], max_length: int) -> None:
+        self.setVisible(bool(lengths))
+        if not lengths:
+            self.counts = []
+            return
+        low, high = min(lengths), max(max(lengths), max_length)
+        bins = min(30, high - low + 1)
+        counts, edges = np.histogram(lengths, bins=bins, range=(low, high + 1))
+        self.counts = counts.tolist()
+        self.bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
+        self.cut.setValue(max_length + 0.5)       # rows longer than max_length lie right of the line
+        self.getPlotItem().autoRange()

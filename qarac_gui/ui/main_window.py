@@ -41,6 +41,7 @@ from qarac_gui.ui.panels.tasks_panel import TasksPanel
 from qarac_gui.ui.panels.training_panel import TrainingPanel
 from qarac_gui.ui.project_checks import ProjectChecks
 from qarac_gui.ui.project_files import ProjectFilesMixin, autosave_path, settings
+from qarac_gui.ui.run_offers import offer_batch_sizes, offer_rollback
 from qarac_gui.ui.worker import Failure, JobRunner, RunController
 
 CHART_REFRESH_MS = 100
@@ -142,6 +143,8 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             "pause": self._action("&Pause", self.toggle_pause, "Ctrl+P"),
             "stop": self._action("S&top (save a checkpoint)", self.stop_run, "Ctrl+."),
             "continue": self._action("&Continue a stopped run…", self.history_dialog),
+            "find_batch": self._action("Find the largest &batch sizes", self.find_batch_sizes,
+                                       tip="Try each task's longest rows in growing batches on the GPU"),
             "history": self._action("Run &history…", self.history_dialog, "Ctrl+H"),
             "runs_folder": self._action("Runs &folder…", self.choose_runs_folder,
                                         tip="Where new runs (checkpoints, charts, exports) are kept"),
@@ -158,7 +161,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         for key in ("undo", "redo", None, "add_task"):
             edit.addSeparator() if key is None else edit.addAction(a[key])
         run_menu = bar.addMenu("&Run")
-        for key in ("start", "pause", "stop", None, "continue", "history", "runs_folder"):
+        for key in ("start", "pause", "stop", None, "find_batch", None, "continue", "history", "runs_folder"):
             run_menu.addSeparator() if key is None else run_menu.addAction(a[key])
         bar.addMenu("&Help").addAction(a["about"])
         self._fill_recent_menu()
@@ -270,6 +273,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         a["pause"].setText("&Resume" if paused else "&Pause")
         a["stop"].setEnabled(running)
         a["continue"].setEnabled(not running)
+        a["find_batch"].setEnabled(not running)
         a["export"].setEnabled(not running)
 
     # --- runs -----------------------------------------------------------------------------------------------
@@ -363,6 +367,9 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             self.run_panel.set_status(f"Failed: {result.message}")
             self.log.add(result.message, "error", "" if result.user_error else result.details)
             show_error(self, "The run failed", result.message, result.details)
+        elif isinstance(result, list):            # the batch-size probe's findings
+            self.run_panel.set_status("Batch sizes measured")
+            offer_batch_sizes(self, self.document, result)
         elif isinstance(result, RunEnded):
             text = {"completed": "Finished", "early_stopped": "Stopped early (no more improvement)",
                     "diverged": "Stopped: the loss was no longer finite",
@@ -373,24 +380,20 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             self.run_panel.set_status(f"{text} at step {result.step}{where}. {result.message}".strip())
             self.statusBar().showMessage(text, 8000)
             if result.reason == "diverged":
-                self.offer_rollback(result)
+                offer_rollback(self, result)
         self._update_run_state()
         if self._close_after_run:
             self.close()
 
-    def offer_rollback(self, ended: RunEnded) -> QMessageBox:
-        """A run that stopped on NaN/inf: continue from its last checkpoint at half the learning rate, or not."""
-        box = QMessageBox(QMessageBox.Icon.Warning, "Training diverged", f"The run stopped: {ended.message}.",
-                          QMessageBox.StandardButton.NoButton, self)
-        box.setObjectName("rollback_box")
-        can_roll_back = "roll back to the checkpoint" in ended.message
-        if can_roll_back:
-            box.addButton("Roll back at half the learning rate", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Leave it stopped", QMessageBox.ButtonRole.RejectRole)
-        run_dir = Path(ended.run_dir)
-        box.accepted.connect(lambda: self.start_run(run_dir, lr_scale=0.5))
-        box.open()
-        return box
+    def find_batch_sizes(self) -> None:
+        """Run the engine's memory probe like a run (progress in the run panel, Stop works)."""
+        from qarac_gui.core.memory import probe_batches
+        if self.controller.running or self.checks.problems:
+            self.log.add("Cannot probe batch sizes now: " + ("a run is in progress" if self.controller.running
+                                                              else "; ".join(self.checks.problems)), "error")
+            return
+        self.run_panel.show_busy("Finding the largest batch sizes…")
+        self.controller.start(functools.partial(probe_batches, copy.deepcopy(self.document.project)))
 
     # --- dialogs --------------------------------------------------------------------------------------------
     def export_dialog(self) -> None:

@@ -48,7 +48,8 @@ def _of(events: list[dict], name: str) -> list[dict]:
 
 
 def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
+    # the pre-flight check's warnings and token-length notes may come first
+    lines = [x for x in err.strip().splitlines() if not x.startswith(("warning: ", "task "))]
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and "Traceback" not in err
     return lines[0]

@@ -200,3 +200,44 @@ def test_start_problems_gathers_config_preview_and_model_problems(tmp_path, tiny
     assert [m for m in problems if m.startswith("optim.lr")]
     assert "bad column" in problems and "model folder missing" in problems
     assert "from a removed task" not in problems and len(problems) == 3
+
+
+# --- duplicates, score ranges, token lengths --------------------------------------------------------------------
+
+def test_repeated_rows_and_validation_rows_seen_in_training_are_reported_with_row_numbers(tmp_path, tiny_bert):
+    train = _write_csv(tmp_path / "t.csv", ["text", "label"],
+                       [["a good film", "pos"], ["a bad film", "neg"], ["a good film", "pos"], ["a good film", "neg"],
+                        ["a bad film", "neg"], ["the room", "pos"]])
+    valid = _write_csv(tmp_path / "v.csv", ["text", "label"], [["the room", "pos"], ["new text", "neg"]])
+    p, task = _project(tmp_path, tiny_bert, "classification", train, text="text", label="label",
+                       validation=str(valid), validation_fraction=0.0)
+    warnings = preview_task(p, task).warnings
+    assert any("2 training row(s) repeat an earlier one exactly (first: row 3 repeats row 1)" in w for w in warnings)
+    assert any("1 validation row(s) also appear in the training data" in w for w in warnings)
+    # a different label is a different row: ("a good film", "neg") is not counted as a repeat
+
+
+def test_similarity_scores_outside_minus_one_to_one_block_start_with_the_rescaling_to_use(tmp_path, tiny_bert):
+    train = _write_csv(tmp_path / "sts.csv", ["sentence1", "sentence2", "score"],
+                       [["a", "b", "0"], ["c", "d", "5"], ["e", "f", "2.5"]] * 4)
+    p, task = _project(tmp_path, tiny_bert, "similarity", train)
+    errors = preview_task(p, task).errors
+    assert len(errors) == 1
+    assert "row 2, has score 5.0" in errors[0] and "cosine in [-1, 1]" in errors[0]
+    assert "(score - 0) / 2.5 - 1" in errors[0]
+
+
+def test_token_lengths_are_measured_with_the_models_tokenizer_and_summarised(tmp_path, tiny_bert, described):
+    _, tokenizer = described
+    rows = [[" ".join(["good"] * n), "pos" if n % 2 else "neg"] for n in range(1, 41)]
+    train = _write_csv(tmp_path / "t.csv", ["text", "label"], rows)
+    p, task = _project(tmp_path, tiny_bert, "classification", train, text="text", label="label",
+                       validation_fraction=0.0)
+    task.max_length = 32
+    from qarac_gui.core.preview import length_summary
+    preview = preview_task(p, task, tokenizer)
+    assert sorted(preview.token_lengths) == list(range(3, 43))     # [CLS] n words [SEP]
+    assert preview.truncated_share == pytest.approx(10 / 40)
+    assert length_summary(preview) == ("task classification: tokens per row (of 40 sampled): median 23, 95% up to 41, "
+                                       "longest 42; 25% longer than max_length 32")
+    assert any("25% of the sampled rows are longer than max_length 32" in w for w in preview.warnings)

@@ -127,6 +127,9 @@ def test_compose_two_tasks_train_and_export(qtbot, window, tiny_bert, tmp_path, 
     assert editor.table.horizontalHeaderItem(0).text() == "review"
     assert editor.table.item(0, 1).text() in ("pos", "neg")
     assert w.checks.previews[sentiment].labels == ["neg", "pos"]
+    # the histogram of tokens per row, measured with the model's tokenizer: every sampled row in one bar or another
+    assert editor.lengths.isVisible() and sum(editor.lengths.counts) == w.checks.previews[sentiment].train_rows == 43
+    assert editor.lengths.cut.value() == pytest.approx(w.document.project.tasks[0].max_length + 0.5)
 
     rating, editor = add_task_from_file(qtbot, w, monkeypatch, ratings(tmp_path / "ratings.csv"), "Regression")
     choose(editor.text_column, "sentence")
@@ -461,3 +464,30 @@ def test_not_now_is_remembered_for_an_interrupted_run(qtbot, window, tmp_path):
     next(b for b in box.buttons() if b.text() == "Not now").click()
     assert not w.controller.running
     assert w.offer_interrupted_runs() is None
+
+
+def test_find_batch_sizes_reports_per_task_and_applies_them_as_one_undoable_edit(qtbot, window, tiny_bert, tmp_path,
+                                                                                 monkeypatch):
+    from faults import out_of_memory_above
+
+    from qarac_gui.core import memory
+    w = window
+    assert w.open_project(project_file(tmp_path, tiny_bert, 4))
+    qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
+    # on this CPU-only machine: first the plain answer, then the probe itself with memory errors injected
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG):
+        w.actions_by_name["find_batch"].trigger()
+    box = w.findChild(QMessageBox, "error_dialog")
+    assert box is not None and "needs a GPU" in box.text()
+    box.close()
+    monkeypatch.setattr(memory, "CATCHABLE", ("cuda", "cpu"))
+    out_of_memory_above(monkeypatch, 21)
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG):
+        w.actions_by_name["find_batch"].trigger()
+    box = w.findChild(QMessageBox, "batch_sizes_box")
+    assert box is not None and box.isVisible()
+    assert "sentiment: up to 16 rows fit" in box.text() and "now 4" in box.text()
+    next(b for b in box.buttons() if b.text() == "Use these batch sizes").click()
+    assert w.document.project.tasks[0].batch_size == 16
+    w.document.undo()
+    assert w.document.project.tasks[0].batch_size == 4

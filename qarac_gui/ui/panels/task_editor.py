@@ -28,6 +28,7 @@ from qarac_gui.core.config import FORMATS
 from qarac_gui.core.data import EXTENSION_FORMATS
 from qarac_gui.core.head_kinds import HEAD_KINDS
 from qarac_gui.core.preview import TaskPreview
+from qarac_gui.ui.charts import LengthHistogram
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder, set_columns
 
@@ -170,8 +171,16 @@ class TaskEditor(QScrollArea):
         cl.addLayout(top)
         self.report = QListWidget()
         self.report.setObjectName("task_report")
-        self.report.setMaximumHeight(110)
-        cl.addWidget(self.report)
+        self.report.setMaximumHeight(130)
+        self.lengths = LengthHistogram()
+        self.lengths.setFixedHeight(130)
+        self.lengths.setToolTip("Tokens per training row (a sample of up to 1000), with the model's tokenizer. "
+                                "Rows right of the red line are cut to the task's max length.")
+        self.lengths.hide()
+        checks = QHBoxLayout()
+        checks.addWidget(self.report, 3)
+        checks.addWidget(self.lengths, 2)
+        cl.addLayout(checks)
         self.table = QTableWidget()
         self.table.setObjectName("preview_table")
         self.table.setMinimumHeight(180)
@@ -204,6 +213,7 @@ class TaskEditor(QScrollArea):
 
     def show_preview(self, preview: TaskPreview | None) -> None:
         self.report.clear()
+        self.lengths.show_lengths(preview.token_lengths if preview else [], preview.max_length if preview else 0)
         self.table.clear()
         self.table.setRowCount(0)
         self.table.setColumnCount(0)

@@ -42,6 +42,11 @@ TIPS = {
     "eval.patience": "Stop early after this many validations without improvement (0: off).",
     "eval.keep_best": "Export the weights of the best validation instead of the last step.",
     "checkpoint.every": "Save a checkpoint every N steps (0: only when you stop); a run can continue from it.",
+    "checkpoint.minutes": "Also save one at least this often, so a crash or power cut loses at most this much "
+                          "training (0: off).",
+    "train.skip_limit": "A step whose loss or gradients are NaN or infinite is skipped. After this many in a row "
+                        "the run stops and offers to roll back to the last checkpoint at a lower learning rate "
+                        "(0: never stop).",
 }
 
 
@@ -112,6 +117,8 @@ class TrainingPanel(QScrollArea):
             ("Early-stop patience", b.integer("eval.patience", t["eval.patience"], 0, 10**6, "off")),
             ("", b.check("eval.keep_best", "Export the best evaluation", t["eval.keep_best"])),
             ("Checkpoint every", b.integer("checkpoint.every", t["checkpoint.every"], 0, 10**8, "on stop")),
+            ("Checkpoint minutes", b.number("checkpoint.minutes", t["checkpoint.minutes"], 0.0, 10**6)),
+            ("Skipped steps limit", b.integer("train.skip_limit", t["train.skip_limit"], 0, 10**6, "never stop")),
         ])
         document.changed.connect(self._on_document_changed)
         self.binder.refresh()

@@ -1,0 +1,44 @@
+"""Questions a run's outcome raises: roll back a diverged run, use the batch sizes the memory probe found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+
+def offer_rollback(window: Any, ended: Any) -> QMessageBox:
+    """A run that stopped on NaN/inf: continue from its last checkpoint at half the learning rate, or not."""
+    box = QMessageBox(QMessageBox.Icon.Warning, "Training diverged", f"The run stopped: {ended.message}.",
+                      QMessageBox.StandardButton.NoButton, window)
+    box.setObjectName("rollback_box")
+    if "roll back to the checkpoint" in ended.message:
+        box.addButton("Roll back at half the learning rate", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Leave it stopped", QMessageBox.ButtonRole.RejectRole)
+    run_dir = Path(ended.run_dir)
+    box.accepted.connect(lambda: window.start_run(run_dir, lr_scale=0.5))
+    box.open()
+    return box
+
+
+def offer_batch_sizes(window: QWidget, document: Any, fits: list) -> QMessageBox:
+    """What the memory probe found per task, with a button that sets those batch sizes (one undoable edit)."""
+    lines = [f"{f.task}: up to {f.largest} rows fit (longest row {f.tokens} tokens; now {f.configured})"
+             if f.largest else f"{f.task}: not even one row of {f.tokens} tokens fits; lower its max length"
+             for f in fits]
+    box = QMessageBox(QMessageBox.Icon.Information, "Largest batch sizes",
+                      "Forward and backward passes on each task's longest rows:\n\n" + "\n".join(lines),
+                      QMessageBox.StandardButton.NoButton, window)
+    box.setObjectName("batch_sizes_box")
+    usable = {f.task: f.largest for f in fits if f.largest}
+    if usable:
+        box.addButton("Use these batch sizes", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Close", QMessageBox.ButtonRole.RejectRole)
+
+    def apply(project) -> None:
+        for task in project.tasks:
+            task.batch_size = usable.get(task.name, task.batch_size)
+    box.accepted.connect(lambda: document.edit(apply, "tasks", "batch sizes"))
+    box.open()
+    return box
