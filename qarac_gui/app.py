@@ -14,6 +14,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="qarac-gui", description="Multi-task fine-tuning, point and click.")
     parser.add_argument("project", nargs="?", help="a project file (.toml) to open")
     parser.add_argument("--demo", action="store_true", help="open the demo project (trains offline)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation: train the demo for a few steps offscreen, export, exit 0 if "
+                        "all worked")
+    parser.add_argument("--self-test-steps", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--probe-startup", action="store_true", help=argparse.SUPPRESS)
     args, _qt_args = parser.parse_known_args(argv)
     return args
@@ -22,6 +26,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    scratch = None
+    if args.self_test:
+        import os
+        import tempfile
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        if not os.environ.get("QARAC_GUI_DATA"):       # the user's runs, settings and autosave stay untouched
+            scratch = Path(tempfile.mkdtemp(prefix="qarac-gui-self-test-"))
+            os.environ["QARAC_GUI_DATA"] = str(scratch)
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -44,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         window.open_project(Path(args.project), ask=False)
     window.show()
+    if args.self_test:
+        from qarac_gui.self_test import run_self_test
+        return run_self_test(app, window, args.self_test_steps, scratch)
     if args.probe_startup:
         def report() -> None:
             print(json.dumps({"heavy_modules_loaded": [m for m in HEAVY if m in sys.modules],

@@ -47,13 +47,17 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
         _, item = get_args(tp)
-        return {k: _convert(item, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _convert(item, v, f"{where}.{shown(k)}") for k, v in value.items()}
     if tp is float:
         # TOML writes 1 for 1.0 often enough that an integer must be accepted where a number is expected.
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
+            try:
+                number = float(value)
+            except OverflowError:
+                raise ConfigError(f"{where}: the number has {len(str(value))} digits, far too large") from None
+            if not math.isfinite(number):
                 raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-            return float(value)
+            return number
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -62,9 +66,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}")
 
 
+def shown(name: Any) -> str:
+    """A key or name as it goes into a message: quoted when it holds line breaks or other unprintable characters,
+    so a message stays one readable line per problem."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)
+
+
 def _item_where(where: str, name: str, index: int, value: Any) -> str:
     if isinstance(value, dict) and isinstance(value.get("name"), str) and value["name"]:
-        return f"{where}.{value['name']}"
+        return f"{where}.{shown(value['name'])}"
     return f"{where}[{index}]"
 
 
@@ -74,7 +85,7 @@ def build(cls: type, raw: dict, where: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("toml", True)}
     kwargs = {}
     for key, value in raw.items():
-        at = f"{where}.{key}" if where else key
+        at = f"{where}.{shown(key)}" if where else shown(key)
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(fields)})"

@@ -173,7 +173,7 @@ def latest_checkpoint(folder: Path) -> tuple[Path | None, list[str]]:
     for path in reversed(list_checkpoints(folder)):
         if is_valid(path):
             return path, notes
-        notes.append(f"ignored {path.name}: incomplete or damaged (no valid manifest)")
+        notes.append(f"ignored {path.name}: incomplete or damaged (no manifest, or files that do not match it)")
     return None, notes
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.build import ConfigError, build, to_dict
+from qarac_gui.core.build import ConfigError, build, shown, to_dict
 
 CURRENT_VERSION = 1
 
@@ -165,7 +165,12 @@ class Project:
         raise KeyError(name)
 
     def resolve(self, path: str) -> Path:
-        p = Path(path).expanduser()
+        p = Path(path)
+        if path.startswith("~"):
+            try:
+                p = p.expanduser()
+            except RuntimeError:        # no home folder known (or "~name" of no such user): a plain relative name
+                pass
         return p if p.is_absolute() else (self.root / p)
 
 
@@ -259,6 +264,8 @@ def apply_override(raw: dict, assignment: str) -> None:
         value = tomllib.loads(f"v = {value_text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = value_text.strip()          # a bare word is a string: --set train.device=cpu
+    except RecursionError:
+        raise ConfigError(f"--set {shown(key)}: the value nests too deeply to read") from None
     parts = key.strip().split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
@@ -288,16 +295,16 @@ def validate(p: Project) -> list[str]:
         problems.append("backbones: define at least one, e.g. [backbones.encoder] model = \"bert-base-uncased\"")
     for name, bb in p.backbones.items():
         if not NAME_PATTERN.fullmatch(name):
-            problems.append(f"backbones.{name}: use letters, digits, '-' and '_' only")
+            problems.append(f"backbones.{shown(name)}: use letters, digits, '-' and '_' only")
         if not bb.model.strip():
-            problems.append(f"backbones.{name}.model: give a Hub id, a local folder or package:<module>")
+            problems.append(f"backbones.{shown(name)}.model: give a Hub id, a local folder or package:<module>")
         if bb.freeze_layers < 0:
-            problems.append(f"backbones.{name}.freeze_layers: must be 0 or more")
+            problems.append(f"backbones.{shown(name)}.freeze_layers: must be 0 or more")
     if not p.tasks:
         problems.append("tasks: add at least one [[tasks]] table")
     seen: set[str] = set()
     for i, t in enumerate(p.tasks):
-        w = f"tasks[{i}]" if not t.name else f"tasks.{t.name}"
+        w = f"tasks[{i}]" if not t.name else f"tasks.{shown(t.name)}"
         if not NAME_PATTERN.fullmatch(t.name):
             problems.append(f"{w}.name: {t.name!r} must start with a letter or digit and use only letters, "
                             "digits, '-' and '_' (it becomes a folder name on export)")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +39,13 @@ def load_file(path: Path, fmt: str, cache_dir: str | None) -> Any:
         raise DataError(f"{path}: the file is empty")
     builder, kwargs = {"csv": ("csv", {}), "tsv": ("csv", {"delimiter": "\t"}), "json": ("json", {}),
                        "jsonl": ("json", {}), "parquet": ("parquet", {})}[fmt]
+    if fmt in ("json", "jsonl"):
+        _refuse_json_that_crashes_the_reader(path)
     try:
-        return load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir, **kwargs)
+        return load_dataset(builder, data_files=_literal(path, cache_dir), split="train", cache_dir=cache_dir,
+                            **kwargs)
     except Exception as e:          # datasets wraps parser errors in many types; the message is what matters
+        _close_leaked_files()
         chain = _chain(e)
         if any(isinstance(c, UnicodeDecodeError) for c in chain):
             raise DataError(f"{path}: {_where_not_utf8(path)}is not UTF-8 text; save the file as UTF-8 (in most "
@@ -45,6 +53,53 @@ def load_file(path: Path, fmt: str, cache_dir: str | None) -> Any:
         if any("corresponds to no data" in str(c) for c in chain):
             raise DataError(f"{path}: the file has no rows (only a header); add data rows") from e
         raise DataError(f"{path}: could not be read as {fmt.upper()}: {_first_line(e)}") from e
+
+
+def _literal(path: Path, cache_dir: str | None) -> str:
+    """The path as datasets should read it. datasets treats data_files as glob patterns and URLs ("a?b.csv" would
+    also match "axb.csv"; "::" and "$" mean more), so a name with such characters is read through a link with a
+    plain name, kept in the cache so the parsed copy is reused."""
+    text = str(path)
+    if not any(c in path.name for c in "*?[]$") and "::" not in text:
+        return text
+    import hashlib
+    base = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "qarac_gui"
+    folder = base / "links" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / f"data{path.suffix if path.suffix.isascii() and path.suffix.isprintable() else ''}"
+    if not (link.is_symlink() and os.readlink(link) == text):
+        link.unlink(missing_ok=True)
+        try:
+            link.symlink_to(path)
+        except OSError:             # no symlinks allowed (Windows without the privilege): a copy
+            shutil.copyfile(path, link)
+    return str(link)
+
+
+def _refuse_json_that_crashes_the_reader(path: Path) -> None:
+    """pyarrow's JSON reader crashes the whole process (a segfault, not an exception) on a line that starts with a
+    bare null and on values nested thousands deep; such files are refused before it sees them."""
+    import mmap
+    import re
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        null = re.search(rb"(?m)^(?:\xef\xbb\xbf)?[ \t\r]*null", data)
+        if null:
+            line = data[:null.start()].count(b"\n") + 1
+            raise DataError(f"{path}: line {line} is null, not an object with the columns; remove it")
+        deep = re.search(rb"(?:[\[{][ \t\r\n]*){500}", data)
+        if deep:
+            line = data[:deep.start()].count(b"\n") + 1
+            raise DataError(f"{path}: line {line} nests values more than 500 deep; this is not table data")
+
+
+def _close_leaked_files() -> None:
+    # datasets' CSV reader leaves its file open when parsing fails; collecting closes it now (on Windows an open
+    # file stays locked), without the ResourceWarning that would otherwise surface at some later moment.
+    import gc
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _where_not_utf8(path: Path) -> str:
@@ -119,8 +174,11 @@ def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None
             valid = load_file(vpath, file_format(vpath, d.format), cache_dir)
     check_columns(task, train, "training data")
     if valid is None and d.validation_fraction > 0:
-        if len(train) < 2:
-            raise DataError(f"task {task.name}: {len(train)} training row(s) cannot be split for validation")
+        held_out = math.ceil(d.validation_fraction * len(train))        # how datasets rounds a fraction
+        if len(train) < 2 or held_out >= len(train):
+            raise DataError(f"task {task.name}: holding out {d.validation_fraction:g} of {len(train)} training "
+                            "row(s) for validation leaves none to train on; lower validation_fraction, give a "
+                            "validation file, or add rows")
         parts = train.train_test_split(test_size=d.validation_fraction, seed=project.train.seed, shuffle=True)
         train, valid = parts["train"], parts["test"]
     elif valid is not None:
@@ -172,10 +230,21 @@ def labels_in(task: TaskConfig, value: Any) -> list:
     """The labels one row's label cell holds, by head kind (a class, a separated list, or a tag per word)."""
     kind = task.head.kind
     if kind == "classification":
+        if isinstance(value, (list, tuple, dict)):
+            raise DataError(f"task {task.name}: a label cell holds {_short(value)}, but a classification head "
+                            "takes one label per row; use a multilabel head for lists of labels")
         return [] if value is None else [value]
     if kind == "multilabel":
         return split_labels(value, task.head.label_separator)
+    if value is not None and not isinstance(value, (list, tuple)):
+        raise DataError(f"task {task.name}: a tag cell holds {_short(value)}, but a token classification head "
+                        "needs a list of tags per row, one per word")
     return [str(v) for v in (value or [])]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def infer_labels(task: TaskConfig, train: Any, valid: Any) -> list[str]:

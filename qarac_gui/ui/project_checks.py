@@ -97,7 +97,7 @@ class ProjectChecks(QObject):
             return
         name = "encoder" if "encoder" in project.backbones else next(iter(project.backbones))
         self.model_loading.emit(project.backbones[name].model)
-        self.jobs.submit("model", lambda: _load_model(project, name))
+        self.jobs.submit("model", lambda: _load_model(project, name), uses_transformers=True)
 
     def request_preview(self, name: str) -> None:
         project = copy.deepcopy(self.document.project)
@@ -107,7 +107,7 @@ class ProjectChecks(QObject):
             return
         tokenizer = self.tokenizer if task.backbone == "encoder" else None
         self.pending.add(name)
-        self.jobs.submit(f"preview:{name}", lambda: preview_task(project, task, tokenizer))
+        self.jobs.submit(f"preview:{name}", lambda: preview_task(project, task, tokenizer), uses_transformers=True)
 
     def _request_head_params(self) -> None:
         if self.encoder is None:
@@ -115,7 +115,7 @@ class ProjectChecks(QObject):
         project = copy.deepcopy(self.document.project)
         labels = {n: p.labels for n, p in self.previews.items()}
         encoder = self.encoder
-        self.jobs.submit("heads", lambda: head_parameters(project, encoder, labels))
+        self.jobs.submit("heads", lambda: head_parameters(project, encoder, labels), uses_transformers=True)
 
     @Slot(str, object)
     def _on_job_finished(self, key: str, result: Any) -> None:

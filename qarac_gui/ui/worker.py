@@ -14,6 +14,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
 
 from qarac_gui.core.errors import UserError
+from qarac_gui.core.heavy import import_transformers
 
 DRAIN_MS = 66                     # ~15 Hz: smooth to watch, cheap for the GUI thread
 
@@ -37,6 +38,7 @@ class _Worker(QObject):
     @Slot()
     def run(self) -> None:
         try:
+            import_transformers()               # before any other thread can be resolving its names too
             result = self._fn(emit=self._queue.append, stop=self._stop)
         except BaseException as e:            # the window must survive anything the engine raises
             result = Failure(e)
@@ -150,12 +152,16 @@ class _JobSignals(QObject):
 
 
 class _Job(QRunnable):
-    def __init__(self, key: str, generation: int, fn: Callable[[], Any], signals: _JobSignals) -> None:
+    def __init__(self, key: str, generation: int, fn: Callable[[], Any], signals: _JobSignals,
+                 uses_transformers: bool) -> None:
         super().__init__()
         self._key, self._generation, self._fn, self._signals = key, generation, fn, signals
+        self._uses_transformers = uses_transformers
 
     def run(self) -> None:
         try:
+            if self._uses_transformers:
+                import_transformers()
             result = self._fn()
         except BaseException as e:
             result = Failure(e)
@@ -177,13 +183,13 @@ class JobRunner(QObject):
         self._generation: dict[str, int] = {}
         self._pending = 0
 
-    def submit(self, key: str, fn: Callable[[], Any]) -> None:
+    def submit(self, key: str, fn: Callable[[], Any], uses_transformers: bool = False) -> None:
         generation = self._generation.get(key, 0) + 1
         self._generation[key] = generation
         self._pending += 1
         if self._pending == 1:
             self.busy_changed.emit(True)
-        self._pool.start(_Job(key, generation, fn, self._signals))
+        self._pool.start(_Job(key, generation, fn, self._signals, uses_transformers))
 
     @property
     def busy(self) -> bool:

@@ -22,6 +22,16 @@ CHILD = Path(__file__).resolve().parent.parent / "train_child.py"
 KINDS = ["classification", "masked_lm", "similarity"]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+_children: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_child_outlives_its_test():
+    yield
+    while _children:
+        child = _children.pop()
+        if child.proc.poll() is None:
+            child.kill()
 
 
 class Child:
@@ -35,6 +45,7 @@ class Child:
         self.events: list[dict] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        _children.append(self)
 
     def _read(self) -> None:
         with self.proc.stdout:

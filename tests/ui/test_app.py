@@ -49,3 +49,29 @@ def test_a_missing_project_file_is_a_clear_error(tmp_path):
     result = probe(sys.executable, "-m", "qarac_gui", str(tmp_path / "nope.toml"), tmp_path=tmp_path)
     assert result.returncode == 1
     assert "nope.toml: no such project file" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_self_test_trains_the_demo_offscreen_exports_and_reports_success(tmp_path):
+    env = {**os.environ, "QARAC_GUI_DATA": str(tmp_path / "data")}
+    env.pop("QT_QPA_PLATFORM", None)            # --self-test chooses offscreen by itself
+    result = subprocess.run([sys.executable, "-m", "qarac_gui", "--self-test", "--self-test-steps", "2"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    verdict = json.loads(result.stdout.strip().splitlines()[-1])
+    assert verdict["ok"] is True and verdict["steps"] == 2
+    assert verdict["exported"] == ["full", "sentiment", "similarity"]
+    assert verdict["labels"] == {"0": "negative", "1": "positive"}
+    runs = list((tmp_path / "data" / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "export" / "sentiment" / "model.safetensors").is_file()
+
+
+def test_self_test_exits_1_with_the_reason_when_the_run_cannot_work(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the data folder should be")
+    env = {**os.environ, "QARAC_GUI_DATA": str(blocked), "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run([sys.executable, "-m", "qarac_gui", "--self-test"], capture_output=True, text=True,
+                            timeout=600, env=env)
+    assert result.returncode == 1
+    verdict = json.loads(result.stdout.strip().splitlines()[-1])
+    assert verdict["ok"] is False and verdict["error"]
