@@ -51,6 +51,8 @@ class TerminalPrinter:
 
     def __call__(self, event) -> None:
         match event:
+            case Progress(phase="download", message=message, done=done, total=total) if done < total:
+                self._transient(f"  {message}")
             case Progress(message=message):
                 self._line(f"  {message}")
             case RunStarted():
@@ -74,6 +76,15 @@ class TerminalPrinter:
                 # A failure's message follows as the "error:" line; it is not printed twice.
                 shown = message if message and reason not in ("failed", "diverged") else ""
                 self._line(f"Run {reason} at step {step}" + (f": {shown}" if shown else ""))
+
+    def _transient(self, text: str) -> None:
+        """A line that the next one replaces on a terminal; in a log file, at most one every 10 s."""
+        if self.tty:
+            self.out.write("\r\033[K" + text)
+            self.out.flush()
+        elif time.monotonic() - self.last_line >= 10:
+            self.last_line = time.monotonic()
+            self._line(text)
 
     def _progress(self, e: StepLogged) -> None:
         done = e.step - self.start_step
@@ -142,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         project = load_project(args.project, args.overrides)
         if args.find_batch_size:
             return _find_batch_size(project, stop)
+        printer = _jsonl if args.jsonl else TerminalPrinter()
         if not args.resume:
+            from qarac_gui.core.engine import fetch_hub_data
             from qarac_gui.core.preview import preflight
+            fetch_hub_data(project, printer, stop)        # with progress, before the checks read the data
             problems, warnings, notes = preflight(project)   # the GUI's pre-Start checks, before any training
             for note in notes:
                 print(note, file=sys.stderr)
@@ -153,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("error: " + "; ".join(problems), file=sys.stderr)
                 return EXIT_ERROR
         from qarac_gui.core.run import run
-        ended = run(project, _jsonl if args.jsonl else TerminalPrinter(), stop, run_dir=args.out,
+        ended = run(project, printer, stop, run_dir=args.out,
                     resume=args.resume, lr_scale=args.lr_scale)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

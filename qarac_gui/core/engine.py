@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -59,6 +60,8 @@ def prepare_tasks(project: Project, tokenizers: dict, emit: Emit, stop: threadin
     out = {}
     for i, task in enumerate(project.tasks):
         _check_stop(stop)
+        if task.data.hub:
+            _fetch_hub_data(task, emit, stop)
         emit(Progress("data", f"Loading and tokenising {task.name}", i, len(project.tasks)))
         train, valid = load_splits(project, task, cache)
         labels = infer_labels(task, train, valid)
@@ -73,6 +76,38 @@ def prepare_tasks(project: Project, tokenizers: dict, emit: Emit, stop: threadin
                                   tok.pad_token_id or 0, tok.mask_token_id, len(tok))
     emit(Progress("data", "Data ready", len(project.tasks), len(project.tasks)))
     return out
+
+
+def fetch_hub_data(project: Project, emit: Emit, stop: threading.Event) -> None:
+    """Every Hub dataset of the project, downloaded into the shared cache with byte progress."""
+    for task in project.tasks:
+        if task.data.hub:
+            _fetch_hub_data(task, emit, stop)
+
+
+def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
+    """A Hub dataset's files, downloaded with byte progress (load_dataset would fetch them silently)."""
+    from qarac_gui.core.hub import DownloadCancelled, HubError
+    from qarac_gui.core.hub_data import fetch_dataset_files
+    d = task.data
+    splits = [d.train_split] + ([d.validation_split] if d.validation_split else [])
+    shown = [0.0]
+
+    def report(p) -> None:
+        if time.monotonic() - shown[0] >= 0.25 or p.done >= p.total:
+            shown[0] = time.monotonic()
+            emit(Progress("download", f"Downloading {d.hub}: {p.done / 1e6:.1f} of {p.total / 1e6:.1f} MB "
+                                      f"({p.speed / 1e6:.1f} MB/s)", p.done, p.total))
+    try:
+        got = fetch_dataset_files(d.hub, d.hub_config or None, splits, progress=report, cancel=stop)
+    except DownloadCancelled:
+        from qarac_gui.core.run import RunStopped
+        raise RunStopped() from None
+    except HubError as e:       # load_dataset tries itself next and reports what is wrong if it fails too
+        emit(Progress("download", f"{d.hub}: could not fetch the files ahead ({e}); loading them directly"))
+        return
+    if got.total and not got.done:
+        emit(Progress("download", f"{d.hub}: {got.total / 1e6:.1f} MB, already in the cache", got.total, got.total))
 
 
 def make_optimizer(project: Project, model: MultiTaskModel, device: torch.device) -> torch.optim.Optimizer:

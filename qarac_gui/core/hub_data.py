@@ -6,10 +6,11 @@ saved login), exactly as the run's own `load_dataset` call later does.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from qarac_gui.core.hub import SORTS, HubError, _api, _call, hub_offline
+from qarac_gui.core.hub import SORTS, DownloadProgress, HubError, _api, _call, _progress_class, hub_offline
 
 PREVIEW_ROWS = 10
 
@@ -105,3 +106,36 @@ def _describe(feature: Any) -> str:
         return f"class label ({', '.join(map(str, names[:6]))}{', …' if len(names) > 6 else ''})"
     dtype = getattr(feature, "dtype", None)
     return str(dtype) if dtype else type(feature).__name__
+
+
+def fetch_dataset_files(repo_id: str, config: str | None, splits: list[str], *,
+                        progress: Callable[[DownloadProgress], None] | None = None,
+                        cancel: threading.Event | None = None, token: str | bool | None = None) -> DownloadProgress:
+    """Download the data files of a Hub dataset's config and splits into the shared Hugging Face cache, with byte
+    progress, before `load_dataset` reads them (it then finds them cached; it reports no progress of its own).
+
+    Returns what was fetched (done: bytes downloaded now; total: bytes the files take). Offline: nothing to do.
+    """
+    state = DownloadProgress()
+    if hub_offline():
+        return state
+    import datasets
+    from huggingface_hub import HfFileSystem, snapshot_download
+    from huggingface_hub import constants as hub_constants
+    builder = _call(lambda: datasets.load_dataset_builder(repo_id, config or None, token=token), repo_id)
+    by_revision: dict[str, list[str]] = {}
+    fs = HfFileSystem(endpoint=hub_constants.ENDPOINT, token=token)
+    for split in splits:
+        for url in (builder.config.data_files or {}).get(split, []):
+            if str(url).startswith("hf://"):
+                resolved = fs.resolve_path(str(url))
+                by_revision.setdefault(resolved.revision, []).append(resolved.path_in_repo)
+    api = _api(None, token)
+    for revision, files in by_revision.items():
+        infos = _call(lambda: api.get_paths_info(repo_id, files, revision=revision, repo_type="dataset"), repo_id)
+        state.total += sum(int(getattr(i, "size", 0) or 0) for i in infos)
+    bar_class = _progress_class(state, progress, cancel)
+    for revision, files in by_revision.items():
+        _call(lambda: snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=files,
+                                        token=token, tqdm_class=bar_class, max_workers=4), repo_id)
+    return state

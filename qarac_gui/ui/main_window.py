@@ -181,6 +181,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         ch.head_params_ready.connect(self.model_panel.show_head_params)
         ch.plan_changed.connect(self.training_panel.show_lr_preview)
         ch.problems_changed.connect(self._on_checks_problems_changed)
+        ch.download_progress.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         self.model_panel.load_requested.connect(self._on_model_load_requested)
         self.model_panel.hub_requested.connect(self.hub_dialog)
         self.jobs.finished.connect(self._on_jobs_finished)

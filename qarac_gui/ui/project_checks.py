@@ -4,6 +4,7 @@ the heads' sizes, the lr plan and what blocks Start. All reading happens in back
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -40,6 +41,7 @@ class ProjectChecks(QObject):
     head_params_ready = Signal(dict)
     plan_changed = Signal(object, str)          # lr curves (or None), a note on the plan
     problems_changed = Signal(list)
+    download_progress = Signal(str)             # a Hub dataset's files coming down for a preview
 
     def __init__(self, document: ProjectDocument, jobs: JobRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -107,7 +109,31 @@ class ProjectChecks(QObject):
             return
         tokenizer = self.tokenizer if task.backbone == "encoder" else None
         self.pending.add(name)
-        self.jobs.submit(f"preview:{name}", lambda: preview_task(project, task, tokenizer), uses_transformers=True)
+
+        def job() -> TaskPreview:
+            if task.data.hub:
+                self._fetch_hub_data(task)
+            return preview_task(project, task, tokenizer)
+        self.jobs.submit(f"preview:{name}", job, uses_transformers=True)
+
+    def _fetch_hub_data(self, task) -> None:
+        """Runs in the job's thread; the signal crosses to the window's thread by itself (a queued connection)."""
+        from qarac_gui.core.hub import HubError
+        from qarac_gui.core.hub_data import fetch_dataset_files
+        d = task.data
+        shown = [0.0]
+
+        def report(p) -> None:
+            if time.monotonic() - shown[0] >= 0.2 or p.done >= p.total:
+                shown[0] = time.monotonic()
+                self.download_progress.emit(f"Downloading {d.hub}: {p.done / 1e6:.1f} of {p.total / 1e6:.1f} MB "
+                                            f"({p.speed / 1e6:.1f} MB/s)")
+        try:
+            fetch_dataset_files(d.hub, d.hub_config or None,
+                                [d.train_split] + ([d.validation_split] if d.validation_split else []),
+                                progress=report)
+        except HubError as e:          # the preview reads the dataset next and reports the problem in its words
+            self.download_progress.emit(f"{d.hub}: {e}")
 
     def _request_head_params(self) -> None:
         if self.encoder is None:

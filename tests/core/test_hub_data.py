@@ -100,6 +100,24 @@ log_every = 1
     assert started["tasks"]["sentiment"]["train_rows"] == 40 and started["tasks"]["sentiment"]["labels"] == \
         ["neg", "pos"]
     assert (tmp_path / "run" / "export" / "sentiment" / "config.json").is_file()
+    # the dataset's files came down with byte progress before load_dataset read them from the cache
+    downloads = [e for e in events if e["event"] == "Progress" and e["phase"] == "download"]
+    size = len(CSV) + len(CSV[:300].rsplit(b"\n", 1)[0] + b"\n")
+    fetched = [e for e in downloads if e["message"].startswith("Downloading acme/reviews")]
+    assert fetched and fetched[-1]["done"] == fetched[-1]["total"] == size, downloads
+    assert [e["done"] for e in fetched] == sorted(e["done"] for e in fetched)
+    assert downloads[-1]["message"] == "acme/reviews: 0.0 MB, already in the cache"     # the run's own look
     # both came through the stand-in, into the HF cache of that environment
     assert any("/datasets/acme/reviews/resolve/" in r for r in hub.requests)
     assert any("/acme/tiny-bert/resolve/" in r and "datasets" not in r for r in hub.requests)
+
+
+def test_a_second_fetch_finds_the_files_in_the_cache(hub, tmp_path):
+    code = ("import json\nfrom qarac_gui.core import hub_data\n"
+            "runs = [hub_data.fetch_dataset_files('acme/reviews', None, ['train', 'test']) for _ in range(2)]\n"
+            "print(json.dumps([[r.done, r.total] for r in runs]))\n")
+    result = run_with_hub(hub, tmp_path, [], code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, second = json.loads(result.stdout.strip().splitlines()[-1])
+    size = len(CSV) + len(CSV[:300].rsplit(b"\n", 1)[0] + b"\n")
+    assert first == [size, size] and second == [0, size]

@@ -22,6 +22,8 @@ from qarac_gui.ui.main_window import MainWindow
 app = QApplication([])
 w = MainWindow()
 w.show()
+messages = []
+w.checks.download_progress.connect(messages.append)
 
 def wait(condition, seconds=120):
     end = time.monotonic() + seconds
@@ -52,7 +54,8 @@ wait(lambda: bool(getattr(w.checks.previews.get("classification"), "columns", No
 preview = w.checks.previews["classification"]
 print(json.dumps({"found": found, "shown": shown, "data": [data.hub, data.hub_config, data.train_split,
                   data.validation_split, data.train], "columns": preview.columns, "errors": preview.errors,
-                  "train_rows": preview.train_rows, "valid_rows": preview.valid_rows, "labels": preview.labels}))
+                  "train_rows": preview.train_rows, "valid_rows": preview.valid_rows, "labels": preview.labels,
+                  "downloads": messages, "status": w.statusBar().currentMessage()}))
 w.document.reset()
 w.close()
 """
@@ -79,3 +82,8 @@ def test_choose_a_hub_dataset_for_a_task(tmp_path):
     assert out["data"] == ["acme/reviews", "", "train", "test", ""]
     assert out["errors"] == [] and out["columns"] == ["text", "label"]
     assert out["train_rows"] == 30 and out["valid_rows"] == 7 and out["labels"] == ["neg", "pos"]
+    # the files came down with progress before the preview read them
+    size = (len(CSV) + len(TEST_CSV)) / 1e6
+    assert out["downloads"]
+    assert out["downloads"][-1].startswith(f"Downloading acme/reviews: {size:.1f} of {size:.1f} MB")
+    assert out["status"] == out["downloads"][-1]
