@@ -121,3 +121,36 @@ def test_a_second_fetch_finds_the_files_in_the_cache(hub, tmp_path):
     first, second = json.loads(result.stdout.strip().splitlines()[-1])
     size = len(CSV) + len(CSV[:300].rsplit(b"\n", 1)[0] + b"\n")
     assert first == [size, size] and second == [0, size]
+
+
+def test_a_token_used_for_a_private_model_is_in_no_file_the_app_writes(hub, tmp_path):
+    from hub_server import TOKEN
+    model = make_model_folder(tmp_path / "private-src", "bert")
+    hub.add_folder("acme/secret-bert", model, private=True)
+    project = tmp_path / "private.toml"
+    project.write_text("""version = 1
+name = "private"
+[backbones.encoder]
+model = "acme/secret-bert"
+[[tasks]]
+name = "sentiment"
+batch_size = 8
+max_length = 16
+[tasks.data]
+hub = "acme/reviews"
+validation_split = "test"
+[train]
+max_steps = 2
+[checkpoint]
+every = 1
+""", encoding="utf-8")
+    code = (f"import os, sys\nos.environ['HF_TOKEN'] = {TOKEN!r}\nfrom qarac_gui.cli import main\n"
+            f"sys.exit(main([{str(project)!r}, '--out', {str(tmp_path / 'run')!r}, '--jsonl']))\n")
+    result = run_with_hub(hub, tmp_path, [], code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert any("/acme/secret-bert/resolve/" in r for r in hub.requests)      # the token opened the private repo
+    written = [p for base in ("run", "data", "cache") for p in (tmp_path / base).rglob("*") if p.is_file()]
+    assert len(written) > 20 and any(p.name == "events.jsonl" for p in written)
+    leaked = [str(p) for p in written if TOKEN.encode() in p.read_bytes()]
+    assert leaked == []
+    assert TOKEN not in result.stdout and TOKEN not in result.stderr
