@@ -377,6 +377,29 @@ def test_export_into_a_read_only_folder_names_it(tmp_path):
         parent.chmod(stat.S_IRWXU)
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the chmod test above covers non-root")
+def test_export_into_a_folder_the_user_may_not_write_names_it_even_when_run_as_root(tmp_path):
+    # root may write anywhere, so the copy runs with the effective user id of "nobody", as a normal user would
+    import shutil
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="qarac-readonly-"))
+    try:
+        base.chmod(0o755)
+        run_dir = _fake_run(base)
+        locked = base / "locked"
+        locked.mkdir(mode=0o755)                # owned by root: "nobody" may read it, not write to it
+        (locked / "keep.txt").write_text("x", encoding="utf-8")
+        os.seteuid(65534)
+        try:
+            with pytest.raises(UserError, match=f"could not write to {locked / 'out'}: Permission denied"):
+                copy_export(run_dir, locked / "out", ["classification"])
+        finally:
+            os.seteuid(0)
+        assert sorted(p.name for p in locked.iterdir()) == ["keep.txt"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_a_run_into_a_non_empty_folder_is_refused_before_writing(tmp_path, tiny_bert):
     project = parse_project(project_dict(tiny_bert, tmp_path / "data", ["classification"]), tmp_path)
     out = tmp_path / "out"
