@@ -406,7 +406,8 @@ def test_epochs_alone_are_enough():
 def test_a_task_name_with_a_trailing_newline_is_refused():
     raw = base_raw()
     raw["tasks"][0]["name"] = "sentiment\n"
-    assert _error(raw).startswith("tasks.sentiment\n.name:")
+    # quoted in the message, so the line break shows instead of breaking the message in two
+    assert _error(raw).startswith("tasks.'sentiment\\n'.name:")
 
 
 @pytest.mark.parametrize("name", ["full", "Full"])
