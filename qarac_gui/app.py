@@ -24,6 +24,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if getattr(sys, "frozen", False):       # a bundled app: child processes must not start a second window
+        import multiprocessing
+        multiprocessing.freeze_support()
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     scratch = None

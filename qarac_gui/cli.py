@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if getattr(sys, "frozen", False):       # a bundled binary: child processes run their task, not this CLI again
+        import multiprocessing
+        multiprocessing.freeze_support()
     args = build_parser().parse_args(argv)
     if args.resume and args.out is None:
         print("error: --resume needs --out DIR, the folder of the run to continue", file=sys.stderr)
