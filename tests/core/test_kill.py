@@ -148,25 +148,28 @@ def test_twenty_kills_at_random_moments_each_resume_from_an_intact_checkpoint_an
         tmp_path, tiny_bert):
     seed = int(os.environ.get("KILL_TEST_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    total = 1200
+    total = 2000
     project = _project(tmp_path, tiny_bert, "p", train={"max_steps": total, "log_every": 1},
                        optim={"lr": 1e-3}, checkpoint={"every": 1, "keep": 2})
     run_dir = tmp_path / "chain"
     ckpts = run_dir / "checkpoints"
     straight = Child(project, tmp_path / "straight", resume=False)
 
-    # Three kinds of moment: any time from launch (loading, tokenising, training or writing), the instant a
-    # checkpoint's temporary folder appears (inside a checkpoint write), and right after a checkpoint is
-    # reported (pruning old ones). The first process always lives to its first checkpoint.
-    moments = ["anytime"] * 8 + ["writing"] * 8 + ["after_save"] * 4
+    # Four kinds of moment, in a random order at random times: while the process loads (model, data, checkpoint),
+    # while it trains, the instant a checkpoint's temporary folder appears (inside a checkpoint write), and right
+    # after a checkpoint is reported (pruning old ones). The first process always lives to its first checkpoint.
+    moments = ["loading"] * 4 + ["training"] * 4 + ["writing"] * 8 + ["after_save"] * 4
     rng.shuffle(moments)
     log, resumed_from, mid_write = [], [], 0
     child = Child(project, run_dir, resume=False)
     child.wait_for(lambda: child.of("CheckpointSaved"))
-    stale = set()
+    stale, expected_start = set(), 0
     for trial, moment in enumerate(moments):
-        if moment == "anytime":
-            time.sleep(rng.uniform(0, 4.0))
+        if moment == "loading":         # from the launch: while the model, data and checkpoint load
+            time.sleep(rng.uniform(0, 2.5))
+        elif moment == "training":
+            child.wait_for(lambda: child.of("RunStarted"))
+            time.sleep(rng.uniform(0, 2.0))
         elif moment == "writing":     # after this process's first save, which cleans up stale temporary folders
             child.wait_for(lambda: child.of("CheckpointSaved"))
             child.wait_for(lambda: any(ckpts.glob(".tmp-step-*")))
@@ -175,6 +178,10 @@ def test_twenty_kills_at_random_moments_each_resume_from_an_intact_checkpoint_an
             child.wait_for(lambda: len(child.of("CheckpointSaved")) > seen)
         assert child.proc.poll() is None, f"seed {seed}: the run finished before kill {trial + 1}"
         child.kill()
+        started = child.of("RunStarted")
+        stage = "training" if started else "loading"
+        if started:                     # a resumed process starts from the checkpoint found when it was launched
+            assert started[0]["start_step"] == expected_start
         torn = bool(_temporaries(ckpts) - stale)
         mid_write += torn
         reported = [e["step"] for e in child.of("CheckpointSaved")]
@@ -185,18 +192,19 @@ def test_twenty_kills_at_random_moments_each_resume_from_an_intact_checkpoint_an
         previous = resumed_from[-1] if resumed_from else 0
         assert step >= max(reported + [previous]), (seed, trial, moment, step, reported)
         assert _checkpoint_steps(ckpts)[-1] == step
-        log.append((moment, step, torn))
+        log.append((moment, stage, step, torn))
         stale = _temporaries(ckpts)
         child = Child(project, run_dir, resume=True)
-        child.wait_for(lambda: child.of("RunStarted"))
-        assert child.of("RunStarted")[0]["start_step"] == step
+        expected_start = step
         resumed_from.append(step)
     child.finish()
     straight.finish()
 
+    assert child.of("RunStarted")[0]["start_step"] == expected_start
     assert child.of("RunEnded")[-1]["reason"] == "completed" and child.of("RunEnded")[-1]["step"] == total
-    print(f"kill test seed {seed}: {len(log)} kills, {mid_write} inside a checkpoint write, resumed from "
-          f"{resumed_from}: {log}")
+    loading = sum(1 for entry in log if entry[1] == "loading")
+    print(f"kill test seed {seed}: {len(log)} kills, {mid_write} inside a checkpoint write, {loading} while "
+          f"loading; resumed from {resumed_from}: {log}")
     assert len(log) == 20
     # Twenty interruptions later, the weights are exactly those of the run that was never interrupted.
     _assert_same_weights(tmp_path / "straight" / "export", run_dir / "export")
