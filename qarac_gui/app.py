@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test:
         import os
         import tempfile
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        if not os.environ.get("QT_QPA_PLATFORM"):       # also when set but empty
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
         if not os.environ.get("QARAC_GUI_DATA"):       # the user's runs, settings and autosave stay untouched
             scratch = Path(tempfile.mkdtemp(prefix="qarac-gui-self-test-"))
             os.environ["QARAC_GUI_DATA"] = str(scratch)

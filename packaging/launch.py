@@ -1,0 +1,26 @@
+"""Frozen entry point of both programs: PyInstaller runs this file as __main__ of the bundle's executable.
+
+The bundle has one executable, qarac-gui; qarac-train is a symlink to it (on Windows, a second copy), and the
+name it was started by picks the program. Two real executables would each carry their own copy of every
+Python module (about 75 MB), since PyInstaller appends the module archive to the executable file.
+"""
+
+import multiprocessing
+import os
+import sys
+
+if __name__ == "__main__":
+    # A windowed executable on Windows (and a .app started from the Finder) may have no stdout/stderr at all;
+    # libraries that print progress or warnings would then fail on None.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+    # A frozen program has no python to re-run for spawned children; this lets the executable play that part,
+    # before either program reads the command line.
+    multiprocessing.freeze_support()
+    if os.path.basename(sys.argv[0]).lower().startswith("qarac-train"):
+        from qarac_gui.cli import main
+    else:
+        from qarac_gui.app import main
+    sys.exit(main())
