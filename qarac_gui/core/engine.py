@@ -88,7 +88,7 @@ def fetch_hub_data(project: Project, emit: Emit, stop: threading.Event) -> None:
 def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
     """A Hub dataset's files, downloaded with byte progress (load_dataset would fetch them silently)."""
     from qarac_gui.core.hub import DownloadCancelled, HubError
-    from qarac_gui.core.hub_data import fetch_dataset_files
+    from qarac_gui.core.hub_data import download_message, fetch_dataset_files
     d = task.data
     splits = [d.train_split] + ([d.validation_split] if d.validation_split else [])
     shown = [0.0]
@@ -96,8 +96,7 @@ def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
     def report(p) -> None:
         if time.monotonic() - shown[0] >= 0.25 or p.done >= p.total:
             shown[0] = time.monotonic()
-            emit(Progress("download", f"Downloading {d.hub}: {p.done / 1e6:.1f} of {p.total / 1e6:.1f} MB "
-                                      f"({p.speed / 1e6:.1f} MB/s)", p.done, p.total))
+            emit(Progress("download", download_message(d.hub, p), p.done, p.total))
     try:
         got = fetch_dataset_files(d.hub, d.hub_config or None, splits, progress=report, cancel=stop)
     except DownloadCancelled:

@@ -108,6 +108,10 @@ def _describe(feature: Any) -> str:
     return str(dtype) if dtype else type(feature).__name__
 
 
+def download_message(repo_id: str, p: DownloadProgress) -> str:
+    return f"Downloading {repo_id}: {p.done / 1e6:.1f} of {p.total / 1e6:.1f} MB ({p.speed / 1e6:.1f} MB/s)"
+
+
 def fetch_dataset_files(repo_id: str, config: str | None, splits: list[str], *,
                         progress: Callable[[DownloadProgress], None] | None = None,
                         cancel: threading.Event | None = None, token: str | bool | None = None) -> DownloadProgress:

@@ -119,15 +119,14 @@ class ProjectChecks(QObject):
     def _fetch_hub_data(self, task) -> None:
         """Runs in the job's thread; the signal crosses to the window's thread by itself (a queued connection)."""
         from qarac_gui.core.hub import HubError
-        from qarac_gui.core.hub_data import fetch_dataset_files
+        from qarac_gui.core.hub_data import download_message, fetch_dataset_files
         d = task.data
         shown = [0.0]
 
         def report(p) -> None:
             if time.monotonic() - shown[0] >= 0.2 or p.done >= p.total:
                 shown[0] = time.monotonic()
-                self.download_progress.emit(f"Downloading {d.hub}: {p.done / 1e6:.1f} of {p.total / 1e6:.1f} MB "
-                                            f"({p.speed / 1e6:.1f} MB/s)")
+                self.download_progress.emit(download_message(d.hub, p))
         try:
             fetch_dataset_files(d.hub, d.hub_config or None,
                                 [d.train_split] + ([d.validation_split] if d.validation_split else []),

@@ -40,6 +40,23 @@ def run_with_hub(hub, tmp_path, args, code=None):
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+def hub_project(path, model, rest):
+    """A one-task project on a Hub model and the stand-in's acme/reviews dataset; `rest` adds sections."""
+    path.write_text(f"""version = 1
+name = "from-the-hub"
+[backbones.encoder]
+model = "{model}"
+[[tasks]]
+name = "sentiment"
+batch_size = 8
+max_length = 16
+[tasks.data]
+hub = "acme/reviews"
+validation_split = "test"
+{rest}""", encoding="utf-8")
+    return path
+
+
 def details(hub, tmp_path, *args):
     code = ("import json, dataclasses, sys\nfrom qarac_gui.core import hub_data, hub\n"
             "try:\n"
@@ -76,22 +93,7 @@ def test_a_missing_split_or_dataset_is_a_clear_message(hub, tmp_path):
 
 
 def test_train_a_hub_model_on_a_hub_dataset_from_the_command_line(hub, tmp_path):
-    project = tmp_path / "hub.toml"
-    project.write_text("""version = 1
-name = "from-the-hub"
-[backbones.encoder]
-model = "acme/tiny-bert"
-[[tasks]]
-name = "sentiment"
-batch_size = 8
-max_length = 16
-[tasks.data]
-hub = "acme/reviews"
-validation_split = "test"
-[train]
-max_steps = 3
-log_every = 1
-""", encoding="utf-8")
+    project = hub_project(tmp_path / "hub.toml", "acme/tiny-bert", "[train]\nmax_steps = 3\nlog_every = 1\n")
     result = run_with_hub(hub, tmp_path, ["-m", "qarac_gui.cli", str(project), "--out", str(tmp_path / "run"),
                                           "--jsonl"])
     assert result.returncode == 0, result.stderr[-2000:]
@@ -127,23 +129,8 @@ def test_a_token_used_for_a_private_model_is_in_no_file_the_app_writes(hub, tmp_
     from hub_server import TOKEN
     model = make_model_folder(tmp_path / "private-src", "bert")
     hub.add_folder("acme/secret-bert", model, private=True)
-    project = tmp_path / "private.toml"
-    project.write_text("""version = 1
-name = "private"
-[backbones.encoder]
-model = "acme/secret-bert"
-[[tasks]]
-name = "sentiment"
-batch_size = 8
-max_length = 16
-[tasks.data]
-hub = "acme/reviews"
-validation_split = "test"
-[train]
-max_steps = 2
-[checkpoint]
-every = 1
-""", encoding="utf-8")
+    project = hub_project(tmp_path / "private.toml", "acme/secret-bert",
+                          "[train]\nmax_steps = 2\n[checkpoint]\nevery = 1\n")
     code = (f"import os, sys\nos.environ['HF_TOKEN'] = {TOKEN!r}\nfrom qarac_gui.cli import main\n"
             f"sys.exit(main([{str(project)!r}, '--out', {str(tmp_path / 'run')!r}, '--jsonl']))\n")
     result = run_with_hub(hub, tmp_path, [], code)
