@@ -112,9 +112,16 @@ def _alive(pid: int) -> bool:
 
 
 def interrupted_runs(base: Path) -> list[RunSummary]:
-    """Runs that ended without saying how (the app or the machine went down) and can be continued."""
-    return [r for r in list_runs(base)
-            if r.status == "interrupted" and r.resumable]
+    """Runs that ended without saying how (the app or the machine went down) and can be continued.
+
+    Only folders that still hold a lock are read (a run that ends in any way removes its lock), so the check at
+    start-up costs a directory listing, not every run's event log."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    locked = [summarize(p) for p in base.iterdir() if (p / LOCK).is_file()]
+    return sorted((r for r in locked if r.status == "interrupted" and r.resumable), key=lambda r: r.started,
+                  reverse=True)
 
 
 def list_runs(base: Path) -> list[RunSummary]:

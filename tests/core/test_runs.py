@@ -436,3 +436,27 @@ def test_a_stale_partial_folder_is_replaced(completed, tmp_path):
     copy_export(completed.run_dir, dest, [TASK])
     assert [p.name for p in dest.iterdir()] == [TASK]
     assert not stale.exists()
+
+
+def test_only_runs_whose_lock_outlived_their_process_are_offered_as_interrupted(tmp_path):
+    import json
+    import os
+    import socket
+
+    from qarac_gui.core.runs import interrupted_runs, summarize
+
+    def crashed(name, pid=None):
+        run_dir = tmp_path / name
+        (run_dir / "checkpoints" / "step-00000004").mkdir(parents=True)
+        started = {"event": "RunStarted", "run_dir": str(run_dir), "total_steps": 10, "start_step": 0,
+                   "tasks": {"t": {}}, "lr_curve": {}, "device": "cpu", "precision": "fp32", "removed_heads": {},
+                   "encoder_params": 1, "trainable_params": 1}
+        (run_dir / "events.jsonl").write_text(json.dumps(started) + "\n")
+        if pid is not None:
+            (run_dir / "running.lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
+        return run_dir
+    crashed("gone", pid=99_999_999)          # its process is gone: a crash
+    crashed("alive", pid=os.getpid())        # still training (here: this very process)
+    crashed("old")                           # no lock: not read at all
+    assert [r.name for r in interrupted_runs(tmp_path)] == ["gone"]
+    assert summarize(tmp_path / "alive").status == "running" and not summarize(tmp_path / "alive").resumable

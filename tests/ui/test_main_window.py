@@ -459,6 +459,9 @@ def test_not_now_is_remembered_for_an_interrupted_run(qtbot, window, tmp_path):
                "encoder_params": 1, "trainable_params": 1}
     (run_dir / "events.jsonl").write_text(json.dumps(started) + "\n")
     (run_dir / "project.toml").write_text("")
+    # what a crash leaves: the lock of a process that is gone
+    import socket
+    (run_dir / "running.lock").write_text(json.dumps({"pid": 99_999_999, "host": socket.gethostname()}))
     box = w.offer_interrupted_runs()
     assert box is not None
     next(b for b in box.buttons() if b.text() == "Not now").click()
