@@ -43,9 +43,10 @@ from qarac_gui.core.errors import UserError
 from qarac_gui.core.head_kinds import HEAD_KINDS
 from qarac_gui.core.preview import preview_task
 
-FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                       HealthCheck.large_base_example,
-                                                       HealthCheck.function_scoped_fixture])
+# derandomize: CI sees the same examples every run; explore new ones locally with --hypothesis-seed=N.
+FUZZ = settings(deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                                       HealthCheck.function_scoped_fixture])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def load_file(path: Path, fmt: str, cache_dir: str | None) -> Any:
     builder, kwargs = {"csv": ("csv", {}), "tsv": ("csv", {"delimiter": "\t"}), "json": ("json", {}),
                        "jsonl": ("json", {}), "parquet": ("parquet", {})}[fmt]
     if fmt in ("json", "jsonl"):
-        _refuse_json_that_crashes_the_reader(path)
+        _refuse_json_that_crashes_the_reader(path, fmt)
     try:
         return load_dataset(builder, data_files=_literal(path, cache_dir), split="train", cache_dir=cache_dir,
                             **kwargs)
@@ -76,20 +76,55 @@ def _literal(path: Path, cache_dir: str | None) -> str:
     return str(link)
 
 
-def _refuse_json_that_crashes_the_reader(path: Path) -> None:
-    """pyarrow's JSON reader crashes the whole process (a segfault, not an exception) on a line that starts with a
-    bare null and on values nested thousands deep; such files are refused before it sees them."""
-    import mmap
-    import re
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        null = re.search(rb"(?m)^(?:\xef\xbb\xbf)?[ \t\r]*null", data)
-        if null:
-            line = data[:null.start()].count(b"\n") + 1
-            raise DataError(f"{path}: line {line} is null, not an object with the columns; remove it")
-        deep = re.search(rb"(?:[\[{][ \t\r\n]*){500}", data)
-        if deep:
-            line = data[:deep.start()].count(b"\n") + 1
-            raise DataError(f"{path}: line {line} nests values more than 500 deep; this is not table data")
+def _refuse_json_that_crashes_the_reader(path: Path, fmt: str) -> None:
+    """pyarrow's JSON reader can crash the whole process (a segfault, not an exception) on input that is not a
+    table: a bare null where a row should be, values nested thousands deep, and other shapes found by fuzzing.
+    So every row is read with Python's json first, and the file is refused, naming the line, unless each row is
+    an object: JSON Lines, one object per line, or one JSON array of objects (or an object of columns)."""
+    text = path.read_bytes()
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:]
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return                      # load_file's own message names the line of the first bad byte
+    lines = [(n, line) for n, line in enumerate(decoded.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise DataError(f"{path}: the file has no rows; add one JSON object per line")
+    first = lines[0][1].lstrip()
+    if not first.startswith("{") or (len(lines) > 1 and not lines[1][1].lstrip().startswith("{")):
+        whole = _parse(path, decoded, 1, fmt)
+        rows = whole if isinstance(whole, list) else None
+        if isinstance(whole, dict) and all(isinstance(v, list) for v in whole.values()):
+            return                  # columns: {"text": [...], "label": [...]}
+        if rows is None:
+            raise DataError(f"{path}: holds {_kind(whole)}, not rows; write one JSON object per line, or a JSON "
+                            "array of objects")
+        bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
+        if bad is not None:
+            raise DataError(f"{path}: item {bad + 1} of the array is {_kind(rows[bad])}, not an object with the "
+                            "columns")
+        return
+    for n, line in lines:
+        row = _parse(path, line, n, fmt)
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {n} is {_kind(row)}, not an object with the columns; each line must be "
+                            "one row, e.g. {\"text\": \"...\", \"label\": \"...\"}")
+
+
+def _parse(path: Path, text: str, line: int, fmt: str) -> Any:
+    import json
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: could not be read as {fmt.upper()}: line {line + e.lineno - 1}: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: line {line} nests values too deeply; this is not table data") from None
+
+
+def _kind(value: Any) -> str:
+    return {type(None): "null", bool: "true or false", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _close_leaked_files() -> None:
