@@ -88,9 +88,8 @@ def fetch_hub_data(project: Project, emit: Emit, stop: threading.Event) -> None:
 def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
     """A Hub dataset's files, downloaded with byte progress (load_dataset would fetch them silently)."""
     from qarac_gui.core.hub import DownloadCancelled, HubError
-    from qarac_gui.core.hub_data import download_message, fetch_dataset_files
+    from qarac_gui.core.hub_data import download_message, fetch_task_data
     d = task.data
-    splits = [d.train_split] + ([d.validation_split] if d.validation_split else [])
     shown = [0.0]
 
     def report(p) -> None:
@@ -98,7 +97,7 @@ def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
             shown[0] = time.monotonic()
             emit(Progress("download", download_message(d.hub, p), p.done, p.total))
     try:
-        got = fetch_dataset_files(d.hub, d.hub_config or None, splits, progress=report, cancel=stop)
+        got = fetch_task_data(d, progress=report, cancel=stop)
     except DownloadCancelled:
         from qarac_gui.core.run import RunStopped
         raise RunStopped() from None

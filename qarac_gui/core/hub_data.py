@@ -108,6 +108,13 @@ def _describe(feature: Any) -> str:
     return str(dtype) if dtype else type(feature).__name__
 
 
+def fetch_task_data(data: Any, progress: Callable[[DownloadProgress], None] | None = None,
+                    cancel: threading.Event | None = None) -> DownloadProgress:
+    """fetch_dataset_files for a task's data settings: its Hub dataset, config, train and validation splits."""
+    splits = [data.train_split] + ([data.validation_split] if data.validation_split else [])
+    return fetch_dataset_files(data.hub, data.hub_config or None, splits, progress=progress, cancel=cancel)
+
+
 def download_message(repo_id: str, p: DownloadProgress) -> str:
     return f"Downloading {repo_id}: {p.done / 1e6:.1f} of {p.total / 1e6:.1f} MB ({p.speed / 1e6:.1f} MB/s)"
 

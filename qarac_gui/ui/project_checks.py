@@ -119,7 +119,7 @@ class ProjectChecks(QObject):
     def _fetch_hub_data(self, task) -> None:
         """Runs in the job's thread; the signal crosses to the window's thread by itself (a queued connection)."""
         from qarac_gui.core.hub import HubError
-        from qarac_gui.core.hub_data import download_message, fetch_dataset_files
+        from qarac_gui.core.hub_data import download_message, fetch_task_data
         d = task.data
         shown = [0.0]
 
@@ -128,9 +128,7 @@ class ProjectChecks(QObject):
                 shown[0] = time.monotonic()
                 self.download_progress.emit(download_message(d.hub, p))
         try:
-            fetch_dataset_files(d.hub, d.hub_config or None,
-                                [d.train_split] + ([d.validation_split] if d.validation_split else []),
-                                progress=report)
+            fetch_task_data(d, progress=report)
         except HubError as e:          # the preview reads the dataset next and reports the problem in its words
             self.download_progress.emit(f"{d.hub}: {e}")
 
