@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from qarac_gui.core import code_trust
 from qarac_gui.core.config import load_project
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import (
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "GPU memory, print it and exit")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a project field, e.g. --set optim.lr=3e-5 --set tasks.sentiment.batch_size=8")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the Python code of the model repositories of backbones whose project sets "
+                   "trust_remote_code = true to run on this computer (a project file alone never can)")
     p.add_argument("--jsonl", action="store_true", help="print every event as one JSON line on stdout")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return p
@@ -152,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nStopping after this step and writing a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    previous_policy = code_trust.policy()
+    code_trust.set_policy(code_trust.CommandLineGrant(args.trust_remote_code))
     try:
         project = load_project(args.project, args.overrides)
         if args.find_batch_size:
@@ -185,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         signal.signal(signal.SIGINT, previous)
+        code_trust.set_policy(previous_policy)
     if ended.reason == "diverged":
         print(f"error: {ended.message}", file=sys.stderr)
         return EXIT_ERROR

@@ -149,3 +149,25 @@ def project_dict(model: Path, data_dir: Path, kinds: list[str], **sections) -> d
     for key, value in sections.items():
         raw.setdefault(key, {}).update(value)
     return raw
+
+
+def make_code_model(folder: Path, marker: Path, base: Path) -> Path:
+    """A copy of the model folder `base` whose config names Python files of its own (auto_map), as a Hub
+    repository with custom code does. Importing them writes `marker`: the proof that its code ran."""
+    import json
+    import shutil
+    shutil.copytree(base, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["model_type"] = "marker-bert"        # unknown to transformers: only the folder's code can load it
+    config["auto_map"] = {"AutoConfig": "configuration_marker.MarkerConfig",
+                          "AutoModel": "modeling_marker.MarkerModel"}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "configuration_marker.py").write_text(
+        "from pathlib import Path\n"
+        f"Path({str(marker)!r}).write_text('the repository code ran')\n"
+        "from transformers import BertConfig\n\n\n"
+        "class MarkerConfig(BertConfig):\n    model_type = 'marker-bert'\n", encoding="utf-8")
+    (folder / "modeling_marker.py").write_text(
+        "from transformers import BertModel\n\nfrom .configuration_marker import MarkerConfig\n\n\n"
+        "class MarkerModel(BertModel):\n    config_class = MarkerConfig\n", encoding="utf-8")
+    return folder

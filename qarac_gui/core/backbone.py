@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qarac_gui.core.code_trust import model_package_path, remote_code_allowed
 from qarac_gui.core.config import BackboneConfig
 from qarac_gui.core.errors import UserError
 
@@ -27,13 +27,7 @@ class LoadedBackbone:
 def resolve_source(spec: str, root: Path) -> tuple[str, bool]:
     """(folder or Hub id, is_local). `package:<module>` names a Python package that ships a model folder."""
     if spec.startswith("package:"):
-        module_name = spec.removeprefix("package:")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            raise ModelLoadError(f"model {spec!r}: the Python package {module_name!r} is not installed; "
-                                 f"install it (pip install {module_name.replace('_', '-')})") from None
-        return str(module.get_model_path()), True
+        return model_package_path(spec, root), True
     path = Path(spec).expanduser()
     if not path.is_absolute():
         path = root / path
@@ -77,17 +71,19 @@ def _base_class_name(config: Any) -> str:
     return cls.__name__ if cls is not None else ""
 
 
-def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None) -> LoadedBackbone:
+def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None,
+                  name: str = "encoder") -> LoadedBackbone:
     source, local = resolve_source(cfg.model, root)
     if local:
         _check_weights(Path(source), cfg.allow_pickle)
         _check_tokenizer(Path(source))
+    trusted = remote_code_allowed(name, cfg.trust_remote_code, source, local, cfg.revision)
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()       # we report the removed head ourselves, in plain words
     hf_logging.disable_progress_bar()
-    common = dict(revision=cfg.revision or None, trust_remote_code=cfg.trust_remote_code, cache_dir=cache_dir)
+    common = dict(revision=cfg.revision or None, trust_remote_code=trusted, cache_dir=cache_dir)
     try:
         config = AutoConfig.from_pretrained(source, **common)
         model, info = AutoModel.from_pretrained(
@@ -130,12 +126,15 @@ def _explain_load_error(spec: str, error: Exception) -> str:
     return f"model {spec!r} could not be loaded: {text.splitlines()[0] if text else type(error).__name__}"
 
 
-def load_pretrained_lm(cfg: BackboneConfig, loaded: LoadedBackbone, cache_dir: str | None = None) -> Any:
+def load_pretrained_lm(cfg: BackboneConfig, loaded: LoadedBackbone, cache_dir: str | None = None,
+                       name: str = "encoder") -> Any:
     """The checkpoint's whole *ForMaskedLM model, so a masked-LM task continues from its trained LM head."""
     from transformers import AutoModelForMaskedLM
+    trusted = remote_code_allowed(name, cfg.trust_remote_code, loaded.source, Path(loaded.source).is_dir(),
+                                  cfg.revision)
     try:
         return AutoModelForMaskedLM.from_pretrained(
-            loaded.source, revision=cfg.revision or None, trust_remote_code=cfg.trust_remote_code,
+            loaded.source, revision=cfg.revision or None, trust_remote_code=trusted,
             cache_dir=cache_dir, use_safetensors=None if cfg.allow_pickle else True)
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(_explain_load_error(cfg.model, e)) from e

@@ -183,12 +183,12 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     for name, cfg in project.backbones.items():
         _check_stop(stop)
         emit(Progress("model", f"Loading {cfg.model}", 0, 1))
-        loaded[name] = load_backbone(cfg, project.root)
+        loaded[name] = load_backbone(cfg, project.root, name=name)
     tokenizers = {n: b.tokenizer for n, b in loaded.items()}
     tasks = prepare_tasks(project, tokenizers, emit, stop)
     _check_stop(stop)
     wants_lm = {t.backbone for t in project.tasks if t.head.kind == "masked_lm"}
-    pretrained_lms = {n: load_pretrained_lm(project.backbones[n], b) for n, b in loaded.items()
+    pretrained_lms = {n: load_pretrained_lm(project.backbones[n], b, name=n) for n, b in loaded.items()
                       if n in wants_lm and b.architecture.endswith("ForMaskedLM")}
     # Seed again so head initialisation does not depend on how much randomness loading used.
     seed_everything(project.train.seed)

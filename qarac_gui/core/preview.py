@@ -268,23 +268,29 @@ def preflight(project: Project) -> tuple[list[str], list[str], list[str]]:
     from datasets.utils.logging import disable_progress_bar
     disable_progress_bar()              # the caller reports; datasets' own bars would garble a terminal
     tokenizers: dict[str, Any] = {}
+    model_problems: list[str] = []
     for name, cfg in project.backbones.items():
-        tokenizers[name] = _tokenizer_or_none(cfg, project.root)
+        tokenizers[name], problem = _tokenizer_of(name, cfg, project.root)
+        if problem:
+            model_problems.append(problem)
     previews = {t.name: preview_task(project, t, tokenizers.get(t.backbone)) for t in project.tasks}
     warnings = [w for p in previews.values() for w in p.warnings]
     notes = [line for p in previews.values() if (line := length_summary(p))]
-    return start_problems(project, previews), warnings, notes
+    return model_problems + start_problems(project, previews), warnings, notes
 
 
-def _tokenizer_or_none(cfg: BackboneConfig, root: Path) -> Any:
-    """The backbone's tokenizer alone (no weights), for the truncation check; None when it cannot be read here
-    (the run then reports why the model does not load)."""
+def _tokenizer_of(name: str, cfg: BackboneConfig, root: Path) -> tuple[Any, str]:
+    """(the backbone's tokenizer alone, no weights, for the truncation check; a problem that stops the run before
+    anything is written). The tokenizer is None when it cannot be read here: the run then says why."""
+    from qarac_gui.core.backbone import resolve_source
+    from qarac_gui.core.code_trust import remote_code_allowed
+    try:    # where the model is and whether its code may run: cheap, and refused before a run folder exists
+        source, local = resolve_source(cfg.model, root)
+        trusted = remote_code_allowed(name, cfg.trust_remote_code, source, local, cfg.revision)
+    except UserError as e:
+        return None, str(e)
     try:
         from transformers import AutoTokenizer
-
-        from qarac_gui.core.backbone import resolve_source
-        source, _ = resolve_source(cfg.model, root)
-        return AutoTokenizer.from_pretrained(source, revision=cfg.revision or None,
-                                             trust_remote_code=cfg.trust_remote_code)
+        return AutoTokenizer.from_pretrained(source, revision=cfg.revision or None, trust_remote_code=trusted), ""
     except Exception:
-        return None
+        return None, ""

@@ -31,6 +31,7 @@ from qarac_gui.core.events import (
     StepLogged,
     StepSkipped,
 )
+from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.error_dialog import show_error
 from qarac_gui.ui.panels.charts_panel import ChartsPanel
@@ -296,6 +297,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         else:
             project = copy.deepcopy(self.document.project)
             run_dir, resume = new_run_dir(project, self.runs_base()), False
+        code_consent.confirm(self, project)
         self.charts.clear()
         if resume:
             from qarac_gui.core.runs import read_events
@@ -393,8 +395,10 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             self.log.add("Cannot probe batch sizes now: " + ("a run is in progress" if self.controller.running
                                                               else "; ".join(self.checks.problems)), "error")
             return
+        project = copy.deepcopy(self.document.project)
+        code_consent.confirm(self, project)
         self.run_panel.show_busy("Finding the largest batch sizes…")
-        self.controller.start(functools.partial(probe_batches, copy.deepcopy(self.document.project)))
+        self.controller.start(functools.partial(probe_batches, project))
 
     # --- dialogs --------------------------------------------------------------------------------------------
     def export_dialog(self) -> None:

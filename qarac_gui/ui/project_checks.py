@@ -8,10 +8,12 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtWidgets import QWidget
 
 from qarac_gui.core.config import Project
 from qarac_gui.core.preview import ModelInfo, TaskPreview, head_parameters, model_info, preview_task, start_problems
 from qarac_gui.core.schedule import lr_curve, plan_run
+from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.worker import Failure, JobRunner
 
@@ -21,7 +23,7 @@ DEBOUNCE_MS = 300
 def _load_model(project: Project, name: str) -> tuple[ModelInfo, Any, Any]:
     from qarac_gui.core.backbone import load_backbone
     cfg = project.backbones[name]
-    loaded = load_backbone(cfg, project.root)
+    loaded = load_backbone(cfg, project.root, name=name)
     return model_info(cfg.model, loaded), loaded.tokenizer, loaded.model
 
 
@@ -98,6 +100,8 @@ class ProjectChecks(QObject):
         if not self.model_spec:
             return
         name = "encoder" if "encoder" in project.backbones else next(iter(project.backbones))
+        parent = self.parent()
+        code_consent.confirm(parent if isinstance(parent, QWidget) else None, project, [name])
         self.model_loading.emit(project.backbones[name].model)
         self.jobs.submit("model", lambda: _load_model(project, name), uses_transformers=True)
 

@@ -53,9 +53,12 @@ def test_bad_model_folders_say_what_is_wrong(tmp_path, setup, message):
         load_backbone(BackboneConfig(model=str(folder)), tmp_path)
 
 
-def test_package_source_names_the_missing_package(tmp_path):
-    with pytest.raises(ModelLoadError, match="pip install no-such-model-package"):
-        resolve_source("package:no_such_model_package", tmp_path)
+def test_a_declared_model_package_that_is_not_importable_says_what_to_install(tmp_path, monkeypatch):
+    from qarac_gui.core import code_trust
+    monkeypatch.setattr(code_trust, "_declared", lambda: {"mine": "no_such_model_package:get_model_path"})
+    with pytest.raises(code_trust.CodeNotAllowed, match="declared but not importable; reinstall it "
+                                                        r"\(pip install no-such-model-package\)"):
+        resolve_source("package:mine", tmp_path)
 
 
 def test_packaged_minilm_resolves_to_a_model_folder(tmp_path):

@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QToolButton,
@@ -19,8 +18,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from qarac_gui.core import code_trust
 from qarac_gui.core.head_kinds import HEAD_KINDS
 from qarac_gui.core.preview import ModelInfo
+from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder
 
@@ -185,15 +186,14 @@ class ModelPanel(QWidget):
     def _on_trust_toggled(self, on: bool) -> None:
         if not on:
             return
-        spec = self.document.project.backbones[self.backbone].model or "this model"
-        answer = QMessageBox.warning(
-            self, "Trust remote code?",
-            f"Turning this on runs Python code from the repository of {spec!r} on this computer when the model "
-            "loads. Do it only if you trust that repository.\n\nTrust its code?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-        if answer != QMessageBox.StandardButton.Yes:
+        # Ticking the box is the user's own request: ask now (again, even if a "no" was remembered).
+        code_consent.confirm(self, self.document.project, [self.backbone], again=True)
+        source = code_consent.source_of(self.document.project, self.backbone)
+        if source is not None and not code_trust.policy().answer(source):
             self.document.set_value(f"backbones.{self.backbone}.trust_remote_code", False)
             self.binder.refresh()
+        elif source is not None:
+            self.load_requested.emit()        # a new answer for the same model: its facts change
 
     def _show_summary(self) -> None:
         self.summary.clear()
