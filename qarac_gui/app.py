@@ -23,6 +23,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _on_sigterm(app, handler) -> None:
+    """Run `handler` in the GUI thread when SIGTERM arrives. Python only runs signal handlers between bytecodes, and
+    Qt's event loop runs none while idle, so a timer wakes the interpreter a few times a second."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+    if not hasattr(signal, "SIGTERM"):
+        return
+    signal.signal(signal.SIGTERM, lambda signum, frame: QTimer.singleShot(0, handler))
+    waker = QTimer(app)
+    waker.timeout.connect(lambda: None)
+    waker.start(250)
+
+
 def main(argv: list[str] | None = None) -> int:
     if getattr(sys, "frozen", False):       # a bundled app: child processes must not start a second window
         import multiprocessing
@@ -55,11 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         window.open_project(paths.resource_path("demo", "project.toml"), ask=False)
     elif args.project:
-        if not Path(args.project).is_file():
-            print(f"error: {args.project}: no such project file", file=sys.stderr)
+        from qarac_gui.core.config import ConfigError, check_regular_file
+        try:                # a FIFO would hang the window before it shows; say so on the terminal instead
+            check_regular_file(Path(args.project), "project file", ConfigError)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 1
         window.open_project(Path(args.project), ask=False)
     window.show()
+    _on_sigterm(app, window.terminate)
     if args.self_test:
         from qarac_gui.self_test import run_self_test
         return run_self_test(app, window, args.self_test_steps, scratch)

@@ -155,11 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         print("\nStopping after this step and writing a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
 
+    def on_sigterm(signum, frame) -> None:
+        # systemd, docker stop and Slurm ask with SIGTERM and kill a little later: stop as a first Ctrl-C does,
+        # and let a second SIGTERM wait too, because the checkpoint being written is what the user needs.
+        if not stop.is_set():
+            stop.set()
+            print("\nTerminated: stopping after this step and writing a checkpoint...", file=sys.stderr)
+
     previous = signal.signal(signal.SIGINT, on_sigint)
+    previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     previous_policy = code_trust.policy()
     code_trust.set_policy(code_trust.CommandLineGrant(args.trust_remote_code))
     try:
         project = load_project(args.project, args.overrides)
+        from qarac_gui.core.hub import guard_hub_requests
+        guard_hub_requests()            # bounds every Hub request of this process, transformers' and datasets' too
         if args.find_batch_size:
             return _find_batch_size(project, stop)
         printer = _jsonl if args.jsonl else TerminalPrinter()
@@ -187,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        print(f"error: unexpected {type(e).__name__}: {e} (run again with --debug for details)", file=sys.stderr)
+        from qarac_gui.core.bug_report import record
+        log = record(e, "qarac-train")
+        details = f"details in {log}; " if log else ""
+        print(f"error: unexpected {type(e).__name__}: {e} (a bug in qarac_gui: {details}run again with --debug to "
+              "see them here)", file=sys.stderr)
         return EXIT_ERROR
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         code_trust.set_policy(previous_policy)
     if ended.reason == "diverged":
         print(f"error: {ended.message}", file=sys.stderr)

@@ -21,6 +21,30 @@ def _app_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("QARAC_GUI_CACHE", str(base / "app-cache"))
 
 
+def _bug_logs(base: Path) -> dict[Path, int]:
+    return {p: p.stat().st_size for pattern in ("app-data/errors.log", "*/app-data/errors.log", "*/*/errors.log")
+            for p in base.glob(pattern)}
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_errors(request, tmp_path_factory, _app_dirs):
+    """The "unexpected" message and the bug log are for bugs only: any bad input a test gives, in this process or
+    a child, must get words of its own. A test that provokes a bug report on purpose is marked bug_report."""
+    base = tmp_path_factory.getbasetemp()
+    before = _bug_logs(base)
+    yield
+    if request.node.get_closest_marker("bug_report"):
+        return
+    grown = {p: n for p, n in _bug_logs(base).items() if n > before.get(p, 0)}
+    if grown:
+        path, size = next(iter(grown.items()))
+        with open(path, encoding="utf-8", errors="replace") as f:
+            f.seek(before.get(path, 0))
+            report = f.read()
+        pytest.fail(f"an error went to the bug log ({path}) instead of getting a message of its own:\n{report}",
+                    pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     from tiny import make_model_folder

@@ -1,9 +1,14 @@
 """A stand-in for the Hugging Face Hub on 127.0.0.1: the endpoints huggingface_hub's real calls use.
 
-Model search (with Link-header paging and sorting), model info (with file sizes), the file tree, and file
-download (HEAD and GET, ETag, X-Repo-Commit, Range for resume). Some repos answer with errors: gated (403),
-private (401 without the right token), rate-limited (429), missing (404). `slow` makes downloads trickle so a test
-can cancel one half-way.
+Model search (with Link-header paging and sorting), model info (with file sizes, blob ids and, for weights files,
+Git LFS sha256), the file tree, and file download (HEAD and GET, ETag, X-Repo-Commit, Range for resume). Some repos
+answer with errors: gated (403), private (401 without the right token), rate-limited (429), missing (404). `slow`
+makes downloads trickle so a test can cancel one half-way.
+
+A misbehaving Hub, for the requests whose "METHOD /path" contains `fault_on` ("" for all): `stall` holds each one
+that long before answering (a Hub that accepts the connection and says nothing), `status` answers it with that
+error (500, 502, 503, 404, ...); `cut_after` drops a download half-way, and `cut_then` is the status every later
+request for files gets (so the download cannot simply be resumed).
 """
 
 from __future__ import annotations
@@ -48,6 +53,27 @@ def oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack", ".onnx")
+
+
+def lfs(name: str, data: bytes) -> dict | None:
+    """Git LFS metadata of a weights file, as the Hub gives it (its sha256 is also the file's ETag)."""
+    if not name.endswith(LFS_SUFFIXES):
+        return None
+    return {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+
+
+def etag(name: str, data: bytes) -> str:
+    return (lfs(name, data) or {}).get("oid") or oid(data)
+
+
+def tree_entry(name: str, data: bytes) -> dict:
+    entry = {"type": "file", "path": name, "size": len(data), "oid": oid(data)}
+    if lfs(name, data):
+        entry["lfs"] = lfs(name, data)
+    return entry
+
+
 class StandInHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
@@ -56,6 +82,11 @@ class StandInHub:
         self.slow = 0.0               # seconds to sleep per 4 KiB chunk of a download
         self.delay = 0.0              # seconds before answering any API request (a slow or stuck Hub)
         self.cut_after = 0            # drop the connection after this many bytes of the next file (once)
+        self.cut_then = 0             # after that cut, answer every file request with this status
+        self.stall = 0.0              # seconds to hold a request matching fault_on before answering it
+        self.status = 0               # answer a request matching fault_on with this HTTP status
+        self.fault_on = ""            # which requests stall or fail: a part of "METHOD /path", "" for all
+        self._stopped = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.server.handle_error = self._handle_error
@@ -89,6 +120,7 @@ class StandInHub:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()           # stalled requests end, so their threads do not outlive the test
         self.server.shutdown()
         self.server.server_close()
 
@@ -117,6 +149,19 @@ class StandInHub:
             def _error(self, status: int, code: str, message: str):
                 self._json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
 
+            def _fault(self) -> bool:
+                """Stall or fail this request as the test asked; True when it has been answered."""
+                what = f"{self.command} {urlparse(self.path).path}"
+                if hub.fault_on not in what:
+                    return False
+                if hub.stall:
+                    hub._stopped.wait(hub.stall)
+                if hub.status:
+                    code = {404: "RepoNotFound" if what.split()[1].startswith("/api/") else "EntryNotFound"}
+                    self._error(hub.status, code.get(hub.status, ""), f"error {hub.status}")
+                    return True
+                return hub._stopped.is_set()
+
             def _repo(self, repo_id: str, kind: str = "models") -> Repo | None:
                 repo = (hub.datasets if kind == "datasets" else hub.repos).get(repo_id)
                 authorised = self.headers.get("Authorization") == f"Bearer {TOKEN}"
@@ -141,12 +186,13 @@ class StandInHub:
                 form = parse_qs(self.rfile.read(length).decode())
                 parts = [p for p in urlparse(self.path).path.split("/") if p]
                 hub.requests.append(f"POST {urlparse(self.path).path}")
+                if self._fault():
+                    return
                 repo = self._repo("/".join(parts[2:4]), parts[1])
                 if repo is None:
                     return
                 paths = form.get("paths", [])
-                out = [{"type": "file", "path": p, "size": len(repo.files[p]), "oid": oid(repo.files[p])}
-                       for p in paths if p in repo.files]
+                out = [tree_entry(p, repo.files[p]) for p in paths if p in repo.files]
                 out += [{"type": "directory", "path": p, "oid": "0" * 40} for p in paths
                         if p not in repo.files and any(f.startswith(p.rstrip("/") + "/") for f in repo.files)]
                 self._json(200, out)
@@ -158,6 +204,8 @@ class StandInHub:
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 if hub.delay and url.path.startswith("/api/"):
                     time.sleep(hub.delay)
+                if self._fault():
+                    return
                 parts = [p for p in url.path.split("/") if p]
                 if parts == ["api", "whoami-v2"]:
                     if self.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -175,8 +223,7 @@ class StandInHub:
                     if len(parts) > 5 and parts[4] == "tree":
                         prefix = "/".join(parts[6:])
                         names = [n for n in sorted(repo.files) if not prefix or n.startswith(prefix + "/")]
-                        return self._json(200, [{"type": "file", "path": n, "size": len(repo.files[n]),
-                                                 "oid": oid(repo.files[n])} for n in names])
+                        return self._json(200, [tree_entry(n, repo.files[n]) for n in names])
                     return self._json(200, self._info(repo))
                 kind = "models"
                 if parts[:1] == ["datasets"]:
@@ -201,7 +248,9 @@ class StandInHub:
 
             def _info(self, repo: Repo) -> dict:
                 return {**self._summary(repo), "sha": repo.sha, "config": repo.config,
-                        "siblings": [{"rfilename": n, "size": len(d)} for n, d in sorted(repo.files.items())]}
+                        "siblings": [{"rfilename": n, "size": len(d), "blobId": oid(d),
+                                      **({"lfs": {"sha256": lfs(n, d)["oid"], "size": len(d), "pointerSize": 134}}
+                                         if lfs(n, d) else {})} for n, d in sorted(repo.files.items())]}
 
             def _search(self, query: dict, repos: dict | None = None):
                 found = [r for r in (hub.repos if repos is None else repos).values() if not r.private and not r.error]
@@ -227,7 +276,7 @@ class StandInHub:
                 data = repo.files.get(name)
                 if data is None:
                     return self._error(404, "EntryNotFound", f"{name} not found")
-                headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{oid(data)}"', "Accept-Ranges": "bytes",
+                headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{etag(name, data)}"', "Accept-Ranges": "bytes",
                            "Content-Type": "application/octet-stream",
                            "Content-Disposition": f"attachment; filename=\"{quote(name.split('/')[-1])}\""}
                 start = 0
@@ -248,6 +297,8 @@ class StandInHub:
                 cut = hub.cut_after if hub.cut_after and len(body) > hub.cut_after else 0
                 if cut:
                     hub.cut_after = 0
+                    if hub.cut_then:
+                        hub.status, hub.fault_on = hub.cut_then, "/resolve/"
                 try:
                     for i in range(0, len(body), 4096):
                         if cut and i >= cut:       # the network fails half-way through the file

@@ -445,7 +445,7 @@ def test_cli_invalid_toml(tmp_path):
 def test_cli_project_file_is_a_directory(tmp_path):
     folder = tmp_path / "project.toml"
     folder.mkdir()
-    assert _one_error_line(_cli(folder)) == f"error: {folder}: no such project file"
+    assert _one_error_line(_cli(folder)) == f"error: {folder}: is a folder, not a project file; choose the file itself"
     assert folder.is_dir() and not any(folder.iterdir())
 
 

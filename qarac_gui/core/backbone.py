@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from qarac_gui.core.code_trust import model_package_path, remote_code_allowed
 from qarac_gui.core.config import BackboneConfig
@@ -24,6 +25,9 @@ class LoadedBackbone:
     removed: str                 # description of the dropped head; "" when there was none
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
+
+
 def resolve_source(spec: str, root: Path) -> tuple[str, bool]:
     """(folder or Hub id, is_local). `package:<module>` names a Python package that ships a model folder."""
     if spec.startswith("package:"):
@@ -33,6 +37,10 @@ def resolve_source(spec: str, root: Path) -> tuple[str, bool]:
         path = root / path
     looks_local = spec.startswith((".", "/", "~")) or path.exists() or spec.count("/") > 1
     if looks_local:
+        if path.exists() and not path.is_dir():
+            hint = (f"choose the folder that holds it ({path.parent})" if path.suffix in WEIGHT_SUFFIXES
+                    or path.name in ("config.json", *TOKENIZER_FILES) else "choose a model folder")
+            raise ModelLoadError(f"model {spec!r}: {path} is a file, not a model folder; {hint}")
         if not path.is_dir():
             raise ModelLoadError(f"model folder {path} does not exist; choose a folder that holds config.json "
                                  "and the weights, or give a Hub id like bert-base-uncased")
@@ -71,31 +79,43 @@ def _base_class_name(config: Any) -> str:
     return cls.__name__ if cls is not None else ""
 
 
-def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None,
-                  name: str = "encoder") -> LoadedBackbone:
+def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None, name: str = "encoder",
+                  progress: Callable | None = None, cancel: threading.Event | None = None) -> LoadedBackbone:
+    """A Hub model is first fetched (or completed, or repaired) through hub.model_folder: `progress` gets its
+    DownloadProgress, setting `cancel` stops it with DownloadCancelled."""
     source, local = resolve_source(cfg.model, root)
     if local:
         _check_weights(Path(source), cfg.allow_pickle)
         _check_tokenizer(Path(source))
     trusted = remote_code_allowed(name, cfg.trust_remote_code, source, local, cfg.revision)
+    folder = source
+    if not local:       # transformers' own downloads retry for minutes and fail in their own words
+        from qarac_gui.core.hub import DownloadCancelled, HubError, model_folder
+        try:
+            folder = model_folder(source, cfg.revision or None, allow_pickle=cfg.allow_pickle, progress=progress,
+                                  cancel=cancel, cache_dir=cache_dir)
+        except DownloadCancelled:
+            raise
+        except HubError as e:
+            raise ModelLoadError(str(e)) from e
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()       # we report the removed head ourselves, in plain words
     hf_logging.disable_progress_bar()
-    common = dict(revision=cfg.revision or None, trust_remote_code=trusted, cache_dir=cache_dir)
+    common = dict(trust_remote_code=trusted, cache_dir=cache_dir)
     try:
-        config = AutoConfig.from_pretrained(source, **common)
+        config = AutoConfig.from_pretrained(folder, **common)
         model, info = AutoModel.from_pretrained(
-            source, config=config, output_loading_info=True,
+            folder, config=config, output_loading_info=True,
             use_safetensors=None if cfg.allow_pickle else True, **common)
-        tokenizer = AutoTokenizer.from_pretrained(source, **common)
+        tokenizer = AutoTokenizer.from_pretrained(folder, **common)
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(_explain_load_error(cfg.model, e)) from e
     except Exception as e:
         if type(e).__name__ != "SafetensorError":
             raise
-        names = sorted(p.name for p in Path(source).glob("*.safetensors")) if local else []
+        names = sorted(p.name for p in Path(folder).glob("*.safetensors"))
         raise ModelLoadError(f"model {cfg.model!r}: {', '.join(names) or 'a weights file (*.safetensors)'} is "
                              f"damaged or not a safetensors file ({str(e).splitlines()[0]}); download or save the "
                              "model again") from e
@@ -116,6 +136,10 @@ def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None,
 
 
 def _explain_load_error(spec: str, error: Exception) -> str:
+    from qarac_gui.core.hub import hub_failure_message
+    hub = hub_failure_message(error, f"model {spec!r}")
+    if hub:     # transformers fetched something itself (load_pretrained_lm, code of another repository)
+        return hub
     text = str(error)
     if "safetensors" in text.lower() and "pickle" not in text.lower():
         return (f"model {spec!r}: no safetensors weights found. If you trust the source, set allow_pickle = true "

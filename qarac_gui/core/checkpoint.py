@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qarac_gui.core.disk import describe, write_failure
 from qarac_gui.core.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -36,6 +37,7 @@ class TrainState:
     skipped_total: int = 0
     lr_scale: float = 1.0           # product of the roll-backs' lr factors
     micro_split: int = 1            # each batch is cut into this many micro-batches (after running out of memory)
+    data: dict = field(default_factory=dict)   # task -> {"rows", "sha256"} of the tokenised training rows
 
 
 def rng_state() -> dict:
@@ -88,14 +90,18 @@ def save_checkpoint(folder: Path, *, model: Any, optimizer: Any, scheduler: Any,
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(folder)
-    except OSError as e:
+    except Exception as e:
+        failure = write_failure(e, folder)
+        if failure is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         previous, _ = latest_checkpoint(folder)
         size = _size(previous) if previous else _size(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         after = (f"the run can continue from the checkpoint of step {int(previous.name[len(PREFIX):])}"
                  if previous else "the run has no earlier checkpoint")
         raise CheckpointError(f"could not write the checkpoint of step {state.step} into {folder}: "
-                              f"{e.strerror or e}; free some space there (a checkpoint of this run takes at "
+                              f"{describe(failure)}; free some space there (a checkpoint of this run takes at "
                               f"least {size / 2**20:.0f} MiB) and continue the run: {after}") from e
     prune(folder, keep, best_step=state.best_step)
     return final
@@ -146,10 +152,18 @@ def save_weights(model: Any, path: Path) -> None:
     from safetensors.torch import save_model
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_model(model, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save_model(model, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except Exception as e:
+        failure = write_failure(e, path.parent)
+        tmp.unlink(missing_ok=True)
+        if failure is None:
+            raise
+        raise CheckpointError(f"could not keep the weights of the best evaluation in {path}: {describe(failure)}; "
+                              "free some space there and continue the run from its last checkpoint") from e
 
 
 def is_valid(path: Path, verify_hashes: bool = True) -> bool:
@@ -190,14 +204,84 @@ def prune(folder: Path, keep: int, best_step: int) -> None:
 
 def load_checkpoint(path: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any,
                     stream: Any, device: Any) -> TrainState:
+    """Load everything or raise CheckpointError naming the file that does not fit; never a half-loaded state
+    that trains on (the caller stops the run)."""
     from safetensors.torch import load_model
-    load_model(model, str(path / "model.safetensors"), device=str(device))
-    blob = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(blob["optimizer"])
-    scheduler.load_state_dict(blob["scheduler"])
-    if scaler is not None and blob["scaler"] is not None:
-        scaler.load_state_dict(blob["scaler"])
-    saved = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    stream.load_state_dict(saved["stream"])
-    set_rng_state(saved["rng"], blob["torch_rng"])
-    return TrainState(**saved["trainer"])
+    part = "model.safetensors"
+    try:
+        load_model(model, str(path / part), device=str(device))
+        part = "optimizer.pt"
+        blob = torch.load(path / part, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        if scaler is not None and blob["scaler"] is not None:
+            scaler.load_state_dict(blob["scaler"])
+        part = "state.json"
+        saved = json.loads((path / part).read_text(encoding="utf-8"))
+        stream.load_state_dict(saved["stream"])
+        set_rng_state(saved["rng"], blob["torch_rng"])
+        return TrainState(**saved["trainer"])
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        if isinstance(e, KeyError):
+            reason = f"it lacks {e}"
+        elif isinstance(e, TypeError) and "TrainState" in str(e):
+            reason = "its counters are not the ones this app writes"
+        raise CheckpointError(f"{path.name}/{part} does not fit this run ({type(e).__name__}: {reason}); it was "
+                              "written for another project or replaced by another file. Continue with the run's "
+                              f"own project ({path.parent.parent / 'project.toml'}), delete {path} to continue "
+                              "from an earlier checkpoint, or start a new run") from None
+
+
+def rows_fingerprint(ds: Any) -> dict:
+    """{"rows", "sha256"} of a tokenised dataset's contents, in order: a resumed run must train on the very rows it
+    started with, or its stream positions and epochs mean something else."""
+    import pyarrow as pa
+    digest = hashlib.sha256()
+
+    def feed(array: Any) -> None:
+        if isinstance(array, pa.ChunkedArray):
+            for chunk in array.chunks:
+                feed(chunk)
+        elif pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+            offsets = array.offsets.to_numpy()
+            digest.update((offsets - offsets[0]).astype(np.int64).tobytes())
+            feed(array.flatten())
+        elif pa.types.is_struct(array.type):
+            for i in range(array.type.num_fields):
+                feed(array.field(i))
+        elif pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_boolean(array.type):
+            digest.update(array.to_numpy(zero_copy_only=False).tobytes())
+        else:                               # strings and anything else: by value, slower but exact
+            digest.update(json.dumps(array.to_pylist(), default=str).encode("utf-8"))
+    table = ds.with_format("arrow")
+    for batch in table.iter(batch_size=10_000):
+        for name in sorted(batch.column_names):
+            digest.update(name.encode("utf-8"))
+            feed(batch.column(name))
+    return {"rows": len(ds), "sha256": digest.hexdigest()}
+
+
+def saved_rows(path: Path) -> dict:
+    """The training-row fingerprints a checkpoint was written with ({} when it predates them or is unreadable:
+    load_checkpoint then says what is wrong with it)."""
+    try:
+        data = json.loads((path / "state.json").read_text(encoding="utf-8"))["trainer"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict) and {"rows", "sha256"} <= v.keys()}
+
+
+def changed_rows(saved: dict, now: dict) -> list[str]:
+    """What differs between the training rows a checkpoint was written with and today's, one line per task."""
+    lines = []
+    for name, then in saved.items():
+        current = now.get(name)
+        if current is None or current == then:
+            continue
+        count = (f"{then['rows']} rows then, {current['rows']} now" if then["rows"] != current["rows"]
+                 else f"the same {current['rows']} rows in number, with other contents")
+        lines.append(f"task {name}: its training rows changed since the run started ({count})")
+    return lines

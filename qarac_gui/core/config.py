@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,9 +211,10 @@ def load_project(path: str | os.PathLike, overrides: list[str] | tuple[str, ...]
     and lists what is still missing instead of refusing it.
     """
     path = Path(path)
+    check_regular_file(path, "project file", ConfigError, MAX_PROJECT_BYTES)
     try:
         text = path.read_bytes().decode("utf-8-sig")       # Notepad writes a byte-order mark
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"{path}: no such project file") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
@@ -232,6 +234,39 @@ def load_project(path: str | os.PathLike, overrides: list[str] | tuple[str, ...]
         return parse_project(raw, path.resolve().parent, check)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+# A project file is a few kB; anything this large is something else, and reading it whole would cost its size.
+MAX_PROJECT_BYTES = 16 * 2**20
+
+
+def special_file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a file"
+
+
+def check_regular_file(path: Path, what: str, error: type[Exception], max_bytes: int = 0) -> None:
+    """Refuse, before opening it, a path that is not a plain file: a folder, or a FIFO or device (reading a FIFO
+    waits forever for a writer, /dev/zero never ends)."""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise error(f"{path}: no such {what}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read it ({e.strerror or e})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise error(f"{path}: is a folder, not a {what}; choose the file itself")
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{path}: not a regular file ({special_file_kind(info.st_mode)}); choose a {what} saved on disk")
+    if max_bytes and info.st_size > max_bytes:
+        raise error(f"{path}: {info.st_size / 2**20:.0f} MB is far too large for a {what} "
+                    f"(at most {max_bytes // 2**20} MB); is this the right file?")
 
 
 def dumps_project(project: Project) -> str:
@@ -290,6 +325,7 @@ def _check_choice(problems: list[str], where: str, value: str, choices: tuple[st
 
 def validate(p: Project) -> list[str]:
     """Every semantic problem of a structurally valid project, each naming its key."""
+    from qarac_gui.core.limits import MAX_SEED
     problems: list[str] = []
     if not p.backbones:
         problems.append("backbones: define at least one, e.g. [backbones.encoder] model = \"bert-base-uncased\"")
@@ -375,8 +411,9 @@ def validate(p: Project) -> list[str]:
         problems.append("train: set max_steps (optimiser steps) or epochs (of epoch_task) above 0")
     if tr.epoch_task and tr.epoch_task not in {t.name for t in p.tasks}:
         problems.append(f"train.epoch_task: no task named {tr.epoch_task!r}")
-    if tr.seed < 0:
-        problems.append("train.seed: must be 0 or more")
+    if not 0 <= tr.seed <= MAX_SEED:
+        problems.append(f"train.seed: {tr.seed} is outside 0..{MAX_SEED}, the seeds numpy's and torch's random "
+                        "generators take; choose a seed in that range")
     if tr.temperature <= 0:
         problems.append("train.temperature: must be above 0")
     if tr.log_every < 1:
@@ -401,5 +438,42 @@ def validate(p: Project) -> list[str]:
     for name in p.export.tasks:
         if name not in {t.name for t in p.tasks}:
             problems.append(f"export.tasks: no task named {name!r}")
+    problems += _bound_problems(p)
     return problems
+
+
+def _bound_problems(p: Project) -> list[str]:
+    """Values too large for the libraries or the memory to take, refused before they crash a run half-way."""
+    from qarac_gui.core import limits as lim
+    longest = f"the longest run this app plans is {lim.MAX_STEPS} optimiser steps"
+    rows = "rows per batch: more than any device's memory holds"
+    bounds = []
+    for i, t in enumerate(p.tasks):
+        w = f"tasks[{i}]" if not t.name else f"tasks.{shown(t.name)}"
+        bounds += [
+            (f"{w}.batch_size", t.batch_size, lim.MAX_BATCH, rows + "; optim.grad_accum makes a larger effective one"),
+            (f"{w}.max_length", t.max_length, lim.MAX_LENGTH, "tokens per row, beyond every encoder's context; the "
+             "model's own limit is checked when it loads"),
+            (f"{w}.head.hidden_size", t.head.hidden_size, lim.MAX_HIDDEN, "the head's hidden layer is allocated at "
+             "once, and the widest encoders are 16384 wide; 0 uses the encoder's width"),
+        ]
+    tr = p.train
+    bounds += [
+        ("train.max_steps", tr.max_steps, lim.MAX_STEPS, "the longest run this app plans: months of training even "
+         "at tens of steps a second"),
+        ("train.epochs", tr.epochs, lim.MAX_STEPS, longest),
+        ("train.num_threads", tr.num_threads, lim.MAX_THREADS, "more CPU threads than any computer has; this one "
+         f"has {os.cpu_count()} cores, and 0 lets torch choose"),
+        ("train.log_every", tr.log_every, lim.MAX_STEPS, longest),
+        ("optim.warmup_steps", p.optim.warmup_steps, lim.MAX_STEPS, longest),
+        ("optim.head_warmup_steps", p.optim.head_warmup_steps, lim.MAX_STEPS, longest),
+        ("optim.grad_accum", p.optim.grad_accum, lim.MAX_ACCUM, "micro-batches per optimiser step, all drawn before "
+         "the step; a larger batch_size makes fewer of them"),
+        ("eval.every", p.eval.every, lim.MAX_STEPS, longest + "; 0 validates at the end only"),
+        ("eval.batch_size", p.eval.batch_size, lim.MAX_BATCH, rows),
+        ("checkpoint.every", p.checkpoint.every, lim.MAX_STEPS, longest + "; 0 saves when the run stops or ends"),
+        ("checkpoint.keep", p.checkpoint.keep, lim.MAX_KEEP, "each one is a whole copy of the model and the "
+         "optimiser's state"),
+    ]
+    return lim.bound_problems(bounds)
 

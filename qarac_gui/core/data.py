@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.config import Project, TaskConfig
+from qarac_gui.core.config import Project, TaskConfig, special_file_kind
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.head_kinds import HEAD_KINDS
 
@@ -31,10 +32,33 @@ def file_format(path: Path, declared: str) -> str:
     return fmt
 
 
+def check_data_file(path: Path) -> None:
+    """Refuse what is not a regular file before anything opens it: opening a FIFO waits forever for a writer, and
+    a device such as /dev/zero never ends, so a reader would fill the memory."""
+    try:
+        mode = path.stat().st_mode          # follows links: a link to a data file is a data file
+    except (FileNotFoundError, ValueError):     # ValueError: a NUL in the name, which no file can have
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: not a regular file (a folder); choose a data file in it, or give the folder as "
+                        "a Hub dataset (data.hub) to read its splits")
+    raise DataError(f"{path}: not a regular file ({special_file_kind(mode)}); choose a data file (CSV, TSV, JSON, "
+                    "JSON Lines or Parquet) saved on disk")
+
+
+def load_path(path: Path, declared: str, cache_dir: str | None) -> Any:
+    """A data file's rows; what is not a regular file is refused first, since /dev/zero has no extension to judge."""
+    check_data_file(path)
+    return load_file(path, file_format(path, declared), cache_dir)
+
+
 def load_file(path: Path, fmt: str, cache_dir: str | None) -> Any:
     from datasets import load_dataset
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    check_data_file(path)
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     builder, kwargs = {"csv": ("csv", {}), "tsv": ("csv", {"delimiter": "\t"}), "json": ("json", {}),
@@ -187,8 +211,7 @@ def load_train(project: Project, task: TaskConfig, cache_dir: str | None = None)
         return load_hub(task, d.train_split, cache_dir)
     if not d.train:
         raise DataError(f"task {task.name}: choose a training data file or a Hub dataset")
-    path = project.resolve(d.train)
-    return load_file(path, file_format(path, d.format), cache_dir)
+    return load_path(project.resolve(d.train), d.format, cache_dir)
 
 
 def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None,
@@ -205,8 +228,7 @@ def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None
     else:
         valid = None
         if d.validation:
-            vpath = project.resolve(d.validation)
-            valid = load_file(vpath, file_format(vpath, d.format), cache_dir)
+            valid = load_path(project.resolve(d.validation), d.format, cache_dir)
     check_columns(task, train, "training data")
     if valid is None and d.validation_fraction > 0:
         held_out = math.ceil(d.validation_fraction * len(train))        # how datasets rounds a fraction
@@ -278,8 +300,168 @@ def labels_in(task: TaskConfig, value: Any) -> list:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = "null" if value is None else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def first_bad_value(task: TaskConfig, columns: dict[str, list]) -> tuple[int, str] | None:
+    """(position, what is wrong) of the first row whose cells the head cannot take, e.g. "has no text in 'text'
+    ...; fill it in or remove the row"; None when all can be used. `columns`: the task's columns, as lists.
+
+    The preview and the tokenising both ask this, so a run refuses exactly the rows the report named, and a cell
+    the tokenizer would choke on (a TypeError, naming nothing) is named with its row and column first.
+    """
+    d, kind = task.data, task.head.kind
+    found = []
+    if kind == "token_classification":
+        words = columns[d.text]
+        found.append(_first(words, lambda w: _words_problem(w, d.text)))
+        if d.label in columns:
+            found.append(_first(zip(words, columns[d.label]), lambda pair: _tags_problem(task, *pair)))
+    else:
+        for column in (d.text, d.text_pair):
+            if column:
+                found.append(_first(columns[column], lambda v, c=column: _text_problem(v, c)))
+    if kind == "span_qa" and d.text_pair:
+        found.append(_first(zip(columns[d.text_pair], columns[d.label]),
+                            lambda pair: _answer_problem(pair[0], pair[1], d.label)))
+    elif kind == "classification":
+        found.append(_first(columns[d.label], lambda v: None if v is not None else
+                            f"has no label in {d.label!r} (null or an empty cell); fill it in or remove the row"))
+    found = [f for f in found if f is not None]
+    return min(found, key=lambda f: f[0]) if found else None
+
+
+def _first(values, problem) -> tuple[int, str] | None:
+    for i, value in enumerate(values):
+        text = problem(value)
+        if text:
+            return i, text
+    return None
+
+
+def _text_problem(value: Any, column: str) -> str | None:
+    if isinstance(value, str):
+        return None
+    if value is None:
+        return f"has no text in {column!r} (null or an empty cell); fill it in or remove the row"
+    return (f"has {_short(value)} ({_kind(value)}) in {column!r}, not text; map the column that holds the text, or "
+            "write the value as a quoted string")
+
+
+def _words_problem(value: Any, column: str) -> str | None:
+    if value is None:
+        return f"has no words in {column!r} (null or an empty cell); fill it in or remove the row"
+    if not isinstance(value, (list, tuple)):
+        return (f"has {_short(value)} in {column!r}, but a token classification head needs a list of words per "
+                'row, e.g. ["alice", "lives", "here"], in JSON Lines, JSON or Parquet')
+    bad = next((j for j, w in enumerate(value) if not isinstance(w, str)), None)
+    if bad is not None:
+        return f"has {_short(value[bad])} as word {bad + 1} in {column!r}; every word must be text"
+    return None
+
+
+def _tags_problem(task: TaskConfig, words: Any, tags: Any) -> str | None:
+    if not isinstance(words, (list, tuple)):
+        return None                 # the words' own problem is named
+    if tags is not None and not isinstance(tags, (list, tuple)):
+        return (f"has {_short(tags)} in {task.data.label!r}, but a token classification head needs a list of tags "
+                "per row, one per word")
+    n = len(tags or ())
+    if n != len(words):
+        return (f"has {len(words)} words in {task.data.text!r} but {n} tags in {task.data.label!r}; give exactly "
+                "one tag per word")
+    return None
+
+
+SQUAD_FORM = 'span QA answers are {"text": [...], "answer_start": [...]}, SQuAD style'
+OFFSET_IS = "answer_start is the 0-based character offset of the answer in the context"
+
+
+def _answer_problem(context: Any, value: Any, column: str) -> str | None:
+    """What is wrong with one row's answers: each text must stand in the context at its answer_start, or the head
+    would be trained toward whatever tokens are there (no error, just a worse model)."""
+    if not isinstance(context, str):
+        return None                 # the context's own problem is named
+    texts = value.get("text") if isinstance(value, dict) else None
+    starts = value.get("answer_start") if isinstance(value, dict) else None
+    if not isinstance(texts, (list, tuple)) or not isinstance(starts, (list, tuple)):
+        return f"has {_short(value)} in {column!r}, but {SQUAD_FORM}"
+    if len(texts) != len(starts):
+        return (f"has {len(texts)} answer text(s) but {len(starts)} answer_start value(s) in {column!r}; give one "
+                "answer_start per answer text")
+    for text, start in zip(texts, starts):
+        if not isinstance(text, str) or not text:
+            return (f"has an empty answer text in {column!r}; give the answer as it is written in the context, or "
+                    "no answer at all: {\"text\": [], \"answer_start\": []}") if text in ("", None) else (
+                    f"has answer text {_short(text)} ({_kind(text)}) in {column!r}; an answer is text")
+        if isinstance(start, bool) or not (isinstance(start, int) or (isinstance(start, float) and start.is_integer())):
+            return f"has answer_start {_short(start)}, not a whole number, in {column!r}; {OFFSET_IS}"
+        start = int(start)
+        if start < 0 or start + len(text) > len(context):
+            return (f"has answer_start {start} for {_short(text)}, outside its context of {len(context)} characters; "
+                    f"{OFFSET_IS}")
+        there = context[start:start + len(text)]
+        if there != text:
+            at = context.find(text)
+            where = f"it first occurs at {at}" if at >= 0 else f"{_short(text)} is not in the context"
+            return (f"has answer {_short(text)} at answer_start {start}, but the context there reads {_short(there)} "
+                    f"({where}); {OFFSET_IS}")
+    return None
+
+
+def file_row(ds: Any, position: int) -> int:
+    """The 1-based row, in its file (or Hub split), of the row at `position` of `ds`. A held-out split, or a limit
+    on one, is a view that datasets keeps as indices into the file's table (the private `_indices`; without it
+    the position is the row)."""
+    indices = getattr(ds, "_indices", None)
+    if indices is not None:
+        position = indices.column(0)[position].as_py()
+    return position + 1
+
+
+def is_held_out(ds: Any) -> bool:
+    """Whether `ds` is a view of another table: the validation rows held out of the training file."""
+    return getattr(ds, "_indices", None) is not None
+
+
+def header_warnings(project: Project, task: TaskConfig) -> list[str]:
+    """Columns that a CSV or TSV header names more than once. The reader (pandas) keeps the first under the name
+    and silently renames the others to NAME.1, NAME.2, ..., so the task may read a column the user did not mean."""
+    d = task.data
+    out = []
+    for name in ([] if d.hub else [d.train, d.validation]):
+        if not name:
+            continue
+        path = project.resolve(name)
+        try:
+            fmt = file_format(path, d.format)
+        except DataError:
+            continue
+        if fmt not in ("csv", "tsv") or not path.is_file():
+            continue
+        header = _header(path, "\t" if fmt == "tsv" else ",")
+        seen: dict[str, int] = {}
+        for column in header:
+            seen[column] = seen.get(column, 0) + 1
+        for column, n in seen.items():
+            if n > 1 and column.strip():
+                out.append(f"task {task.name}: the header of {path} has {n} columns named {column!r}; only the first "
+                           f"is read as {column!r} (the reader renames the others to {column + '.1'!r} and on); give "
+                           "each column its own name")
+    return out
+
+
+def _header(path: Path, delimiter: str) -> list[str]:
+    import csv
+    import io
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)      # a header longer than this is not one a person wrote
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    try:
+        return next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    except csv.Error:
+        return []
 
 
 def infer_labels(task: TaskConfig, train: Any, valid: Any) -> list[str]:

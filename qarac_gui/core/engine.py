@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from pathlib import Path
 
 import torch
 
 from qarac_gui.core import paths
 from qarac_gui.core.backbone import load_backbone, load_pretrained_lm
-from qarac_gui.core.checkpoint import TrainState, latest_checkpoint, load_checkpoint
+from qarac_gui.core.checkpoint import (
+    TrainState,
+    changed_rows,
+    latest_checkpoint,
+    load_checkpoint,
+    rows_fingerprint,
+    saved_rows,
+)
 from qarac_gui.core.config import Project
 from qarac_gui.core.data import infer_labels, load_splits
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.evaluation import METRICS_OF_KIND, default_monitor
 from qarac_gui.core.events import Emit, Progress, RunStarted
 from qarac_gui.core.guard import scale_lr
+from qarac_gui.core.hub import DownloadCancelled
+from qarac_gui.core.limits import check_max_lengths
 from qarac_gui.core.model import MultiTaskModel, apply_freezing, param_groups, pick_device
 from qarac_gui.core.sampling import TaskStream
 from qarac_gui.core.schedule import group_factor, lr_curve, plan_run, task_probabilities
@@ -40,9 +48,10 @@ def started_event(trainee: Trainee, run_dir: Path, start_step: int, removed: dic
                  "head_params": model.head_parameters(n)} for n, d in trainee.tasks.items()}
     encoder_params = sum(p.numel() for p in model.backbones.parameters())
     trainable = sum(p.numel() for g in trainee.optimizer.param_groups for p in g["params"])
-    curve = lr_curve(trainee.project, trainee.plan.total_steps)
+    curve = lr_curve(trainee.project, trainee.plan.total_steps, keep=(start_step,))
     if lr_scale != 1.0:     # a rolled-back run: the rest of the plan at the lower lr
-        curve = {k: v[:start_step] + [x * lr_scale for x in v[start_step:]] for k, v in curve.items()}
+        curve |= {k: [x * lr_scale if step > start_step else x for step, x in zip(curve["steps"], curve[k])]
+                  for k in ("encoder", "heads")}
     return RunStarted(str(run_dir), trainee.plan.total_steps, start_step, tasks, curve, str(trainee.device),
                       trainee.precision, removed, encoder_params, trainable)
 
@@ -85,22 +94,24 @@ def fetch_hub_data(project: Project, emit: Emit, stop: threading.Event) -> None:
             _fetch_hub_data(task, emit, stop)
 
 
+def download_reporter(repo_id: str, emit: Emit):
+    """Progress events for a download, four a second at most."""
+    from qarac_gui.core.hub import download_message, throttled
+    return throttled(lambda p: emit(Progress("download", download_message(repo_id, p), p.done, p.total)), 0.25)
+
+
 def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
     """A Hub dataset's files, downloaded with byte progress (load_dataset would fetch them silently)."""
-    from qarac_gui.core.hub import DownloadCancelled, HubError
-    from qarac_gui.core.hub_data import download_message, fetch_task_data
+    from qarac_gui.core.hub import DownloadCancelled, HubDown, HubError
+    from qarac_gui.core.hub_data import fetch_task_data
     d = task.data
-    shown = [0.0]
-
-    def report(p) -> None:
-        if time.monotonic() - shown[0] >= 0.25 or p.done >= p.total:
-            shown[0] = time.monotonic()
-            emit(Progress("download", download_message(d.hub, p), p.done, p.total))
     try:
-        got = fetch_task_data(d, progress=report, cancel=stop)
+        got = fetch_task_data(d, progress=download_reporter(d.hub, emit), cancel=stop)
     except DownloadCancelled:
         from qarac_gui.core.run import RunStopped
         raise RunStopped() from None
+    except HubDown as e:        # datasets would be refused at once too, in its own words: say it in ours
+        raise UserError(f"task {task.name}: {e}") from None
     except HubError as e:       # load_dataset tries itself next and reports what is wrong if it fails too
         emit(Progress("download", f"{d.hub}: could not fetch the files ahead ({e}); loading them directly"))
         return
@@ -183,8 +194,15 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     for name, cfg in project.backbones.items():
         _check_stop(stop)
         emit(Progress("model", f"Loading {cfg.model}", 0, 1))
-        loaded[name] = load_backbone(cfg, project.root, name=name)
+        try:
+            loaded[name] = load_backbone(cfg, project.root, name=name, progress=download_reporter(cfg.model, emit),
+                                         cancel=stop)
+        except DownloadCancelled:
+            from qarac_gui.core.run import RunStopped
+            raise RunStopped() from None
     tokenizers = {n: b.tokenizer for n, b in loaded.items()}
+    # Longer rows than the position embeddings fail mid-forward, after all the tokenising: refuse them first.
+    check_max_lengths(project, {n: b.model.config for n, b in loaded.items()}, tokenizers)
     tasks = prepare_tasks(project, tokenizers, emit, stop)
     _check_stop(stop)
     wants_lm = {t.backbone for t in project.tasks if t.head.kind == "masked_lm"}
@@ -209,7 +227,8 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     trainee = Trainee(project, model, tasks, stream, optimizer, scheduler, scaler, device, autocast, plan,
                       monitor_of(project, tasks), run_dir / "checkpoints", tokenizers,
                       {n: b.source for n, b in loaded.items()}, precision)
-    state = TrainState()
+    fingerprints = {n: rows_fingerprint(d.train) for n, d in tasks.items()}
+    state = TrainState(data=fingerprints)
     if resume:
         path, notes = latest_checkpoint(run_dir / "checkpoints")
         for note in notes:
@@ -217,8 +236,13 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
         if path is None:
             raise UserError(f"{run_dir} has no complete checkpoint to resume from")
         emit(Progress("resume", f"Resuming from {path.name}"))
+        changed = changed_rows(saved_rows(path), fingerprints)    # before the stream reads positions in them
+        if changed:
+            raise UserError("; ".join(changed) + ". A run continues only on the rows it started with: put the "
+                            "data back as it was, or start a new run with the new data")
         state = load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                 stream=stream, device=device)
+        state.data = fingerprints
         if state.micro_split > 1:
             emit(Progress("memory", f"Continuing with each batch cut into {state.micro_split} micro-batches, as "
                                     "before (it ran out of memory with whole ones)"))

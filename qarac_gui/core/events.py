@@ -23,7 +23,10 @@ class RunStarted:
     total_steps: int
     start_step: int                         # > 0 when resumed
     tasks: dict[str, dict]                  # name -> {"kind", "train_rows", "valid_rows", "labels", "head_params"}
-    lr_curve: dict[str, list[float]]        # planned lr per optimiser step (encoder top layer, heads)
+    # The planned lr: "steps" (1-based optimiser steps: every one of a short run, at most about 2000 of a long
+    # one) and "encoder" (top layer) and "heads" at those steps. Logs written before "steps" existed have every
+    # step from 1 and no "steps" key.
+    lr_curve: dict[str, list]
     device: str
     precision: str
     removed_heads: dict[str, str]           # backbone -> what was dropped from its checkpoint

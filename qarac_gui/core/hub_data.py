@@ -6,6 +6,7 @@ saved login), exactly as the run's own `load_dataset` call later does.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -115,10 +116,6 @@ def fetch_task_data(data: Any, progress: Callable[[DownloadProgress], None] | No
     return fetch_dataset_files(data.hub, data.hub_config or None, splits, progress=progress, cancel=cancel)
 
 
-def download_message(repo_id: str, p: DownloadProgress) -> str:
-    return f"Downloading {repo_id}: {p.done / 1e6:.1f} of {p.total / 1e6:.1f} MB ({p.speed / 1e6:.1f} MB/s)"
-
-
 def fetch_dataset_files(repo_id: str, config: str | None, splits: list[str], *,
                         progress: Callable[[DownloadProgress], None] | None = None,
                         cancel: threading.Event | None = None, token: str | bool | None = None) -> DownloadProgress:
@@ -139,7 +136,7 @@ def fetch_dataset_files(repo_id: str, config: str | None, splits: list[str], *,
     for split in splits:
         for url in (builder.config.data_files or {}).get(split, []):
             if str(url).startswith("hf://"):
-                resolved = fs.resolve_path(str(url))
+                resolved = _call(functools.partial(fs.resolve_path, str(url)), repo_id)
                 by_revision.setdefault(resolved.revision, []).append(resolved.path_in_repo)
     api = _api(None, token)
     for revision, files in by_revision.items():

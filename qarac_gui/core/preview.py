@@ -15,6 +15,9 @@ from qarac_gui.core.head_kinds import HEAD_KINDS
 
 PREVIEW_ROWS = 20
 LENGTH_SAMPLE = 1000           # rows tokenised to estimate truncation; enough for a share to within a few %
+LENGTH_BOUND = 2               # rows are counted up to this many times max_length tokens
+CHARS_PER_TOKEN = 32           # more characters than one token of a usual vocabulary spans
+LABELLED = ("classification", "multilabel", "token_classification")
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,15 @@ def _cell(value: Any) -> str:
 def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: int = PREVIEW_ROWS,
                  cache_dir: str | None = None) -> TaskPreview:
     """Read a task's data the way a run will, and report what a user should fix or know before training."""
-    from qarac_gui.core.data import check_columns, load_splits, load_train, required_columns
+    from qarac_gui.core.data import check_columns, header_warnings, load_splits, load_train, required_columns
     try:
         raw = load_train(project, task, cache_dir)
     except UserError as e:
         return TaskPreview(task.name, errors=[str(e)])
     columns = list(raw.column_names)
+    if any(p.startswith("train.seed:") for p in validate(project)) or not 0 <= task.data.validation_fraction < 1:
+        # The held-out split needs a valid seed and fraction; Start is already blocked by that same problem.
+        return TaskPreview(task.name, columns=columns)
     try:
         check_columns(task, raw, "training data")
         train, valid = load_splits(project, task, cache_dir, train=raw)
@@ -95,6 +101,8 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
     separate = task.data.validation or (task.data.hub and task.data.validation_split)
     errors, warnings = _check_values(task, raw, valid if separate else None)
     labels, counts = _labels(task, train, valid, errors)
+    warnings += _label_warnings(task, counts, valid)
+    warnings += header_warnings(project, task)
     warnings += _balance_warnings(task, counts)
     warnings += _duplicate_warnings(task, raw, valid if separate else None)
     share, lengths = None, []
@@ -120,18 +128,24 @@ def length_summary(preview: TaskPreview) -> str:
 
     def at(q: float) -> int:
         return lengths[min(len(lengths) - 1, int(q * len(lengths)))]
+    bound = LENGTH_BOUND * preview.max_length
+    longest = f"{bound} or more" if preview.max_length and lengths[-1] >= bound else str(lengths[-1])
     return (f"task {preview.task}: tokens per row (of {len(lengths)} sampled): median {at(0.5)}, 95% up to "
-            f"{at(0.95)}, longest {lengths[-1]}; {preview.truncated_share:.0%} longer than max_length "
+            f"{at(0.95)}, longest {longest}; {preview.truncated_share:.0%} longer than max_length "
             f"{preview.max_length}")
 
 
 def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], list[str]]:
+    from qarac_gui.core.data import first_bad_value, required_columns
     errors, warnings = [], []
     for what, ds in (("training data", train), ("validation data", valid)):
         if ds is None:
             continue
+        bad = first_bad_value(task, {c: ds[c] for c in required_columns(task)})
+        if bad is not None:         # the same check refuses the row when the run tokenises it
+            errors.append(f"task {task.name}: {what}, row {bad[0] + 1}, {bad[1]}")
         texts = ds[task.data.text]
-        empty = sum(1 for v in texts if v is None or (isinstance(v, str) and not v.strip()))
+        empty = sum(1 for v in texts if isinstance(v, str) and not v.strip())     # no text at all is an error
         if empty:
             warnings.append(f"task {task.name}: {empty} row(s) of the {what} have an empty {task.data.text!r}")
         if HEAD_KINDS[task.head.kind].label_role == "score":
@@ -213,6 +227,48 @@ def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tupl
     return labels, dict(counts.most_common())
 
 
+def _label_warnings(task: TaskConfig, counts: dict[str, int], valid: Any) -> list[str]:
+    """Label mistakes that train without an error, but not as meant: classes the training data never shows,
+    names that differ only in case or spaces (different classes to the head), and empty names."""
+    from qarac_gui.core.data import labels_in
+    if task.head.kind not in LABELLED or not counts:
+        return []                   # counts is empty when the labels could not be read: an error says so
+    try:
+        in_valid = set() if valid is None else {str(v) for value in valid[task.data.label]
+                                                for v in labels_in(task, value)}
+    except (TypeError, ValueError):
+        return []
+    out = []
+    listed = set(task.head.labels)
+    # A validation label outside head.labels is an error of its own (_labels); here: ones training never shows.
+    unseen = sorted(v for v in in_valid - set(counts) if not listed or v in listed)
+    if unseen:
+        out.append(f"task {task.name}: label(s) {_names(unseen)} appear only in the validation data, never in "
+                   "training; the model cannot learn them, so those rows count as mistakes in the metrics; add "
+                   "training rows with them or fix the labels")
+    names = set(counts) | in_valid | listed
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        if name.strip():
+            groups.setdefault(name.strip().casefold(), []).append(name)
+    for group in [g for g in groups.values() if len(g) > 1][:5]:
+        out.append(f"task {task.name}: labels {_names(group, 'and')} differ only in upper/lower case or "
+                   "surrounding spaces, so they are trained as different classes; write each label one way")
+    empty = sorted(name for name in names if not name.strip())
+    if empty:
+        out.append(f"task {task.name}: the label{'s' if len(empty) > 1 else ''} {_names(empty, 'and')} (empty) "
+                   f"{'are' if len(empty) > 1 else 'is'} in the data of {task.data.label!r}, and would be trained "
+                   "as a class of its own; fill in the labels or remove those rows")
+    return out
+
+
+def _names(names: list[str], last: str = "") -> str:
+    shown = [repr(n) for n in names[:5]] + ([f"{len(names) - 5} more"] if len(names) > 5 else [])
+    if not last or len(shown) < 2:
+        return ", ".join(shown)
+    return f"{', '.join(shown[:-1])} {last} {shown[-1]}"
+
+
 def _balance_warnings(task: TaskConfig, counts: dict[str, int]) -> list[str]:
     if task.head.kind != "classification" or len(counts) < 2:
         return []
@@ -225,17 +281,39 @@ def _balance_warnings(task: TaskConfig, counts: dict[str, int]) -> list[str]:
 
 
 def _token_lengths(task: TaskConfig, tokenizer: Any, train: Any) -> list[int]:
+    """Tokens per sampled row, counted up to LENGTH_BOUND times max_length.
+
+    A tokenizer normalises and splits a whole text before it truncates, in memory that grows with the text (a 20 MB
+    cell took 3.7 GB). So each text is first cut to CHARS_PER_TOKEN characters per token of the bound, more than
+    that many tokens span in a usual vocabulary, and then counted with truncation at the bound: rows within it are
+    counted exactly, and a longer row still counts as longer than max_length (as the bound, "or more").
+    """
     kind = task.head.kind
+    bound = LENGTH_BOUND * task.max_length
+    chars = bound * CHARS_PER_TOKEN
     sample = train.select(range(min(LENGTH_SAMPLE, len(train))))
     first = sample[task.data.text]
     second = sample[task.data.text_pair] if task.data.text_pair else None
+    cut = {"truncation": True, "max_length": bound}
     if kind == "token_classification":
-        enc = tokenizer([list(map(str, w or [])) for w in first], is_split_into_words=True)
+        enc = tokenizer([_first_words(w, chars) for w in first], is_split_into_words=True, **cut)
     elif second is not None:
-        enc = tokenizer([str(a or "") for a in first], [str(b or "") for b in second])
+        enc = tokenizer([str(a or "")[:chars] for a in first], [str(b or "")[:chars] for b in second], **cut)
     else:
-        enc = tokenizer([str(a or "") for a in first])
+        enc = tokenizer([str(a or "")[:chars] for a in first], **cut)
     return [len(ids) for ids in enc["input_ids"]]
+
+
+def _first_words(words: Any, chars: int) -> list[str]:
+    """The words of a row up to `chars` characters in all (each word counting at least one)."""
+    out, used = [], 0
+    for word in words or []:
+        if used >= chars:
+            break
+        word = str(word)[:chars - used]
+        out.append(word)
+        used += max(1, len(word))
+    return out
 
 
 def start_problems(project: Project, previews: dict[str, TaskPreview], model_error: str = "") -> list[str]:
@@ -274,6 +352,8 @@ def preflight(project: Project) -> tuple[list[str], list[str], list[str]]:
         if problem:
             model_problems.append(problem)
     previews = {t.name: preview_task(project, t, tokenizers.get(t.backbone)) for t in project.tasks}
+    from qarac_gui.core.limits import preflight_problems
+    model_problems += preflight_problems(project, tokenizers, previews)     # max_length, run length
     warnings = [w for p in previews.values() for w in p.warnings]
     notes = [line for p in previews.values() if (line := length_summary(p))]
     return model_problems + start_problems(project, previews), warnings, notes
@@ -291,6 +371,9 @@ def _tokenizer_of(name: str, cfg: BackboneConfig, root: Path) -> tuple[Any, str]
         return None, str(e)
     try:
         from transformers import AutoTokenizer
+        if not local:
+            from qarac_gui.core.hub import guard_hub_requests
+            guard_hub_requests()        # transformers' own retries on a stalled Hub take minutes
         return AutoTokenizer.from_pretrained(source, revision=cfg.revision or None, trust_remote_code=trusted), ""
     except Exception:
         return None, ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import shutil
@@ -14,8 +15,9 @@ from typing import Any
 
 from qarac_gui.core import paths
 from qarac_gui.core.config import Project, dumps_project
+from qarac_gui.core.disk import describe, write_failure
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.events import CallbackList, Emit, ExportDone, Progress, RunEnded, event_to_json
+from qarac_gui.core.events import CallbackList, Emit, ExportDone, Progress, RunEnded, RunStarted, event_to_json
 
 
 class RunStopped(Exception):
@@ -76,40 +78,166 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
     Errors a user can fix (UserError) end the run as "failed" with their message and are re-raised.
     """
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(project)
+    _check_run_dir(run_dir)
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} is not empty (it may hold another run); choose a new folder, or continue "
                         "a stopped run there with --resume")
-    if lr_scale <= 0 or not resume and lr_scale != 1.0:
-        raise UserError("a learning-rate scale needs --resume (it applies from a checkpoint on) and must be above 0")
+    if not math.isfinite(lr_scale) or lr_scale <= 0:
+        raise UserError(f"the learning-rate scale must be a number above 0, not {lr_scale!r} (e.g. --lr-scale 0.5)")
+    if not resume and lr_scale != 1.0:
+        raise UserError("a learning-rate scale needs --resume: it applies from a checkpoint on")
     if resume and not run_dir.is_dir():
         raise UserError(f"{run_dir} does not exist: there is no run to resume there")
     if resume and (run_dir / "export").exists():
         raise UserError(f"{run_dir} holds a finished run (its export exists): there is nothing to resume")
+    restart = False
     if resume:
         from qarac_gui.core.checkpoint import latest_checkpoint
         if latest_checkpoint(run_dir / "checkpoints")[0] is None:     # checked before anything is written there
-            raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new run instead")
+            if not started_without_checkpoint(run_dir):
+                raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new run instead")
+            if lr_scale != 1.0:
+                raise UserError(f"{run_dir} stopped before its first checkpoint: there is nothing to roll back to; "
+                                "continue it without a learning-rate scale, or lower optim.lr")
+            resume, restart = False, True
+        _check_same_project(project, run_dir)
     from qarac_gui.core.runs import lock_owner, lock_run, unlock_run
     if lock_owner(run_dir) not in (None, os.getpid()):
         raise UserError(f"{run_dir} is being trained by another process right now; wait for it or stop it first")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock_run(run_dir)
+    made = _make_run_dir(run_dir)
     try:
-        return _run_locked(project, emit, stop, run_dir, resume, min_log_interval, pause, lr_scale)
+        lock_run(run_dir)
+        if restart:             # what it logged belongs to steps no checkpoint kept
+            clear_unsaved_run(run_dir)
+        (run_dir / "project.toml").write_text(dumps_project(portable_copy(project)), encoding="utf-8")
+    except OSError as e:
+        if made:                    # nothing half-made is left where the user pointed
+            shutil.rmtree(made, ignore_errors=True)
+        else:
+            unlock_run(run_dir)
+        raise UserError(f"cannot write the run into {run_dir}: {describe(e)}; choose a folder on a disk with space "
+                        "that you may write to") from None
+    started = threading.Event()
+
+    def note_start(event: Any) -> None:
+        if isinstance(event, RunStarted):
+            started.set()
+    try:
+        return _run_locked(project, CallbackList(note_start, emit), stop, run_dir, resume, min_log_interval, pause,
+                           lr_scale, restart)
+    except UserError:
+        if made and not started.is_set():      # refused while setting up (model, data, limits): leave no folder
+            unlock_run(run_dir)
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     finally:
         unlock_run(run_dir)
 
 
+# What a checkpoint's tensors and stream positions depend on; the rest (steps, evaluation, checkpoints, export)
+# may change when a run is continued.
+RESUME_KEYS = ("backbones", "tasks", "train.mixing", "train.temperature", "train.seed", "train.epoch_task",
+               "optim.grad_accum")
+
+
+def _differences(a: Any, b: Any, where: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in list(a) + [k for k in b if k not in a]:
+            out += _differences(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and all(isinstance(x, dict) and "name" in x for x in a + b):
+        names = [x["name"] for x in a] + [x["name"] for x in b if x["name"] not in [y["name"] for y in a]]
+        by_a, by_b = {x["name"]: x for x in a}, {x["name"]: x for x in b}
+        return [d for n in names for d in _differences(by_a.get(n), by_b.get(n), f"{where}.{n}")]
+    if a == b or where.endswith((".data.train", ".data.validation")):   # moved files: the rows are compared
+        return []
+    if a is None:
+        return [f"{where} is not in the run but is here"]
+    if b is None:
+        return [f"{where} is in the run but not here"]
+    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
+        return [f"{where} differs"]
+    return [f"{where} is {a!r} in the run, {b!r} here"]
+
+
+def _check_same_project(project: Project, run_dir: Path) -> None:
+    """Continuing a run with another project would load its checkpoint into another model, or the same model onto
+    other data: say what differs, in words, before anything is written."""
+    from qarac_gui.core.build import ConfigError, to_dict
+    from qarac_gui.core.config import load_project
+    stored_path = run_dir / "project.toml"
+    if not stored_path.is_file():
+        return
+    try:
+        stored = load_project(stored_path, check=False)
+    except ConfigError as e:
+        raise UserError(f"the run's own project file cannot be read ({e}); this folder cannot be continued, start a "
+                        "new run") from None
+    mine, theirs = to_dict(stored), to_dict(portable_copy(project))
+    diffs = []
+    for key in RESUME_KEYS:
+        section, _, field_name = key.partition(".")
+        a, b = mine.get(section), theirs.get(section)
+        if field_name:
+            a, b = (a or {}).get(field_name), (b or {}).get(field_name)
+        diffs += _differences(a, b, key)
+    if diffs:
+        shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+        raise UserError(f"{run_dir} was trained with another project ({shown}); continue it with its own project "
+                        f"(qarac-train {stored_path} --resume --out {run_dir}) or start a new run")
+
+
+def started_without_checkpoint(run_dir: Path) -> bool:
+    """A run that stopped (a kill, a crash) before it wrote any checkpoint: its project and log, nothing else that
+    is kept. Continuing it starts it again from step 0 in the same folder."""
+    names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    from qarac_gui.core.runs import LOCK
+    return {"project.toml", "events.jsonl"} <= names <= {"project.toml", "events.jsonl", "checkpoints", LOCK}
+
+
+def clear_unsaved_run(run_dir: Path) -> None:
+    (run_dir / "events.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """Say what is wrong with a run folder that cannot be one, before anything is written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a folder; choose a new folder for the run")
+    for parent in run_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{run_dir} cannot be made: {parent} is a file, not a folder; choose another place "
+                                "for the run")
+            break
+
+
+def _make_run_dir(run_dir: Path) -> Path | None:
+    """Create the folder and any missing parents; returns the topmost folder made (None: it existed)."""
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if missing:
+            shutil.rmtree(missing[-1], ignore_errors=True)
+        raise UserError(f"cannot create the run folder {run_dir}: {describe(e)}; choose a folder on a disk with "
+                        "space that you may write to") from None
+    return missing[-1] if missing else None
+
+
 def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Path, resume: bool,
-                min_log_interval: float, pause: threading.Event | None, lr_scale: float) -> RunEnded:
+                min_log_interval: float, pause: threading.Event | None, lr_scale: float,
+                restart: bool = False) -> RunEnded:
     log = _EventLog(run_dir / "events.jsonl")
     emit = CallbackList(log, emit)
+    if restart:
+        emit(Progress("resume", "The run stopped before its first checkpoint; it starts again from step 0"))
     state = None                        # the trainer's counters, once built: a failure reports the step it hit
 
     def ending(reason: str, message: str) -> RunEnded:
         return RunEnded(state.step if state else 0, reason, message, str(run_dir))
     try:
-        (run_dir / "project.toml").write_text(dumps_project(portable_copy(project)), encoding="utf-8")
         from qarac_gui.core.engine import build_run
         trainee, state, started = build_run(project, run_dir, emit, stop, resume, lr_scale)
         emit(started)
@@ -164,9 +292,12 @@ def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emi
     try:
         folders, skipped, last = _export_into(work, project, trainee, state, emit)
         os.replace(work, out)
-    except OSError as e:
+    except Exception as e:
         shutil.rmtree(work, ignore_errors=True)
-        raise UserError(f"could not write the exported models into {run_dir}: {e.strerror or e}; free some space "
+        failure = write_failure(e, run_dir)
+        if failure is None:
+            raise
+        raise UserError(f"could not write the exported models into {run_dir}: {describe(failure)}; free some space "
                         "there and continue the run: it resumes from its final checkpoint and exports again") from e
     folders = {name: str(out / Path(folder).relative_to(work)) for name, folder in folders.items()}
     (run_dir / "metrics.json").write_text(json.dumps(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from qarac_gui.core.build import ConfigError
 from qarac_gui.core.config import OptimConfig, Project
+from qarac_gui.core.limits import MAX_STEPS
 
 
 def warmup_steps(optim: OptimConfig, total_steps: int) -> int:
@@ -62,14 +64,35 @@ def head_lr(optim: OptimConfig) -> float:
     return optim.head_lr or optim.lr
 
 
-def lr_curve(project: Project, total_steps: int) -> dict[str, list[float]]:
-    """The lr applied at optimiser steps 1..total_steps: for the encoder's top layer and for the heads."""
+# Points of a drawn lr plan: a chart is a few hundred pixels wide, and RunStarted carries the plan as the first
+# line of events.jsonl, which a 10^6-step run would otherwise make 36 MB long.
+CURVE_POINTS = 2000
+
+
+def curve_steps(total_steps: int, points: int = CURVE_POINTS, keep: tuple[int, ...] = ()) -> list[int]:
+    """The optimiser steps (1-based) a drawn plan is sampled at: every step of a short run; `points` evenly spread
+    steps of a long one, plus each step in `keep` and the one after it, where the curve jumps."""
+    if total_steps <= points:
+        return list(range(1, total_steps + 1))
+    stride = (total_steps - 1) / (points - 1)
+    steps = {1 + round(i * stride) for i in range(points)}
+    steps.update(s for k in keep for s in (k, k + 1) if 1 <= s <= total_steps)
+    return sorted(steps)
+
+
+def lr_curve(project: Project, total_steps: int, points: int = CURVE_POINTS,
+             keep: tuple[int, ...] = ()) -> dict[str, list]:
+    """The lr applied at optimiser steps `steps` (all of 1..total_steps, or a sample of a long run's): for the
+    encoder's top layer and for the heads. Its size is bounded whatever the run's length."""
     o = project.optim
     enc = group_factor(o, total_steps, is_head=False)
     heads = group_factor(o, total_steps, is_head=True)
+    warm = warmup_steps(o, total_steps)
+    steps = curve_steps(total_steps, points, (warm, o.head_warmup_steps, *keep))
     return {
-        "encoder": [o.lr * enc(done) for done in range(total_steps)],
-        "heads": [head_lr(o) * heads(done) for done in range(total_steps)],
+        "steps": steps,
+        "encoder": [o.lr * enc(step - 1) for step in steps],
+        "heads": [head_lr(o) * heads(step - 1) for step in steps],
     }
 
 
@@ -107,4 +130,8 @@ def plan_run(project: Project, sizes: dict[str, int]) -> RunPlan:
         # task each; an epoch of the chosen task therefore takes batches / (accum * its share of draws).
         share = 1.0 if all_tasks else task_probabilities(project, sizes)[epoch_task]
         total = max(1, math.ceil(tr.epochs * batches[epoch_task] / (accum * share)))
+        if total > MAX_STEPS:
+            raise ConfigError(f"train.epochs: {tr.epochs:g} epochs of {epoch_task} ({total / tr.epochs:.3g} steps "
+                              f"each) are {total} optimiser steps, more than the {MAX_STEPS} this app plans; "
+                              f"lower train.epochs to {MAX_STEPS * tr.epochs / total:.3g} or less")
     return RunPlan(total, batches, epoch_task, accum * (len(batches) if all_tasks else 1))

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from qarac_gui.core.config import TaskConfig
-from qarac_gui.core.data import DataError, feature_names, split_labels
+from qarac_gui.core.data import DataError, feature_names, file_row, first_bad_value, is_held_out, split_labels
 
 # Columns kept beside the encoder inputs only for evaluation (span QA needs them to turn logits into text).
 EVAL_ONLY = ("offset_mapping", "context", "answer_texts")
@@ -79,21 +79,22 @@ def _prefixed(batch: Any, prefix: str) -> dict:
     return {prefix + k: v for k, v in batch.items()}
 
 
+class BadRow(DataError):
+    """A row the head cannot take, found while tokenising; `tokenize` names its row in the file."""
+
+    def __init__(self, task: TaskConfig, position: int, problem: str) -> None:
+        super().__init__(f"task {task.name}: row {position + 1}, {problem}")
+        self.position, self.problem = position, problem
+
+
 def make_encode_fn(task: TaskConfig, tokenizer: Any, labels: list[str], split: str,
                    declared: list[str] | None = None):
-    """The batched map function for one task kind; raises DataError naming the bad row's value.
+    """The batched map function (with indices) for one task kind; raises DataError naming the bad row's value.
 
     `declared`: the class names a dataset declares for its label column, whose integer values index them.
     """
     d, kind, max_len = task.data, task.head.kind, task.max_length
     index = {name: i for i, name in enumerate(labels)}
-
-    def texts(batch: dict, column: str) -> list[str]:
-        values = batch[column]
-        for v in values:
-            if not isinstance(v, str):
-                raise DataError(f"task {task.name}: column {column!r} must hold text, found {v!r}")
-        return values
 
     def label_id(value: Any) -> int:
         if declared and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(declared):
@@ -104,18 +105,22 @@ def make_encode_fn(task: TaskConfig, tokenizer: Any, labels: list[str], split: s
                             f"({', '.join(labels)}); add it to head.labels or fix the row")
         return index[key]
 
-    def encode(batch: dict) -> dict:
+    def encode(batch: dict, indices: list[int]) -> dict:
+        # The same check as the preview's, so the run refuses exactly the rows the task report named.
+        bad = first_bad_value(task, batch)
+        if bad is not None:
+            raise BadRow(task, indices[bad[0]], bad[1])
         if kind == "token_classification":
             return _encode_tags(task, tokenizer, batch, label_id)
         if kind == "span_qa":
             return _encode_span(task, tokenizer, batch, keep_eval=(split == "valid"))
         if kind == "similarity":
-            out = _prefixed(tokenizer(texts(batch, d.text), truncation=True, max_length=max_len), "")
-            out.update(_prefixed(tokenizer(texts(batch, d.text_pair), truncation=True, max_length=max_len), "b_"))
+            out = _prefixed(tokenizer(batch[d.text], truncation=True, max_length=max_len), "")
+            out.update(_prefixed(tokenizer(batch[d.text_pair], truncation=True, max_length=max_len), "b_"))
             out["labels"] = [_score(task, v, -1.0, 1.0) for v in batch[d.label]]
             return out
-        pair = texts(batch, d.text_pair) if d.text_pair else None
-        out = dict(tokenizer(texts(batch, d.text), pair, truncation=True, max_length=max_len,
+        pair = batch[d.text_pair] if d.text_pair else None
+        out = dict(tokenizer(batch[d.text], pair, truncation=True, max_length=max_len,
                              return_special_tokens_mask=(kind == "masked_lm")))
         if kind == "classification":
             out["labels"] = [label_id(v) for v in batch[d.label]]
@@ -148,17 +153,11 @@ def _score(task: TaskConfig, value: Any, low: float = -math.inf, high: float = m
 
 
 def _encode_tags(task: TaskConfig, tokenizer: Any, batch: dict, label_id) -> dict:
-    words = batch[task.data.text]
-    for w in words:
-        if not isinstance(w, list):
-            raise DataError(f"task {task.name}: column {task.data.text!r} must hold lists of words for token "
-                            f"classification, found {w!r}")
+    words = batch[task.data.text]               # lists of words, as many as tags: checked by first_bad_value
     enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=task.max_length)
     out = dict(enc)
     out["labels"] = []
     for i, tags in enumerate(batch[task.data.label]):
-        if len(tags) != len(words[i]):
-            raise DataError(f"task {task.name}: a row has {len(words[i])} words but {len(tags)} tags")
         previous, row = None, []
         for word in enc.word_ids(i):
             # Only a word's first sub-token is labelled; the rest are ignored by the loss and the metric.
@@ -196,10 +195,8 @@ def _encode_span(task: TaskConfig, tokenizer: Any, batch: dict, keep_eval: bool)
 
 
 def _answers(task: TaskConfig, value: Any) -> tuple[list[str], list[int]]:
-    """SQuAD-style {"text": [...], "answer_start": [...]}."""
-    if not isinstance(value, dict) or "text" not in value or "answer_start" not in value:
-        raise DataError(f"task {task.name}: column {task.data.label!r} must hold SQuAD-style answers "
-                        f'{{"text": [...], "answer_start": [...]}}, found {value!r}')
+    """SQuAD-style {"text": [...], "answer_start": [...]}, each text at its start in the context: checked by
+    first_bad_value."""
     return list(value["text"]), [int(s) for s in value["answer_start"]]
 
 
@@ -207,14 +204,16 @@ def tokenize(task: TaskConfig, tokenizer: Any, labels: list[str], ds: Any, split
     """Tokenise a split once; `datasets` caches the result by fingerprint, so a rerun reads it from disk."""
     encode = make_encode_fn(task, tokenizer, labels, split, feature_names(ds, task.data.label))
     try:
-        return ds.map(encode, batched=True, remove_columns=ds.column_names,
+        return ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names,
                       desc=f"Tokenising {task.name} ({split})")
-    except DataError:
-        raise
     except Exception as e:
         inner = e
-        while inner.__cause__ or inner.__context__:
+        while not isinstance(inner, DataError) and (inner.__cause__ or inner.__context__):
             inner = inner.__cause__ or inner.__context__
-            if isinstance(inner, DataError):
-                raise inner from None
+        if isinstance(inner, BadRow):
+            # Rows are named as in the file, as the preview names them; held-out rows are rows of the training file.
+            what = "validation data" if split == "valid" and not is_held_out(ds) else "training data"
+            raise DataError(f"task {task.name}: {what}, row {file_row(ds, inner.position)}, {inner.problem}") from None
+        if isinstance(inner, DataError):
+            raise inner from None
         raise DataError(f"task {task.name}: tokenising the {split} data failed: {e}") from e

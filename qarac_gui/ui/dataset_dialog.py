@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core import hub_data
+from qarac_gui.core import hub, hub_data
 from qarac_gui.ui.widgets import row_table, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 
@@ -97,6 +97,7 @@ class DatasetDialog(QDialog):
     def start_search(self) -> None:
         query, endpoint, size = self.query.text().strip(), self.endpoint, self.page_size
         self.status.setText("Searching…")
+        hub.forget_hub_failures()           # the user asks again: ask the Hub again, even right after a failure
 
         def search():
             s = hub_data.DatasetSearch(query, page_size=size, endpoint=endpoint)

@@ -182,6 +182,7 @@ class HubDialog(QDialog):
         endpoint, token, size = self.endpoint, self.token, self.page_size
         self.status.setText("Searching…")
         self.search_button.setEnabled(False)
+        hub.forget_hub_failures()           # the user asks again: ask the Hub again, even right after a failure
 
         def search():
             s = hub.ModelSearch(query, pipeline_tag=task, library=library, language=language, sort=sort,
@@ -253,6 +254,7 @@ class HubDialog(QDialog):
         endpoint, token = self.endpoint, self.token
         pickle, cache_dir, cancel = self.allow_pickle.isChecked(), self.cache_dir, self._cancel
         cancel.clear()
+        hub.forget_hub_failures()
         self._progress = hub.DownloadProgress(total=self.details.download_size if self.details else 0)
 
         def track(state: hub.DownloadProgress) -> None:

@@ -70,6 +70,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self._steps_done_here = 0
         self._first_step = 0
         self._close_after_run = False
+        self._terminating = False
 
         self.model_panel = ModelPanel(self.document)
         self.tasks_panel = TasksPanel(self.document)
@@ -369,7 +370,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         if isinstance(result, Failure):
             self.run_panel.set_status(f"Failed: {result.message}")
             self.log.add(result.message, "error", "" if result.user_error else result.details)
-            show_error(self, "The run failed", result.message, result.details)
+            show_error(self, "The run failed", result.shown, "" if result.user_error else result.details)
         elif isinstance(result, list):            # the batch-size probe's findings
             self.run_panel.set_status("Batch sizes measured")
             offer_batch_sizes(self, self.document, result)
@@ -464,6 +465,17 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     # --- closing --------------------------------------------------------------------------------------------
+    def terminate(self) -> None:
+        """The system asked the app to end (SIGTERM): stop a run with a checkpoint and close without asking;
+        unsaved edits stay in the autosave, which the next start offers to recover."""
+        self._terminating = True
+        self._close_after_run = True
+        if self.controller.running:
+            self.log.add("Asked to quit by the system: stopping the run after this step with a checkpoint")
+            self.stop_run()
+        else:
+            self.close()
+
     def closeEvent(self, event) -> None:
         if self.controller.running:
             if not self._close_after_run:
@@ -479,7 +491,10 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
                 self.stop_run()
             event.ignore()                  # closes for real once the run has ended
             return
-        if not self.confirm_discard():
+        if self._terminating:
+            if self.document.dirty:
+                self.autosave()
+        elif not self.confirm_discard():
             self._close_after_run = False
             event.ignore()
             return

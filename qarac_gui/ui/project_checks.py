@@ -4,7 +4,6 @@ the heads' sizes, the lr plan and what blocks Start. All reading happens in back
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -53,6 +52,7 @@ class ProjectChecks(QObject):
         self.encoder: Any = None
         self.model_error = ""
         self.model_spec = ""
+        self.model_backbone = "encoder"
         self.previews: dict[str, TaskPreview] = {}
         self.pending: set[str] = set()
         self._keys: dict[str, tuple] = {}
@@ -100,6 +100,7 @@ class ProjectChecks(QObject):
         if not self.model_spec:
             return
         name = "encoder" if "encoder" in project.backbones else next(iter(project.backbones))
+        self.model_backbone = name
         parent = self.parent()
         code_consent.confirm(parent if isinstance(parent, QWidget) else None, project, [name])
         self.model_loading.emit(project.backbones[name].model)
@@ -122,17 +123,12 @@ class ProjectChecks(QObject):
 
     def _fetch_hub_data(self, task) -> None:
         """Runs in the job's thread; the signal crosses to the window's thread by itself (a queued connection)."""
-        from qarac_gui.core.hub import HubError
-        from qarac_gui.core.hub_data import download_message, fetch_task_data
+        from qarac_gui.core.hub import HubError, download_message, throttled
+        from qarac_gui.core.hub_data import fetch_task_data
         d = task.data
-        shown = [0.0]
-
-        def report(p) -> None:
-            if time.monotonic() - shown[0] >= 0.2 or p.done >= p.total:
-                shown[0] = time.monotonic()
-                self.download_progress.emit(download_message(d.hub, p))
         try:
-            fetch_task_data(d, progress=report)
+            fetch_task_data(d, progress=throttled(lambda p: self.download_progress.emit(download_message(d.hub, p)),
+                                                  0.2))
         except HubError as e:          # the preview reads the dataset next and reports the problem in its words
             self.download_progress.emit(f"{d.hub}: {e}")
 
@@ -206,6 +202,10 @@ class ProjectChecks(QObject):
     def _update_problems(self) -> None:
         project = self.document.project
         problems = start_problems(project, self.previews, self.model_error)
+        if self.encoder is not None:     # the loaded backbone's position limit, known without a run
+            from qarac_gui.core.limits import max_length_problems
+            name = self.model_backbone
+            problems += max_length_problems(project, {name: self.encoder.config}, {name: self.tokenizer})
         waiting = [t.name for t in project.tasks if t.name in self.pending or t.name not in self.previews]
         if waiting and not problems:
             problems = [f"reading the data of {', '.join(waiting)}…"]

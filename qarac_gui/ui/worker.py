@@ -26,6 +26,18 @@ class Failure:
         self.message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         self.details = "".join(traceback.format_exception(error))
         self.user_error = isinstance(error, UserError)
+        self.log = None
+        if not self.user_error and not isinstance(error, KeyboardInterrupt):
+            from qarac_gui.core.bug_report import record
+            self.log = record(error, "the window's background work")
+
+    @property
+    def shown(self) -> str:
+        """The words for a dialog: a user error as it is; a bug said to be one, with where its details are."""
+        if self.user_error:
+            return self.message
+        where = f" (the details are also in {self.log})" if self.log else ""
+        return f"{self.message}\n\nThis is a bug in qarac_gui{where}; please report it."
 
 
 class _Worker(QObject):

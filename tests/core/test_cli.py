@@ -205,6 +205,27 @@ def test_a_task_named_full_does_not_fail_after_training(tmp_path, tiny_bert, cap
     assert code == 0 or "tasks.full" in err          # either it exports, or it is refused up front
 
 
+@pytest.mark.bug_report
+def test_an_unforeseen_error_is_called_a_bug_and_its_details_go_to_the_bug_log(tmp_path, tiny_bert, capsys,
+                                                                            monkeypatch):
+    from qarac_gui.core import bug_report, engine
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a slip in the engine")
+    monkeypatch.setattr(engine, "build_run", broken)
+    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app"))
+    project = _project_file(tmp_path, tiny_bert)
+    assert main([str(project), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    log = tmp_path / "app" / "errors.log"
+    assert (f"error: unexpected ZeroDivisionError: a slip in the engine (a bug in qarac_gui: details in {log}; run "
+            "again with --debug to see them here)") in err
+    assert "Traceback" not in err
+    text = log.read_text(encoding="utf-8")
+    assert "in qarac-train ---" in text and "Traceback" in text and "in broken" in text
+    assert bug_report.log_path() == log
+
+
 def test_the_terminal_printer_writes_to_the_current_stderr(capsys):
     cli.TerminalPrinter()(RunEnded(3, "completed", "", "somewhere"))
     assert "Run completed at step 3" in capsys.readouterr().err

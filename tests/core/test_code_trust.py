@@ -46,7 +46,7 @@ def test_unanswered_repository_code_is_not_run(code_model, answers):
     with pytest.raises(CodeNotAllowed) as info:
         load_backbone(_cfg(folder), folder.parent)
     message = str(info.value)
-    assert f"backbones.encoder: the project sets trust_remote_code = true" in message
+    assert "backbones.encoder: the project sets trust_remote_code = true" in message
     assert str(folder) in message and "has not been allowed" in message and "answer Yes" in message
     assert not marker.exists()
 

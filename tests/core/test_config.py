@@ -533,7 +533,7 @@ def test_a_missing_file(tmp_path):
 
 
 def test_a_folder_is_not_a_project_file(tmp_path):
-    with pytest.raises(ConfigError, match="no such project file"):
+    with pytest.raises(ConfigError, match="is a folder, not a project file; choose the file itself"):
         load_project(tmp_path)
 
 

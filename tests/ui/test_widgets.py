@@ -137,6 +137,7 @@ def test_run_events_arrive_in_order(qtbot):
     assert running == [True, False] and not rc.running
 
 
+@pytest.mark.bug_report
 def test_run_exception_becomes_failure(qtbot):
     rc = RunController()
 
@@ -205,6 +206,7 @@ def test_event_flood_is_coalesced(qtbot):
 
 # ---------------------------------------------------------------- JobRunner
 
+@pytest.mark.bug_report
 def test_job_result_and_failure(qtbot):
     jobs = JobRunner()
     busy, results = [], []

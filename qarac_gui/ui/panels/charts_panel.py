@@ -93,9 +93,11 @@ class ChartsPanel(QWidget):
                 self.planned = event.lr_curve
             for name, style in (("encoder", "#3b82f6"), ("heads", "#f59e0b")):
                 curve = event.lr_curve.get(name, [])
+                # a long run's plan is a sample of its steps; older logs hold every step from 1 and no "steps"
+                steps = event.lr_curve.get("steps") or range(1, len(curve) + 1)
                 planned = f"{prefix}planned {name}"
                 self.lr.add_series(planned, pg.mkColor(style), dashed=True, alpha=140)
-                self.lr.set_data(planned, range(1, len(curve) + 1), curve)
+                self.lr.set_data(planned, steps, curve)
                 self.lr.add_series(f"{prefix}applied {name}", pg.mkColor(style), width=2)
         elif isinstance(event, StepLogged):
             for task, loss in event.task_losses.items():

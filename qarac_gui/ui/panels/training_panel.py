@@ -6,6 +6,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QFormLayout, QGridLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from qarac_gui.core.config import MIXING, PRECISIONS, SCHEDULERS
+from qarac_gui.core.limits import MAX_STEPS
 from qarac_gui.ui.charts import LiveChart
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder
@@ -100,7 +101,7 @@ class TrainingPanel(QScrollArea):
             ("Heads-only steps", b.integer("optim.head_warmup_steps", t["optim.head_warmup_steps"], 0, 10**8)),
         ])
         group("Length and mixing", [
-            ("Steps", b.integer("train.max_steps", t["train.max_steps"], 0, 10**9, "use epochs")),
+            ("Steps", b.integer("train.max_steps", t["train.max_steps"], 0, MAX_STEPS, "use epochs")),
             ("Epochs", b.number("train.epochs", t["train.epochs"], 0.0, 1e6)),
             ("Mixing", b.choice("train.mixing", [(m, m.replace("_", " ")) for m in MIXING], t["train.mixing"])),
             ("Temperature", b.number("train.temperature", t["train.temperature"], 0.01, 100.0)),
@@ -141,7 +142,8 @@ class TrainingPanel(QScrollArea):
     def show_lr_preview(self, curves: dict[str, list[float]] | None, note: str) -> None:
         for name in ("encoder", "heads"):
             values = (curves or {}).get(name, [])
-            self.lr_chart.set_data(name, range(1, len(values) + 1), values)
+            steps = (curves or {}).get("steps") or range(1, len(values) + 1)    # long plans come sampled
+            self.lr_chart.set_data(name, steps, values)
         self.lr_chart.flush()
         self.lr_chart.getPlotItem().enableAutoRange()
         self.plan_label.setText(note)
