@@ -109,3 +109,24 @@ def test_a_no_while_ticking_the_box_unticks_it(qtbot, prompts, tmp_path, tiny_be
     assert not w.document.project.backbones["encoder"].trust_remote_code
     assert not marker.exists()
     _close(w)
+
+
+def test_a_module_named_as_a_package_model_is_never_imported_by_the_window(qtbot, prompts, tmp_path, tiny_bert,
+                                                                          monkeypatch):
+    marker = tmp_path / "MARKER"
+    (tmp_path / "evil_model.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "def get_model_path():\n    return '.'\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))        # as `python -m qarac_gui` started from this folder would
+    raw = project_dict(tiny_bert, tmp_path / "data", ["classification"])
+    raw["backbones"]["encoder"]["model"] = "package:evil_model"
+    path = tmp_path / "p.toml"
+    path.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    w = MainWindow()
+    w.show()
+    with qtbot.waitSignal(w.checks.model_failed, timeout=LONG) as failed:
+        assert w.open_project(path, ask=False)
+    assert "'evil_model' is not an installed model package, so it was not imported" in failed.args[0]
+    assert prompts.asked == [] and not marker.exists()
+    _close(w)
