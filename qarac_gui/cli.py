@@ -110,7 +110,7 @@ def _jsonl(event) -> None:
 
 
 def _find_batch_size(project, stop: threading.Event) -> int:
-    from qarac_gui.core.memory import probe_batches
+    from qarac_gui.core.probe import probe_batches
     for fit in probe_batches(project, TerminalPrinter(), stop):
         verdict = (f"batches of up to {fit.largest} rows fit" if fit.largest else "not even one row fits")
         print(f"{fit.task}: {verdict} (longest row {fit.tokens} tokens; the project sets {fit.configured})")
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         printer = _jsonl if args.jsonl else TerminalPrinter()
         if not args.resume:
             from qarac_gui.core.engine import fetch_hub_data
-            from qarac_gui.core.preview import preflight
+            from qarac_gui.core.preflight import preflight
             fetch_hub_data(project, printer, stop)        # with progress, before the checks read the data
             problems, warnings, notes = preflight(project)   # the GUI's pre-Start checks, before any training
             for note in notes:

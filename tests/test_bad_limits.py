@@ -106,7 +106,7 @@ def test_a_max_length_at_the_models_limit_trains(tmp_path, tiny_bert, tiny_rober
     pytest.param({"model_type": "t5", "d_model": 512}, None, id="no-position-table"),
 ])
 def test_the_position_limit_follows_the_architecture(config, limit):
-    from qarac_gui.core.limits import position_limit
+    from qarac_gui.core.positions import position_limit
     found = position_limit(config)
     assert (found[0] if found else None) == limit
 

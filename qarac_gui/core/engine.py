@@ -20,13 +20,13 @@ from qarac_gui.core.checkpoint import (
 )
 from qarac_gui.core.config import Project
 from qarac_gui.core.data import infer_labels, load_splits
-from qarac_gui.core.errors import UserError
+from qarac_gui.core.errors import RunStopped, UserError
 from qarac_gui.core.evaluation import METRICS_OF_KIND, default_monitor
 from qarac_gui.core.events import Emit, Progress, RunStarted
 from qarac_gui.core.guard import scale_lr
 from qarac_gui.core.hub import DownloadCancelled
-from qarac_gui.core.limits import check_max_lengths
 from qarac_gui.core.model import MultiTaskModel, apply_freezing, param_groups, pick_device
+from qarac_gui.core.positions import check_max_lengths
 from qarac_gui.core.sampling import TaskStream
 from qarac_gui.core.schedule import group_factor, lr_curve, plan_run, task_probabilities
 from qarac_gui.core.tasks import TaskData, tokenize
@@ -58,7 +58,6 @@ def started_event(trainee: Trainee, run_dir: Path, start_step: int, removed: dic
 
 def _check_stop(stop: threading.Event) -> None:
     if stop.is_set():
-        from qarac_gui.core.run import RunStopped
         raise RunStopped()
 
 
@@ -108,7 +107,6 @@ def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
     try:
         got = fetch_task_data(d, progress=download_reporter(d.hub, emit), cancel=stop)
     except DownloadCancelled:
-        from qarac_gui.core.run import RunStopped
         raise RunStopped() from None
     except HubDown as e:        # datasets would be refused at once too, in its own words: say it in ours
         raise UserError(f"task {task.name}: {e}") from None
@@ -198,8 +196,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
             loaded[name] = load_backbone(cfg, project.root, name=name, progress=download_reporter(cfg.model, emit),
                                          cancel=stop)
         except DownloadCancelled:
-            from qarac_gui.core.run import RunStopped
-            raise RunStopped() from None
+                raise RunStopped() from None
     tokenizers = {n: b.tokenizer for n, b in loaded.items()}
     # Longer rows than the position embeddings fail mid-forward, after all the tokenising: refuse them first.
     check_max_lengths(project, {n: b.model.config for n, b in loaded.items()}, tokenizers)

@@ -1,26 +1,26 @@
-"""Running out of GPU memory: continue with smaller micro-batches, and find the largest batches that fit."""
+"""Running out of GPU memory in the middle of a run: continue with smaller micro-batches."""
 
 from __future__ import annotations
 
-import tempfile
-import threading
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import Emit, Progress
 
+if TYPE_CHECKING:               # the loop imports this module: its types only, for the signatures
+    from qarac_gui.core.checkpoint import TrainState
+    from qarac_gui.core.trainer import Trainee
 
-def free_memory(t: Any) -> None:
+
+def free_memory(t: Trainee) -> None:
     t.optimizer.zero_grad(set_to_none=True)
     if t.device.type == "cuda":
         torch.cuda.empty_cache()
 
 
-def split_after_oom(t: Any, state: Any, step: int, draws: list, emit: Emit) -> None:
+def split_after_oom(t: Trainee, state: TrainState, step: int, draws: list, emit: Emit) -> None:
     """After an out-of-memory error: cut every batch into twice as many micro-batches and redo the step.
 
     The rows of the step stay the same and the gradients are scaled to the whole batch, so the effective batch
@@ -37,78 +37,3 @@ def split_after_oom(t: Any, state: Any, step: int, draws: list, emit: Emit) -> N
     emit(Progress("memory", f"Out of {t.device.type.upper()} memory at step {step}: continuing with micro-batches "
                             f"of at most {rows} rows (each batch in {state.micro_split} parts); the effective "
                             "batch and the learning-rate schedule stay the same"))
-
-
-# Device types on which running out of memory raises an error that can be caught (the CPU swaps instead).
-CATCHABLE = ("cuda",)
-PROBE_CAP = 4096
-
-
-@dataclass(frozen=True)
-class BatchFit:
-    task: str
-    configured: int
-    largest: int                # 0: not even one row fits
-    tokens: int                 # the longest row's length, which every probe batch was made of
-
-
-def probe_batches(project: Any, emit: Emit, stop: threading.Event) -> list[BatchFit]:
-    """For every task, the largest batch of its longest training rows whose forward and backward pass fit.
-
-    Batches double from the configured size until one fails (or halve until one fits); the model's weights and
-    every random state are left as they were.
-    """
-    from qarac_gui.core.engine import build_run
-    t, _, _ = build_run(project, Path(tempfile.gettempdir()) / "qarac-gui-probe", emit, stop, resume=False)
-    if t.device.type not in CATCHABLE:
-        raise UserError(f"finding the largest batch needs a GPU: on the {t.device.type.upper()} running out of "
-                        "memory raises no error to find (the system swaps instead)")
-    rng = torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-    t.model.train()
-    try:
-        return [_probe_task(t, task, emit, stop) for task in project.tasks]
-    finally:
-        free_memory(t)
-        torch.set_rng_state(rng[0])
-        if rng[1] is not None:
-            torch.cuda.set_rng_state_all(rng[1])
-
-
-def _probe_task(t: Any, task: Any, emit: Emit, stop: threading.Event) -> BatchFit:
-    data = t.tasks[task.name]
-    lengths = [len(x) for x in data.train["input_ids"]]
-    if "b_input_ids" in data.train.column_names:
-        lengths = [a + len(b) for a, b in zip(lengths, data.train["b_input_ids"])]
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    cap = min(len(order), PROBE_CAP)
-
-    def fits(size: int) -> bool:
-        if stop.is_set():
-            raise UserError("the batch probe was stopped before it finished")
-        emit(Progress("probe", f"{task.name}: trying {size} rows of {lengths[order[0]]} tokens"))
-        ok = _try_batch(t, task.name, data, order[:size])
-        free_memory(t)
-        return ok
-    size = min(task.batch_size, cap)
-    if fits(size):
-        while size < cap and fits(min(2 * size, cap)):
-            size = min(2 * size, cap)
-    else:
-        while size > 1:
-            size //= 2
-            if fits(size):
-                break
-        else:
-            size = 0
-    return BatchFit(task.name, task.batch_size, size, lengths[order[0]] if order else 0)
-
-
-def _try_batch(t: Any, name: str, data: Any, rows: list[int]) -> bool:
-    try:
-        batch = {k: v.to(t.device) for k, v in data.collate(data.train[rows]).items()}
-        with t.autocast():
-            loss = t.model(name, batch).loss
-        (t.scaler.scale(loss) if t.scaler else loss).backward()
-    except torch.OutOfMemoryError:
-        return False
-    return True

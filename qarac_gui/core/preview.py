@@ -6,10 +6,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.config import BackboneConfig, Project, TaskConfig, validate
+from qarac_gui.core.config import Project, TaskConfig, validate
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.head_kinds import HEAD_KINDS
 
@@ -18,41 +17,6 @@ LENGTH_SAMPLE = 1000           # rows tokenised to estimate truncation; enough f
 LENGTH_BOUND = 2               # rows are counted up to this many times max_length tokens
 CHARS_PER_TOKEN = 32           # more characters than one token of a usual vocabulary spans
 LABELLED = ("classification", "multilabel", "token_classification")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    spec: str
-    source: str
-    architecture: str            # as saved, e.g. BertForSequenceClassification
-    model_type: str
-    parameters: int
-    hidden_size: int
-    layers: int
-    vocab_size: int
-    max_positions: int
-    removed: str                 # the head that will be dropped, "" when there is none
-
-
-def describe_model(cfg: BackboneConfig, root: Path, cache_dir: str | None = None) -> tuple[ModelInfo, Any]:
-    """Load the base model once to report what it is; returns (facts, its tokenizer)."""
-    from qarac_gui.core.backbone import load_backbone
-    loaded = load_backbone(cfg, root, cache_dir)
-    return model_info(cfg.model, loaded), loaded.tokenizer
-
-
-def model_info(spec: str, loaded: Any) -> ModelInfo:
-    """The facts of a LoadedBackbone."""
-    from qarac_gui.core.backbone import encoder_layers
-    config = loaded.model.config
-    return ModelInfo(
-        spec=spec, source=loaded.source, architecture=loaded.architecture, model_type=config.model_type,
-        parameters=sum(p.numel() for p in loaded.model.parameters()),
-        hidden_size=int(getattr(config, "hidden_size", 0) or 0),
-        layers=len(encoder_layers(loaded.model)) or int(getattr(config, "num_hidden_layers", 0) or 0),
-        vocab_size=int(getattr(config, "vocab_size", 0) or 0),
-        max_positions=int(getattr(config, "max_position_embeddings", 0) or 0),
-        removed=loaded.removed)
 
 
 @dataclass(frozen=True)
@@ -326,54 +290,3 @@ def start_problems(project: Project, previews: dict[str, TaskPreview], model_err
         if preview is not None:
             problems.extend(preview.errors)
     return problems
-
-
-def head_parameters(project: Project, encoder: Any, labels: dict[str, list[str]]) -> dict[str, int]:
-    """Parameters each task's head adds to the shared encoder, built exactly as a run builds them."""
-    from qarac_gui.core.heads import build_head, own_parameters
-    counts = {}
-    for task in project.tasks:
-        if task.head.kind not in HEAD_KINDS:
-            continue
-        n = len(labels.get(task.name) or task.head.labels) or 2
-        counts[task.name] = own_parameters(build_head(task.head, encoder, n), encoder)
-    return counts
-
-
-def preflight(project: Project) -> tuple[list[str], list[str], list[str]]:
-    """(errors, warnings, notes) of every task, read before a run starts: the checks the GUI shows in its report,
-    and the notes a summary of token lengths."""
-    from datasets.utils.logging import disable_progress_bar
-    disable_progress_bar()              # the caller reports; datasets' own bars would garble a terminal
-    tokenizers: dict[str, Any] = {}
-    model_problems: list[str] = []
-    for name, cfg in project.backbones.items():
-        tokenizers[name], problem = _tokenizer_of(name, cfg, project.root)
-        if problem:
-            model_problems.append(problem)
-    previews = {t.name: preview_task(project, t, tokenizers.get(t.backbone)) for t in project.tasks}
-    from qarac_gui.core.limits import preflight_problems
-    model_problems += preflight_problems(project, tokenizers, previews)     # max_length, run length
-    warnings = [w for p in previews.values() for w in p.warnings]
-    notes = [line for p in previews.values() if (line := length_summary(p))]
-    return model_problems + start_problems(project, previews), warnings, notes
-
-
-def _tokenizer_of(name: str, cfg: BackboneConfig, root: Path) -> tuple[Any, str]:
-    """(the backbone's tokenizer alone, no weights, for the truncation check; a problem that stops the run before
-    anything is written). The tokenizer is None when it cannot be read here: the run then says why."""
-    from qarac_gui.core.backbone import resolve_source
-    from qarac_gui.core.code_trust import remote_code_allowed
-    try:    # where the model is and whether its code may run: cheap, and refused before a run folder exists
-        source, local = resolve_source(cfg.model, root)
-        trusted = remote_code_allowed(name, cfg.trust_remote_code, source, local, cfg.revision)
-    except UserError as e:
-        return None, str(e)
-    try:
-        from transformers import AutoTokenizer
-        if not local:
-            from qarac_gui.core.hub import guard_hub_requests
-            guard_hub_requests()        # transformers' own retries on a stalled Hub take minutes
-        return AutoTokenizer.from_pretrained(source, revision=cfg.revision or None, trust_remote_code=trusted), ""
-    except Exception:
-        return None, ""

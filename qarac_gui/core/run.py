@@ -16,12 +16,8 @@ from typing import Any
 from qarac_gui.core import paths
 from qarac_gui.core.config import Project, dumps_project
 from qarac_gui.core.disk import describe, write_failure
-from qarac_gui.core.errors import UserError
+from qarac_gui.core.errors import RunStopped, UserError
 from qarac_gui.core.events import CallbackList, Emit, ExportDone, Progress, RunEnded, RunStarted, event_to_json
-
-
-class RunStopped(Exception):
-    """The user stopped the run before training began."""
 
 
 def new_run_dir(project: Project, runs: Path | None = None) -> Path:

@@ -391,7 +391,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
 
     def find_batch_sizes(self) -> None:
         """Run the engine's memory probe like a run (progress in the run panel, Stop works)."""
-        from qarac_gui.core.memory import probe_batches
+        from qarac_gui.core.probe import probe_batches
         if self.controller.running or self.checks.problems:
             self.log.add("Cannot probe batch sizes now: " + ("a run is in progress" if self.controller.running
                                                               else "; ".join(self.checks.problems)), "error")

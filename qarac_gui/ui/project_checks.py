@@ -10,7 +10,8 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
 from qarac_gui.core.config import Project
-from qarac_gui.core.preview import ModelInfo, TaskPreview, head_parameters, model_info, preview_task, start_problems
+from qarac_gui.core.model_info import ModelInfo, head_parameters, model_info
+from qarac_gui.core.preview import TaskPreview, preview_task, start_problems
 from qarac_gui.core.schedule import lr_curve, plan_run
 from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
@@ -203,7 +204,7 @@ class ProjectChecks(QObject):
         project = self.document.project
         problems = start_problems(project, self.previews, self.model_error)
         if self.encoder is not None:     # the loaded backbone's position limit, known without a run
-            from qarac_gui.core.limits import max_length_problems
+            from qarac_gui.core.positions import max_length_problems
             name = self.model_backbone
             problems += max_length_problems(project, {name: self.encoder.config}, {name: self.tokenizer})
         waiting = [t.name for t in project.tasks if t.name in self.pending or t.name not in self.previews]

@@ -88,23 +88,23 @@ def test_when_not_even_one_row_fits_the_run_fails_with_what_to_change(tmp_path, 
 
 def test_the_batch_probe_finds_the_largest_batch_of_the_longest_rows_and_leaves_the_model_alone(
         tmp_path, tiny_bert, monkeypatch):
-    from qarac_gui.core import memory
+    from qarac_gui.core import probe
     raw = project_dict(tiny_bert, tmp_path / "data", ["classification", "similarity"])
     project = parse_project(raw, tmp_path)
     with pytest.raises(UserError, match="needs a GPU: on the CPU running out of memory raises no error"):
-        memory.probe_batches(project, lambda e: None, threading.Event())
+        probe.probe_batches(project, lambda e: None, threading.Event())
 
-    monkeypatch.setattr(memory, "CATCHABLE", ("cuda", "cpu"))      # treat the CPU like a GPU, errors injected
+    monkeypatch.setattr(probe, "CATCHABLE", ("cuda", "cpu"))      # treat the CPU like a GPU, errors injected
     ran = out_of_memory_above(monkeypatch, 13)
     rng = torch.get_rng_state()
-    fits = memory.probe_batches(project, lambda e: None, threading.Event())
+    fits = probe.probe_batches(project, lambda e: None, threading.Event())
     assert [(f.task, f.configured, f.largest) for f in fits] == [("classification", 8, 8), ("similarity", 8, 8)]
     assert all(f.tokens > 5 for f in fits)
     assert torch.equal(torch.get_rng_state(), rng)
     assert ran == [8, 8]           # 8 fit, 16 failed: the largest power-of-two step that fits is 8
 
     out_of_memory_above(monkeypatch, 40)          # generous memory: batches grow to the 36 training rows there are
-    fits = memory.probe_batches(project, lambda e: None, threading.Event())
+    fits = probe.probe_batches(project, lambda e: None, threading.Event())
     assert [f.largest for f in fits] == [36, 36]
 
 
@@ -112,8 +112,8 @@ def test_the_cli_prints_what_the_probe_found(tmp_path, tiny_bert, monkeypatch, c
     import tomli_w
 
     from qarac_gui import cli
-    from qarac_gui.core import memory
-    monkeypatch.setattr(memory, "CATCHABLE", ("cuda", "cpu"))
+    from qarac_gui.core import probe
+    monkeypatch.setattr(probe, "CATCHABLE", ("cuda", "cpu"))
     out_of_memory_above(monkeypatch, 5)
     raw = project_dict(tiny_bert, tmp_path / "data", ["classification"])
     path = tmp_path / "p.toml"

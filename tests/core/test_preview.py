@@ -6,7 +6,8 @@ from tiny import make_model_folder, project_dict
 
 from qarac_gui.core.config import BackboneConfig, parse_project
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.preview import TaskPreview, describe_model, preview_task, start_problems
+from qarac_gui.core.model_info import describe_model
+from qarac_gui.core.preview import TaskPreview, preview_task, start_problems
 
 
 @pytest.fixture(scope="module")

@@ -492,7 +492,7 @@ def test_find_batch_sizes_reports_per_task_and_applies_them_as_one_undoable_edit
                                                                                  monkeypatch):
     from faults import out_of_memory_above
 
-    from qarac_gui.core import memory
+    from qarac_gui.core import probe
     w = window
     assert w.open_project(project_file(tmp_path, tiny_bert, 4))
     qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
@@ -502,7 +502,7 @@ def test_find_batch_sizes_reports_per_task_and_applies_them_as_one_undoable_edit
     box = w.findChild(QMessageBox, "error_dialog")
     assert box is not None and "needs a GPU" in box.text()
     box.close()
-    monkeypatch.setattr(memory, "CATCHABLE", ("cuda", "cpu"))
+    monkeypatch.setattr(probe, "CATCHABLE", ("cuda", "cpu"))
     out_of_memory_above(monkeypatch, 21)
     with qtbot.waitSignal(w.controller.finished, timeout=LONG):
         w.actions_by_name["find_batch"].trigger()

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from qarac_gui.core import code_trust
 from qarac_gui.core.head_kinds import HEAD_KINDS
-from qarac_gui.core.preview import ModelInfo
+from qarac_gui.core.model_info import ModelInfo
 from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder
