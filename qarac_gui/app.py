@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         window.open_project(paths.resource_path("demo", "project.toml"), ask=False)
     elif args.project:
-        from qarac_gui.core.config import ConfigError, check_regular_file
+        from qarac_gui.core.project.config import ConfigError, check_regular_file
         try:                # a FIFO would hang the window before it shows; say so on the terminal instead
             check_regular_file(Path(args.project), "project file", ConfigError)
         except ConfigError as e:

@@ -9,8 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-from qarac_gui.core import code_trust
-from qarac_gui.core.config import load_project
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import (
     CheckpointSaved,
@@ -23,6 +21,8 @@ from qarac_gui.core.events import (
     StepSkipped,
     event_to_json,
 )
+from qarac_gui.core.model import code_trust
+from qarac_gui.core.project.config import load_project
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -168,14 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     code_trust.set_policy(code_trust.CommandLineGrant(args.trust_remote_code))
     try:
         project = load_project(args.project, args.overrides)
-        from qarac_gui.core.hub import guard_hub_requests
+        from qarac_gui.core.model.hub import guard_hub_requests
         guard_hub_requests()            # bounds every Hub request of this process, transformers' and datasets' too
         if args.find_batch_size:
             return _find_batch_size(project, stop)
         printer = _jsonl if args.jsonl else TerminalPrinter()
         if not args.resume:
-            from qarac_gui.core.engine import fetch_hub_data
             from qarac_gui.core.preflight import preflight
+            from qarac_gui.core.training.setup import fetch_hub_data
             fetch_hub_data(project, printer, stop)        # with progress, before the checks read the data
             problems, warnings, notes = preflight(project)   # the GUI's pre-Start checks, before any training
             for note in notes:

@@ -61,7 +61,7 @@ def run_self_test(app: Any, window: Any, steps: int, scratch: Path | None) -> in
 
 
 def _check_export(export: Path) -> dict[str, Any]:
-    from qarac_gui.core.heavy import import_transformers
+    from qarac_gui.core.model.threadsafe_import import import_transformers
     import_transformers()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     folders = sorted(p.name for p in export.iterdir() if p.is_dir())

@@ -4,8 +4,8 @@ import dataclasses
 
 import torch
 
-from qarac_gui.core.heads import HeadOutput
-from qarac_gui.core.model import MultiTaskModel
+from qarac_gui.core.model.heads import HeadOutput
+from qarac_gui.core.model.multitask import MultiTaskModel
 
 _ORIGINAL_FORWARD = MultiTaskModel.forward
 

@@ -18,12 +18,12 @@ import tomli_w
 from tiny import project_dict
 
 from qarac_gui.cli import main
-from qarac_gui.core.backbone import load_backbone
-from qarac_gui.core.config import BackboneConfig, parse_project
-from qarac_gui.core.data import DataError, load_splits
-from qarac_gui.core.engine import prepare_tasks
-from qarac_gui.core.preview import length_summary, preview_task
-from qarac_gui.core.tasks import tokenize
+from qarac_gui.core.data.load import DataError, load_splits
+from qarac_gui.core.data.preview import length_summary, preview_task
+from qarac_gui.core.data.tokenize import tokenize
+from qarac_gui.core.model.backbone import load_backbone
+from qarac_gui.core.project.config import BackboneConfig, parse_project
+from qarac_gui.core.training.setup import prepare_tasks
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 

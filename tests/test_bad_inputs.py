@@ -16,15 +16,15 @@ import pytest
 import tomli_w
 from tiny import project_dict
 
-from qarac_gui.core.backbone import ModelLoadError, load_backbone
-from qarac_gui.core.build import ConfigError
-from qarac_gui.core.config import BackboneConfig, load_project, parse_project
-from qarac_gui.core.data import load_splits
+from qarac_gui.core.data.load import load_splits
+from qarac_gui.core.data.preview import preview_task
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.export import ExportError, check_destination
-from qarac_gui.core.preview import preview_task
+from qarac_gui.core.model.backbone import ModelLoadError, load_backbone
+from qarac_gui.core.project.config import BackboneConfig, load_project, parse_project
+from qarac_gui.core.project.convert import ConfigError
+from qarac_gui.core.results.export import ExportError, check_destination
+from qarac_gui.core.results.history import copy_export
 from qarac_gui.core.run import run
-from qarac_gui.core.runs import copy_export
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 

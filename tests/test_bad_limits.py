@@ -16,12 +16,12 @@ import tomli_w
 from tiny import WORDS, project_dict
 
 from qarac_gui.cli import main
-from qarac_gui.core.build import ConfigError
-from qarac_gui.core.config import load_project, parse_project
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import RunEnded, RunStarted
+from qarac_gui.core.project.config import load_project, parse_project
+from qarac_gui.core.project.convert import ConfigError
 from qarac_gui.core.run import run
-from qarac_gui.core.schedule import lr_curve, lr_factor
+from qarac_gui.core.training.plan import lr_curve, lr_factor
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -106,7 +106,7 @@ def test_a_max_length_at_the_models_limit_trains(tmp_path, tiny_bert, tiny_rober
     pytest.param({"model_type": "t5", "d_model": 512}, None, id="no-position-table"),
 ])
 def test_the_position_limit_follows_the_architecture(config, limit):
-    from qarac_gui.core.positions import position_limit
+    from qarac_gui.core.model.positions import position_limit
     found = position_limit(config)
     assert (found[0] if found else None) == limit
 

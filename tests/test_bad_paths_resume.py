@@ -20,13 +20,13 @@ import tomli_w
 from tiny import project_dict
 
 from qarac_gui import cli
-from qarac_gui.core.backbone import ModelLoadError, resolve_source
-from qarac_gui.core.checkpoint import MANIFEST, is_valid, latest_checkpoint
-from qarac_gui.core.config import load_project, parse_project
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import RunEnded, RunStarted
+from qarac_gui.core.model.backbone import ModelLoadError, resolve_source
+from qarac_gui.core.project.config import load_project, parse_project
+from qarac_gui.core.results.history import LOCK
 from qarac_gui.core.run import run
-from qarac_gui.core.runs import LOCK
+from qarac_gui.core.training.checkpoint import MANIFEST, is_valid, latest_checkpoint
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 

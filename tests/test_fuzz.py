@@ -24,14 +24,7 @@ import tomli_w
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from qarac_gui.core.config import (
-    NAME_PATTERN,
-    RESERVED_NAMES,
-    Project,
-    load_project,
-    parse_project,
-)
-from qarac_gui.core.data import (
+from qarac_gui.core.data.load import (
     EXTENSION_FORMATS,
     infer_labels,
     labels_in,
@@ -39,9 +32,16 @@ from qarac_gui.core.data import (
     required_columns,
     split_labels,
 )
+from qarac_gui.core.data.preview import preview_task
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.head_kinds import HEAD_KINDS
-from qarac_gui.core.preview import preview_task
+from qarac_gui.core.project.config import (
+    NAME_PATTERN,
+    RESERVED_NAMES,
+    Project,
+    load_project,
+    parse_project,
+)
+from qarac_gui.core.project.head_kinds import HEAD_KINDS
 
 # derandomize: CI sees the same examples every run; explore new ones locally with --hypothesis-seed=N.
 FUZZ = settings(deadline=None, derandomize=True,
@@ -717,7 +717,7 @@ CHILD = """
 import sys
 from pathlib import Path
 import datasets
-from qarac_gui.core.data import load_file
+from qarac_gui.core.data.load import load_file
 from qarac_gui.core.errors import UserError
 datasets.disable_progress_bars()
 path = Path(sys.argv[1])

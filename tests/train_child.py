@@ -8,8 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
-from qarac_gui.core.config import load_project
 from qarac_gui.core.events import event_to_json
+from qarac_gui.core.project.config import load_project
 from qarac_gui.core.run import run
 
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.backbone import resolve_source
-from qarac_gui.core.build import ConfigError
-from qarac_gui.core.code_trust import remote_code_allowed
-from qarac_gui.core.config import BackboneConfig, Project
+from qarac_gui.core.data.preview import length_summary, preview_task, start_problems
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.positions import config_dict, max_length_problems
-from qarac_gui.core.preview import length_summary, preview_task, start_problems
-from qarac_gui.core.schedule import plan_run
+from qarac_gui.core.model.backbone import resolve_source
+from qarac_gui.core.model.code_trust import remote_code_allowed
+from qarac_gui.core.model.positions import config_dict, max_length_problems
+from qarac_gui.core.project.config import BackboneConfig, Project
+from qarac_gui.core.project.convert import ConfigError
+from qarac_gui.core.training.plan import plan_run
 
 
 def preflight(project: Project) -> tuple[list[str], list[str], list[str]]:
@@ -46,7 +46,7 @@ def _tokenizer_of(name: str, cfg: BackboneConfig, root: Path) -> tuple[Any, str]
     try:
         from transformers import AutoTokenizer
         if not local:
-            from qarac_gui.core.hub import guard_hub_requests
+            from qarac_gui.core.model.hub import guard_hub_requests
             guard_hub_requests()        # transformers' own retries on a stalled Hub take minutes
         return AutoTokenizer.from_pretrained(source, revision=cfg.revision or None, trust_remote_code=trusted), ""
     except Exception:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from qarac_gui.core.config import Project, TaskConfig
-from qarac_gui.core.engine import build_run
+from qarac_gui.core.data.tokenize import TaskData
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import Emit, Progress
-from qarac_gui.core.memory import free_memory
-from qarac_gui.core.tasks import TaskData
-from qarac_gui.core.trainer import Trainee
+from qarac_gui.core.project.config import Project, TaskConfig
+from qarac_gui.core.training.loop import Trainee
+from qarac_gui.core.training.memory import free_memory
+from qarac_gui.core.training.setup import build_run
 
 # Device types on which running out of memory raises an error that can be caught (the CPU swaps instead).
 CATCHABLE = ("cuda",)

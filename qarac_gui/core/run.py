@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from qarac_gui.core import paths
-from qarac_gui.core.config import Project, dumps_project
-from qarac_gui.core.disk import describe, write_failure
 from qarac_gui.core.errors import RunStopped, UserError
 from qarac_gui.core.events import CallbackList, Emit, ExportDone, Progress, RunEnded, RunStarted, event_to_json
+from qarac_gui.core.project.config import Project, dumps_project
+from qarac_gui.core.training.disk import describe, write_failure
 
 
 def new_run_dir(project: Project, runs: Path | None = None) -> Path:
@@ -88,7 +88,7 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
         raise UserError(f"{run_dir} holds a finished run (its export exists): there is nothing to resume")
     restart = False
     if resume:
-        from qarac_gui.core.checkpoint import latest_checkpoint
+        from qarac_gui.core.training.checkpoint import latest_checkpoint
         if latest_checkpoint(run_dir / "checkpoints")[0] is None:     # checked before anything is written there
             if not started_without_checkpoint(run_dir):
                 raise UserError(f"{run_dir} has no complete checkpoint to resume from; start a new run instead")
@@ -97,7 +97,7 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
                                 "continue it without a learning-rate scale, or lower optim.lr")
             resume, restart = False, True
         _check_same_project(project, run_dir)
-    from qarac_gui.core.runs import lock_owner, lock_run, unlock_run
+    from qarac_gui.core.results.history import lock_owner, lock_run, unlock_run
     if lock_owner(run_dir) not in (None, os.getpid()):
         raise UserError(f"{run_dir} is being trained by another process right now; wait for it or stop it first")
     made = _make_run_dir(run_dir)
@@ -160,8 +160,8 @@ def _differences(a: Any, b: Any, where: str) -> list[str]:
 def _check_same_project(project: Project, run_dir: Path) -> None:
     """Continuing a run with another project would load its checkpoint into another model, or the same model onto
     other data: say what differs, in words, before anything is written."""
-    from qarac_gui.core.build import ConfigError, to_dict
-    from qarac_gui.core.config import load_project
+    from qarac_gui.core.project.config import load_project
+    from qarac_gui.core.project.convert import ConfigError, to_dict
     stored_path = run_dir / "project.toml"
     if not stored_path.is_file():
         return
@@ -188,7 +188,7 @@ def started_without_checkpoint(run_dir: Path) -> bool:
     """A run that stopped (a kill, a crash) before it wrote any checkpoint: its project and log, nothing else that
     is kept. Continuing it starts it again from step 0 in the same folder."""
     names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    from qarac_gui.core.runs import LOCK
+    from qarac_gui.core.results.history import LOCK
     return {"project.toml", "events.jsonl"} <= names <= {"project.toml", "events.jsonl", "checkpoints", LOCK}
 
 
@@ -234,10 +234,10 @@ def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Pa
     def ending(reason: str, message: str) -> RunEnded:
         return RunEnded(state.step if state else 0, reason, message, str(run_dir))
     try:
-        from qarac_gui.core.engine import build_run
+        from qarac_gui.core.training.setup import build_run
         trainee, state, started = build_run(project, run_dir, emit, stop, resume, lr_scale)
         emit(started)
-        from qarac_gui.core.trainer import fit
+        from qarac_gui.core.training.loop import fit
         reason = fit(trainee, state, emit, stop, min_log_interval, pause)
         message = ""
         if reason in ("completed", "early_stopped"):
@@ -265,7 +265,7 @@ def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Pa
 
 
 def diverged_message(run_dir: Path, state: Any) -> str:
-    from qarac_gui.core.checkpoint import latest_checkpoint
+    from qarac_gui.core.training.checkpoint import latest_checkpoint
     n = state.skipped_in_a_row
     first = state.step - n + 1
     text = (f"the loss or the gradients were NaN or infinite for {n} steps in a row (steps {first}-{state.step}), "
@@ -281,7 +281,7 @@ def diverged_message(run_dir: Path, state: Any) -> str:
 def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emit) -> str:
     """Export into a temporary folder renamed to export/ at the end: a run with an export/ is a finished one, so a
     failure half-way (a full disk) must leave none, and the run can be continued to export again."""
-    from qarac_gui.core.export import check_destination
+    from qarac_gui.core.results.export import check_destination
     out, work = run_dir / "export", run_dir / ".export-partial"
     check_destination(out)
     shutil.rmtree(work, ignore_errors=True)
@@ -304,8 +304,8 @@ def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emi
 
 
 def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: Emit):
-    from qarac_gui.core.checkpoint import best_weights_path
-    from qarac_gui.core.export import export_full, export_problem, export_task
+    from qarac_gui.core.results.export import export_full, export_problem, export_task
+    from qarac_gui.core.training.checkpoint import best_weights_path
     portable = portable_copy(project)
     wanted = project.export.tasks or [t.name for t in project.tasks]
     folders, skipped = {}, []

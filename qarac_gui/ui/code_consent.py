@@ -6,13 +6,13 @@ from collections.abc import Iterable
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from qarac_gui.core import code_trust
-from qarac_gui.core.config import Project
 from qarac_gui.core.errors import UserError
+from qarac_gui.core.model import code_trust
+from qarac_gui.core.project.config import Project
 
 
 def source_of(project: Project, name: str) -> code_trust.CodeSource | None:
-    from qarac_gui.core.backbone import resolve_source
+    from qarac_gui.core.model.backbone import resolve_source
     cfg = project.backbones[name]
     try:
         source, local = resolve_source(cfg.model, project.root)

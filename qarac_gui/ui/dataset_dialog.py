@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core import hub, hub_data
+from qarac_gui.core.data import hub as hub_data
+from qarac_gui.core.model import hub
 from qarac_gui.ui.widgets import row_table, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from qarac_gui.core.config import BackboneConfig, Project, dumps_project, load_project, save_project
+from qarac_gui.core.project.config import BackboneConfig, Project, dumps_project, load_project, save_project
 
 UNDO_LIMIT = 200
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.runs import copy_export, exported_folders, list_runs
+from qarac_gui.core.results.history import copy_export, exported_folders, list_runs
 from qarac_gui.ui.worker import Failure, JobRunner
 
 

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.runs import RunSummary, list_runs
+from qarac_gui.core.results.history import RunSummary, list_runs
 from qarac_gui.ui.widgets import row_table
 
 COLUMNS = ("Run", "Started", "Status", "Steps", "Tasks", "Best")

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core import hub
+from qarac_gui.core.model import hub
 from qarac_gui.ui.widgets import row_table, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core import paths
-from qarac_gui.core.config import ConfigError
 from qarac_gui.core.events import (
     CheckpointSaved,
     EvalDone,
@@ -31,6 +30,7 @@ from qarac_gui.core.events import (
     StepLogged,
     StepSkipped,
 )
+from qarac_gui.core.project.config import ConfigError
 from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.error_dialog import show_error
@@ -51,7 +51,7 @@ STARTUP_DELAY_MS = 150
 
 
 def _list_devices() -> list:
-    from qarac_gui.core.devices import list_devices
+    from qarac_gui.core.model.devices import list_devices
     return list_devices()
 
 
@@ -288,7 +288,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             self.log.add("Cannot start: " + "; ".join(self.checks.problems), "error")
             return False
         if isinstance(resume_dir, Path):
-            from qarac_gui.core.config import load_project
+            from qarac_gui.core.project.config import load_project
             try:
                 project = load_project(resume_dir / "project.toml")
             except ConfigError as e:
@@ -301,7 +301,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         code_consent.confirm(self, project)
         self.charts.clear()
         if resume:
-            from qarac_gui.core.runs import read_events
+            from qarac_gui.core.results.history import read_events
             for event in read_events(run_dir):
                 self.charts.handle(event)
         self.last_run_dir = run_dir
@@ -434,7 +434,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         dialog.open()
 
     def _on_history_show_run(self, path: str) -> None:
-        from qarac_gui.core.runs import read_events
+        from qarac_gui.core.results.history import read_events
         self.charts.clear()
         for event in read_events(Path(path)):
             self.charts.handle(event)
@@ -443,7 +443,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.log.add(f"Showing the charts of {path}")
 
     def _on_history_overlay_run(self, path: str) -> None:
-        from qarac_gui.core.runs import read_events
+        from qarac_gui.core.results.history import read_events
         prefix = f"{Path(path).name[-15:]}: "
         for event in read_events(Path(path)):
             self.charts.handle(event, prefix=prefix)

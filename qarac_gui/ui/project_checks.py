@@ -9,10 +9,10 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
-from qarac_gui.core.config import Project
-from qarac_gui.core.model_info import ModelInfo, head_parameters, model_info
-from qarac_gui.core.preview import TaskPreview, preview_task, start_problems
-from qarac_gui.core.schedule import lr_curve, plan_run
+from qarac_gui.core.data.preview import TaskPreview, preview_task, start_problems
+from qarac_gui.core.model.info import ModelInfo, head_parameters, model_info
+from qarac_gui.core.project.config import Project
+from qarac_gui.core.training.plan import lr_curve, plan_run
 from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.worker import Failure, JobRunner
@@ -21,7 +21,7 @@ DEBOUNCE_MS = 300
 
 
 def _load_model(project: Project, name: str) -> tuple[ModelInfo, Any, Any]:
-    from qarac_gui.core.backbone import load_backbone
+    from qarac_gui.core.model.backbone import load_backbone
     cfg = project.backbones[name]
     loaded = load_backbone(cfg, project.root, name=name)
     return model_info(cfg.model, loaded), loaded.tokenizer, loaded.model
@@ -124,8 +124,8 @@ class ProjectChecks(QObject):
 
     def _fetch_hub_data(self, task) -> None:
         """Runs in the job's thread; the signal crosses to the window's thread by itself (a queued connection)."""
-        from qarac_gui.core.hub import HubError, download_message, throttled
-        from qarac_gui.core.hub_data import fetch_task_data
+        from qarac_gui.core.data.hub import fetch_task_data
+        from qarac_gui.core.model.hub import HubError, download_message, throttled
         d = task.data
         try:
             fetch_task_data(d, progress=throttled(lambda p: self.download_progress.emit(download_message(d.hub, p)),
@@ -204,7 +204,7 @@ class ProjectChecks(QObject):
         project = self.document.project
         problems = start_problems(project, self.previews, self.model_error)
         if self.encoder is not None:     # the loaded backbone's position limit, known without a run
-            from qarac_gui.core.positions import max_length_problems
+            from qarac_gui.core.model.positions import max_length_problems
             name = self.model_backbone
             problems += max_length_problems(project, {name: self.encoder.config}, {name: self.tokenizer})
         waiting = [t.name for t in project.tasks if t.name in self.pending or t.name not in self.previews]

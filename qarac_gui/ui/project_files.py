@@ -10,7 +10,7 @@ from PySide6.QtCore import QSettings, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from qarac_gui.core import paths
-from qarac_gui.core.config import ConfigError
+from qarac_gui.core.project.config import ConfigError
 from qarac_gui.ui.error_dialog import show_error
 
 RECENT_LIMIT = 10
@@ -157,7 +157,7 @@ class ProjectFilesMixin:
 
     def offer_interrupted_runs(self) -> QMessageBox | None:
         """A run cut short by a crash of the app or the machine is offered for continuing (once per run)."""
-        from qarac_gui.core.runs import interrupted_runs
+        from qarac_gui.core.results.history import interrupted_runs
         dismissed = set(self._recent("runs/dismissed_interrupted"))
         runs = [r for r in interrupted_runs(self.runs_base()) if str(r.path) not in dismissed]
         if not runs or self.controller.running:

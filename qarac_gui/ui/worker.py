@@ -14,7 +14,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
 
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.heavy import import_transformers
+from qarac_gui.core.model.threadsafe_import import import_transformers
 
 DRAIN_MS = 66                     # ~15 Hz: smooth to watch, cheap for the GUI thread
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from tiny import make_model_folder
 
-from qarac_gui.core.backbone import ModelLoadError, encoder_layers, load_backbone, resolve_source
-from qarac_gui.core.config import BackboneConfig
+from qarac_gui.core.model.backbone import ModelLoadError, encoder_layers, load_backbone, resolve_source
+from qarac_gui.core.project.config import BackboneConfig
 
 
 def test_plain_encoder_reports_nothing_removed(tiny_bert, tmp_path):
@@ -54,7 +54,7 @@ def test_bad_model_folders_say_what_is_wrong(tmp_path, setup, message):
 
 
 def test_a_declared_model_package_that_is_not_importable_says_what_to_install(tmp_path, monkeypatch):
-    from qarac_gui.core import code_trust
+    from qarac_gui.core.model import code_trust
     monkeypatch.setattr(code_trust, "_declared", lambda: {"mine": "no_such_model_package:get_model_path"})
     with pytest.raises(code_trust.CodeNotAllowed, match="declared but not importable; reinstall it "
                                                         r"\(pip install no-such-model-package\)"):

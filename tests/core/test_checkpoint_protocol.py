@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from qarac_gui.core import checkpoint as ck
+from qarac_gui.core.training import checkpoint as ck
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads fd paths from /proc")
 

@@ -208,7 +208,8 @@ def test_a_task_named_full_does_not_fail_after_training(tmp_path, tiny_bert, cap
 @pytest.mark.bug_report
 def test_an_unforeseen_error_is_called_a_bug_and_its_details_go_to_the_bug_log(tmp_path, tiny_bert, capsys,
                                                                             monkeypatch):
-    from qarac_gui.core import bug_report, engine
+    from qarac_gui.core import bug_report
+    from qarac_gui.core.training import setup as engine
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a slip in the engine")

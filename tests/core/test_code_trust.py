@@ -12,10 +12,10 @@ import pytest
 import tomli_w
 from tiny import make_code_model, project_dict
 
-from qarac_gui.core import code_trust
-from qarac_gui.core.backbone import load_backbone, resolve_source
-from qarac_gui.core.code_trust import CodeNotAllowed, StoredAnswers, code_source
-from qarac_gui.core.config import BackboneConfig
+from qarac_gui.core.model import code_trust
+from qarac_gui.core.model.backbone import load_backbone, resolve_source
+from qarac_gui.core.model.code_trust import CodeNotAllowed, StoredAnswers, code_source
+from qarac_gui.core.project.config import BackboneConfig
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 

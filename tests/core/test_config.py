@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from qarac_gui.core import config
-from qarac_gui.core.build import ConfigError
-from qarac_gui.core.config import (
+from qarac_gui.core.errors import UserError
+from qarac_gui.core.paths import resource_path
+from qarac_gui.core.project import config
+from qarac_gui.core.project.config import (
     Project,
     apply_override,
     dumps_project,
@@ -20,8 +21,7 @@ from qarac_gui.core.config import (
     parse_project,
     save_project,
 )
-from qarac_gui.core.errors import UserError
-from qarac_gui.core.paths import resource_path
+from qarac_gui.core.project.convert import ConfigError
 
 DEMO = resource_path("demo", "project.toml")
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from tiny import make_model_folder, project_dict, write_task_data
 
-from qarac_gui.core.backbone import load_backbone
-from qarac_gui.core.config import parse_project
-from qarac_gui.core.data import DataError, infer_labels, load_splits
-from qarac_gui.core.engine import prepare_tasks
-from qarac_gui.core.tasks import tokenize
+from qarac_gui.core.data.load import DataError, infer_labels, load_splits
+from qarac_gui.core.data.tokenize import tokenize
+from qarac_gui.core.model.backbone import load_backbone
+from qarac_gui.core.project.config import parse_project
+from qarac_gui.core.training.setup import prepare_tasks
 
 
 def _project(tmp_path, model, kinds, **sections):
@@ -168,8 +168,8 @@ def test_hub_model_id_loads_from_the_hugging_face_cache_offline(tmp_path):
         (snapshot / f.name).write_bytes(f.read_bytes())
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    code = ("from pathlib import Path; from qarac_gui.core.backbone import load_backbone;"
-            "from qarac_gui.core.config import BackboneConfig;"
+    code = ("from pathlib import Path; from qarac_gui.core.model.backbone import load_backbone;"
+            "from qarac_gui.core.project.config import BackboneConfig;"
             "b = load_backbone(BackboneConfig(model='qarac-test/tiny-bert'), Path('.'));"
             "print(b.source, b.model.config.hidden_size)")
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")

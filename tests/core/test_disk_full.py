@@ -8,13 +8,13 @@ import pytest
 import torch
 from tiny import project_dict
 
-from qarac_gui.core import checkpoint as ckpt_module
-from qarac_gui.core import export as export_module
-from qarac_gui.core.checkpoint import is_valid
-from qarac_gui.core.config import parse_project
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import RunEnded, RunStarted
+from qarac_gui.core.project.config import parse_project
+from qarac_gui.core.results import export as export_module
 from qarac_gui.core.run import run
+from qarac_gui.core.training import checkpoint as ckpt_module
+from qarac_gui.core.training.checkpoint import is_valid
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 

@@ -1,4 +1,5 @@
-"""Tests for qarac_gui.core.export: per-task folders that plain transformers load, and the full multi-task model.
+"""Tests for qarac_gui.core.results.export: per-task folders that plain transformers load, and the full multi-task
+model.
 
 Each architecture is trained once (module-scoped fixture, all seven head kinds on one encoder); the tests then
 reload the exported folders and compare them with the app's own model reloaded from RUN/export/full.
@@ -18,10 +19,10 @@ import tiny
 import torch
 from torch.nn import functional as F
 
-from qarac_gui.core.build import ConfigError, to_dict
-from qarac_gui.core.config import HeadConfig, Project, TaskConfig, load_project, parse_project
 from qarac_gui.core.events import EvalDone, ExportDone, RunEnded, RunStarted
-from qarac_gui.core.export import (
+from qarac_gui.core.project.config import HeadConfig, Project, TaskConfig, load_project, parse_project
+from qarac_gui.core.project.convert import ConfigError, to_dict
+from qarac_gui.core.results.export import (
     FULL_FORMAT,
     ExportError,
     check_destination,

@@ -5,8 +5,8 @@ import threading
 import pytest
 from tiny import project_dict
 
-from qarac_gui.core.config import parse_project
 from qarac_gui.core.events import EvalDone, RunStarted, StepLogged
+from qarac_gui.core.project.config import parse_project
 from qarac_gui.core.run import run
 
 torch = pytest.importorskip("torch")

@@ -5,7 +5,7 @@ import sys
 
 SCRIPT = """
 import threading
-from qarac_gui.core.heavy import import_transformers
+from qarac_gui.core.model.threadsafe_import import import_transformers
 errors = []
 def use(name):
     try:

@@ -6,7 +6,7 @@ import pytest
 from hub_server import TOKEN, Repo, StandInHub
 from tiny import make_model_folder
 
-from qarac_gui.core import hub as qhub
+from qarac_gui.core.model import hub as qhub
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,8 @@ def test_download_fetches_safetensors_not_pickle_reports_progress_and_trains(hub
     assert qhub.download_model("acme/tiny-bert", endpoint=hub.url, cache_dir=str(tmp_path / "hf")) == folder
     assert not [r for r in hub.requests if r.startswith("GET") and "/resolve/" in r]
     # the downloaded snapshot is a normal model folder the engine loads and fine-tunes
-    from qarac_gui.core.backbone import load_backbone
-    from qarac_gui.core.config import BackboneConfig
+    from qarac_gui.core.model.backbone import load_backbone
+    from qarac_gui.core.project.config import BackboneConfig
     loaded = load_backbone(BackboneConfig(model=folder), tmp_path)
     assert loaded.architecture == "BertForMaskedLM" and "cls" in loaded.removed
 

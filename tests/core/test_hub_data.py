@@ -13,7 +13,7 @@ import pytest
 from hub_server import Repo, StandInHub
 from tiny import make_model_folder
 
-from qarac_gui.core import hub_data
+from qarac_gui.core.data import hub as hub_data
 
 ROWS = [("good film %d" % i, "pos") if i % 2 == 0 else ("bad film %d" % i, "neg") for i in range(40)]
 CSV = ("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in ROWS)).encode()
@@ -58,7 +58,8 @@ validation_split = "test"
 
 
 def details(hub, tmp_path, *args):
-    code = ("import json, dataclasses, sys\nfrom qarac_gui.core import hub_data, hub\n"
+    code = ("import json, dataclasses, sys\nfrom qarac_gui.core.data import hub as hub_data\n"
+            "from qarac_gui.core.model import hub\n"
             "try:\n"
             f"    d = hub_data.dataset_details(*{list(args)!r})\n"
             "    print(json.dumps(dataclasses.asdict(d)))\n"
@@ -115,7 +116,7 @@ def test_train_a_hub_model_on_a_hub_dataset_from_the_command_line(hub, tmp_path)
 
 
 def test_a_second_fetch_finds_the_files_in_the_cache(hub, tmp_path):
-    code = ("import json\nfrom qarac_gui.core import hub_data\n"
+    code = ("import json\nfrom qarac_gui.core.data import hub as hub_data\n"
             "runs = [hub_data.fetch_dataset_files('acme/reviews', None, ['train', 'test']) for _ in range(2)]\n"
             "print(json.dumps([[r.done, r.total] for r in runs]))\n")
     result = run_with_hub(hub, tmp_path, [], code)

@@ -23,7 +23,7 @@ import tomli_w
 from hub_server import StandInHub
 from tiny import make_model_folder, project_dict
 
-from qarac_gui.core import hub as qhub
+from qarac_gui.core.model import hub as qhub
 
 LIMIT = 2               # seconds a request may stay silent, in these tests
 REPO = "acme/tiny-bert"
@@ -189,7 +189,7 @@ def test_transformers_own_hub_errors_are_told_in_the_apps_words():
     import httpx2
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from qarac_gui.core.backbone import _explain_load_error
+    from qarac_gui.core.model.backbone import _explain_load_error
     try:
         try:
             try:
@@ -210,9 +210,9 @@ def test_transformers_own_hub_errors_are_told_in_the_apps_words():
 CHILD = """
 import json, sys, time, threading
 from pathlib import Path
-from qarac_gui.core import hub
-from qarac_gui.core.backbone import load_backbone
-from qarac_gui.core.config import BackboneConfig, load_project
+from qarac_gui.core.model import hub
+from qarac_gui.core.model.backbone import load_backbone
+from qarac_gui.core.project.config import BackboneConfig, load_project
 from qarac_gui.core.run import run
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:

@@ -16,7 +16,7 @@ import tomli_w
 import torch
 from tiny import project_dict
 
-from qarac_gui.core.checkpoint import is_valid, latest_checkpoint
+from qarac_gui.core.training.checkpoint import is_valid, latest_checkpoint
 
 CHILD = Path(__file__).resolve().parent.parent / "train_child.py"
 KINDS = ["classification", "masked_lm", "similarity"]

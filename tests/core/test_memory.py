@@ -9,11 +9,11 @@ import torch
 from faults import out_of_memory_above
 from tiny import make_model_folder, project_dict
 
-from qarac_gui.core.config import parse_project
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import Progress, StepLogged
+from qarac_gui.core.project.config import parse_project
 from qarac_gui.core.run import run
-from qarac_gui.core.schedule import lr_curve
+from qarac_gui.core.training.plan import lr_curve
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -41,7 +41,7 @@ def _run(tmp_path, model, name, **sections):
 
 def test_out_of_memory_halves_the_micro_batch_until_it_fits_and_changes_nothing_else(tmp_path, no_dropout_model,
                                                                                      monkeypatch):
-    from qarac_gui.core.guard import StepGuard
+    from qarac_gui.core.training.guard import StepGuard
     first_grads, real_step = [], StepGuard.optimizer_step
 
     def optimizer_step(self):

@@ -8,11 +8,11 @@ import torch
 from faults import poison
 from tiny import project_dict
 
-from qarac_gui.core.config import parse_project
 from qarac_gui.core.events import CheckpointSaved, RunStarted, StepLogged, StepSkipped
-from qarac_gui.core.model import MultiTaskModel
+from qarac_gui.core.model.multitask import MultiTaskModel
+from qarac_gui.core.project.config import parse_project
 from qarac_gui.core.run import run
-from qarac_gui.core.schedule import lr_curve
+from qarac_gui.core.training.plan import lr_curve
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 

@@ -4,10 +4,10 @@ import random
 import pytest
 from tiny import make_model_folder, project_dict
 
-from qarac_gui.core.config import BackboneConfig, parse_project
+from qarac_gui.core.data.preview import TaskPreview, preview_task, start_problems
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.model_info import describe_model
-from qarac_gui.core.preview import TaskPreview, preview_task, start_problems
+from qarac_gui.core.model.info import describe_model
+from qarac_gui.core.project.config import BackboneConfig, parse_project
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_token_lengths_are_measured_with_the_models_tokenizer_and_summarised(tmp
     p, task = _project(tmp_path, tiny_bert, "classification", train, text="text", label="label",
                        validation_fraction=0.0)
     task.max_length = 32
-    from qarac_gui.core.preview import length_summary
+    from qarac_gui.core.data.preview import length_summary
     preview = preview_task(p, task, tokenizer)
     assert sorted(preview.token_lengths) == list(range(3, 43))     # [CLS] n words [SEP]
     assert preview.truncated_share == pytest.approx(10 / 40)

@@ -1,4 +1,4 @@
-"""Tests for qarac_gui.core.runs: reading a run's history back, listing runs and copying what a run exported.
+"""Tests for qarac_gui.core.results.history: reading a run's history back, listing runs and copying what a run exported.
 
 Two real tiny runs are shared by the module: one completed (and exported), one stopped early with a checkpoint.
 Tests that change a run folder work on a copy of it.
@@ -18,8 +18,6 @@ import torch
 from tiny import project_dict
 
 from qarac_gui.core import paths
-from qarac_gui.core import runs as runs_mod
-from qarac_gui.core.config import Project, parse_project
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import (
     CheckpointSaved,
@@ -31,8 +29,10 @@ from qarac_gui.core.events import (
     StepLogged,
     event_to_json,
 )
+from qarac_gui.core.project.config import Project, parse_project
+from qarac_gui.core.results import history as runs_mod
+from qarac_gui.core.results.history import RunSummary, copy_export, exported_folders, list_runs, read_events, summarize
 from qarac_gui.core.run import new_run_dir, run
-from qarac_gui.core.runs import RunSummary, copy_export, exported_folders, list_runs, read_events, summarize
 
 TASK = "classification"
 MAX_STEPS = 4
@@ -443,7 +443,7 @@ def test_only_runs_whose_lock_outlived_their_process_are_offered_as_interrupted(
     import os
     import socket
 
-    from qarac_gui.core.runs import interrupted_runs, summarize
+    from qarac_gui.core.results.history import interrupted_runs, summarize
 
     def crashed(name, pid=None):
         run_dir = tmp_path / name

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from qarac_gui.core.sampling import TaskStream
+from qarac_gui.core.training.sampling import TaskStream
 
 SIZES = {"big": 10, "small": 3}
 BATCHES = {"big": 4, "small": 2}

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from qarac_gui.core.config import OptimConfig, parse_project
-from qarac_gui.core.schedule import lr_curve, lr_factor, plan_run, task_probabilities, warmup_steps
+from qarac_gui.core.project.config import OptimConfig, parse_project
+from qarac_gui.core.training.plan import lr_curve, lr_factor, plan_run, task_probabilities, warmup_steps
 
 HF_NAMES = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
             "inverse_sqrt"]

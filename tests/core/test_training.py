@@ -4,10 +4,10 @@ import pytest
 import torch
 from tiny import TASK_COLUMNS, make_model_folder, project_dict
 
-from qarac_gui.core.config import parse_project
 from qarac_gui.core.events import CheckpointSaved, EvalDone, Progress, RunEnded, RunStarted, StepLogged
+from qarac_gui.core.project.config import parse_project
 from qarac_gui.core.run import run
-from qarac_gui.core.schedule import lr_curve
+from qarac_gui.core.training.plan import lr_curve
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -69,8 +69,8 @@ def test_applied_lr_equals_the_planned_curve_at_every_step(tmp_path, tiny_bert):
 
 
 def test_layer_wise_decay_and_head_lr_groups(tiny_bert, tmp_path):
-    from qarac_gui.core.backbone import load_backbone
-    from qarac_gui.core.model import MultiTaskModel, param_groups
+    from qarac_gui.core.model.backbone import load_backbone
+    from qarac_gui.core.model.multitask import MultiTaskModel, param_groups
     raw = project_dict(tiny_bert, tmp_path, ["classification"], optim={"lr": 1e-4, "layer_decay": 0.5,
                                                                        "head_lr": 5e-3})
     project = parse_project(raw, tmp_path)
@@ -228,8 +228,8 @@ def test_head_removed_from_a_classification_checkpoint_is_reported(tmp_path):
 def test_masked_lm_head_continues_from_the_checkpoints_lm_head(tmp_path):
     from transformers import AutoModelForMaskedLM
 
-    from qarac_gui.core.backbone import load_backbone, load_pretrained_lm
-    from qarac_gui.core.heads import build_head
+    from qarac_gui.core.model.backbone import load_backbone, load_pretrained_lm
+    from qarac_gui.core.model.heads import build_head
     folder = make_model_folder(tmp_path / "mlm", "roberta", head="mlm", seed=3)
     raw = project_dict(folder, tmp_path, ["masked_lm"])
     project = parse_project(raw, tmp_path)
@@ -258,7 +258,7 @@ def test_a_new_run_can_start_from_an_exported_multi_task_model(tmp_path, tiny_be
 def test_keep_best_exports_the_best_evaluation_not_the_last_step(tmp_path, tiny_bert, monkeypatch):
     # Scripted validation losses make step 2 the best one whatever the floating-point details of training; the
     # weights each evaluation saw are recorded so the export can be compared with them.
-    from qarac_gui.core import trainer
+    from qarac_gui.core.training import loop as trainer
     scripted = iter([0.5, 0.2, 0.9, 1.0, 1.1, 1.2])
     seen = {}
 

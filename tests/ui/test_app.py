@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qarac_gui.core.config import Project, save_project
+from qarac_gui.core.project.config import Project, save_project
 
 
 def probe(*args, env_extra=None, tmp_path):

@@ -72,7 +72,7 @@ def test_cancel_a_download_then_retry(qtbot, hub, tmp_path):
 
 
 def test_offline_mode_offers_only_cached_models(qtbot, hub, monkeypatch, tmp_path):
-    from qarac_gui.core import hub as qhub
+    from qarac_gui.core.model import hub as qhub
     qhub.download_model("acme/bert-2", endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -7,8 +7,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QPushButton
 
-from qarac_gui.core.config import save_project
 from qarac_gui.core.events import RunEnded
+from qarac_gui.core.project.config import save_project
 from qarac_gui.ui.document import new_project
 from qarac_gui.ui.main_window import MainWindow
 
@@ -183,7 +183,7 @@ def project_file(tmp_path, model, steps, **train):
     project = new_project()
     project.name = "long"
     project.backbones["encoder"].model = str(model)
-    from qarac_gui.core.config import TaskConfig
+    from qarac_gui.core.project.config import TaskConfig
     task = TaskConfig(name="sentiment", batch_size=4, max_length=16)
     task.data.train = str(reviews(tmp_path / "reviews.csv"))
     task.data.text, task.data.label = "review", "sentiment"
@@ -400,7 +400,7 @@ def test_a_diverging_run_stops_and_offers_a_roll_back_at_half_the_lr(qtbot, wind
                                                                       monkeypatch):
     from faults import poison
 
-    from qarac_gui.core.model import MultiTaskModel
+    from qarac_gui.core.model.multitask import MultiTaskModel
     w = window
     path = project_file(tmp_path, tiny_bert, 12, skip_limit=3)
     text = path.read_text().replace("[checkpoint]\nevery = 0", "[checkpoint]\nevery = 2")

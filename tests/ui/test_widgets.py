@@ -10,8 +10,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from qarac_gui.core import config
-from qarac_gui.core.config import DataConfig, TaskConfig
+from qarac_gui.core.project import config
+from qarac_gui.core.project.config import DataConfig, TaskConfig
 from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart, Series
 from qarac_gui.ui.document import UNDO_LIMIT, ProjectDocument
 from qarac_gui.ui.form import INVALID_STYLE, Binder

@@ -24,10 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.config import FORMATS
-from qarac_gui.core.data import EXTENSION_FORMATS
-from qarac_gui.core.head_kinds import HEAD_KINDS
-from qarac_gui.core.preview import TaskPreview
+from qarac_gui.core.data.load import EXTENSION_FORMATS
+from qarac_gui.core.data.preview import TaskPreview
+from qarac_gui.core.project.config import FORMATS
+from qarac_gui.core.project.head_kinds import HEAD_KINDS
 from qarac_gui.ui.charts import LengthHistogram
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder, set_columns

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.config import NAME_PATTERN, RESERVED_NAMES, TaskConfig
-from qarac_gui.core.preview import TaskPreview
+from qarac_gui.core.data.preview import TaskPreview
+from qarac_gui.core.project.config import NAME_PATTERN, RESERVED_NAMES, TaskConfig
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.panels.task_editor import TaskEditor
 

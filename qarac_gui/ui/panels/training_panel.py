@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PySide6.QtWidgets import QFormLayout, QGridLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from qarac_gui.core.config import MIXING, PRECISIONS, SCHEDULERS
-from qarac_gui.core.limits import MAX_STEPS
+from qarac_gui.core.project.config import MIXING, PRECISIONS, SCHEDULERS
+from qarac_gui.core.project.limits import MAX_STEPS
 from qarac_gui.ui.charts import LiveChart
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from qarac_gui.core import metrics
-from qarac_gui.core.tasks import EVAL_ONLY, TaskData
+from qarac_gui.core.data.tokenize import EVAL_ONLY, TaskData
+from qarac_gui.core.training import metrics
 
 MAIN_METRIC = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "spearman",
                "similarity": "spearman", "token_classification": "entity_f1", "span_qa": "f1",

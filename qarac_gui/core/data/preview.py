@@ -8,9 +8,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from qarac_gui.core.config import Project, TaskConfig, validate
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.head_kinds import HEAD_KINDS
+from qarac_gui.core.project.config import Project, TaskConfig, validate
+from qarac_gui.core.project.head_kinds import HEAD_KINDS
 
 PREVIEW_ROWS = 20
 LENGTH_SAMPLE = 1000           # rows tokenised to estimate truncation; enough for a share to within a few %
@@ -44,7 +44,7 @@ def _cell(value: Any) -> str:
 def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: int = PREVIEW_ROWS,
                  cache_dir: str | None = None) -> TaskPreview:
     """Read a task's data the way a run will, and report what a user should fix or know before training."""
-    from qarac_gui.core.data import check_columns, header_warnings, load_splits, load_train, required_columns
+    from qarac_gui.core.data.load import check_columns, header_warnings, load_splits, load_train, required_columns
     try:
         raw = load_train(project, task, cache_dir)
     except UserError as e:
@@ -100,7 +100,7 @@ def length_summary(preview: TaskPreview) -> str:
 
 
 def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], list[str]]:
-    from qarac_gui.core.data import first_bad_value, required_columns
+    from qarac_gui.core.data.load import first_bad_value, required_columns
     errors, warnings = [], []
     for what, ds in (("training data", train), ("validation data", valid)):
         if ds is None:
@@ -168,7 +168,7 @@ def _first_non_number(values: list) -> tuple[int, Any] | None:
 
 
 def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tuple[list[str], dict[str, int]]:
-    from qarac_gui.core.data import infer_labels, labels_in
+    from qarac_gui.core.data.load import infer_labels, labels_in
     kind = task.head.kind
     if kind not in ("classification", "multilabel", "token_classification"):
         return [], {}
@@ -194,7 +194,7 @@ def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tupl
 def _label_warnings(task: TaskConfig, counts: dict[str, int], valid: Any) -> list[str]:
     """Label mistakes that train without an error, but not as meant: classes the training data never shows,
     names that differ only in case or spaces (different classes to the head), and empty names."""
-    from qarac_gui.core.data import labels_in
+    from qarac_gui.core.data.load import labels_in
     if task.head.kind not in LABELLED or not counts:
         return []                   # counts is empty when the labels could not be read: an error says so
     try:

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 
 import qarac_gui
-from qarac_gui.core.config import Project, TaskConfig, dumps_project
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.head_kinds import NATIVE_ACTIVATION, activation_of, hidden_layer_of, pooling_of
-from qarac_gui.core.heads import split_mlm_model
+from qarac_gui.core.model.heads import split_mlm_model
+from qarac_gui.core.project.config import Project, TaskConfig, dumps_project
+from qarac_gui.core.project.head_kinds import NATIVE_ACTIVATION, activation_of, hidden_layer_of, pooling_of
 
 # Where each architecture's own head classes keep their layers ("{base}" is the base-model attribute).
 SEQ_CLS_LAYOUT = {
@@ -191,8 +191,8 @@ def load_full_model(folder: Path) -> tuple[Project, Any, dict[str, Any], dict[st
     from safetensors.torch import load_model
     from transformers import AutoModel, AutoTokenizer
 
-    from qarac_gui.core.config import load_project
-    from qarac_gui.core.model import MultiTaskModel
+    from qarac_gui.core.model.multitask import MultiTaskModel
+    from qarac_gui.core.project.config import load_project
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from qarac_gui.core.hub import SORTS, DownloadProgress, HubError, _api, _call, _progress_class, hub_offline
+from qarac_gui.core.model.hub import SORTS, DownloadProgress, HubError, _api, _call, _progress_class, hub_offline
 
 PREVIEW_ROWS = 10
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from qarac_gui.core.code_trust import model_package_path, remote_code_allowed
-from qarac_gui.core.config import BackboneConfig
 from qarac_gui.core.errors import UserError
+from qarac_gui.core.model.code_trust import model_package_path, remote_code_allowed
+from qarac_gui.core.project.config import BackboneConfig
 
 
 class ModelLoadError(UserError, RuntimeError):
@@ -90,7 +90,7 @@ def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None,
     trusted = remote_code_allowed(name, cfg.trust_remote_code, source, local, cfg.revision)
     folder = source
     if not local:       # transformers' own downloads retry for minutes and fail in their own words
-        from qarac_gui.core.hub import DownloadCancelled, HubError, model_folder
+        from qarac_gui.core.model.hub import DownloadCancelled, HubError, model_folder
         try:
             folder = model_folder(source, cfg.revision or None, allow_pickle=cfg.allow_pickle, progress=progress,
                                   cancel=cancel, cache_dir=cache_dir)
@@ -136,7 +136,7 @@ def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None,
 
 
 def _explain_load_error(spec: str, error: Exception) -> str:
-    from qarac_gui.core.hub import hub_failure_message
+    from qarac_gui.core.model.hub import hub_failure_message
     hub = hub_failure_message(error, f"model {spec!r}")
     if hub:     # transformers fetched something itself (load_pretrained_lm, code of another repository)
         return hub

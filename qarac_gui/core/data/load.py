@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.config import Project, TaskConfig, special_file_kind
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.head_kinds import HEAD_KINDS
+from qarac_gui.core.project.config import Project, TaskConfig, special_file_kind
+from qarac_gui.core.project.head_kinds import HEAD_KINDS
 
 EXTENSION_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl",
                      ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}

@@ -10,8 +10,8 @@ from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import Emit, Progress
 
 if TYPE_CHECKING:               # the loop imports this module: its types only, for the signatures
-    from qarac_gui.core.checkpoint import TrainState
-    from qarac_gui.core.trainer import Trainee
+    from qarac_gui.core.training.checkpoint import TrainState
+    from qarac_gui.core.training.loop import Trainee
 
 
 def free_memory(t: Trainee) -> None:

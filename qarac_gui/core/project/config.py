@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.build import ConfigError, build, shown, to_dict
+from qarac_gui.core.project.convert import ConfigError, build, shown, to_dict
 
 CURRENT_VERSION = 1
 
@@ -325,7 +325,7 @@ def _check_choice(problems: list[str], where: str, value: str, choices: tuple[st
 
 def validate(p: Project) -> list[str]:
     """Every semantic problem of a structurally valid project, each naming its key."""
-    from qarac_gui.core.limits import MAX_SEED
+    from qarac_gui.core.project.limits import MAX_SEED
     problems: list[str] = []
     if not p.backbones:
         problems.append("backbones: define at least one, e.g. [backbones.encoder] model = \"bert-base-uncased\"")
@@ -444,7 +444,7 @@ def validate(p: Project) -> list[str]:
 
 def _bound_problems(p: Project) -> list[str]:
     """Values too large for the libraries or the memory to take, refused before they crash a run half-way."""
-    from qarac_gui.core import limits as lim
+    from qarac_gui.core.project import limits as lim
     longest = f"the longest run this app plans is {lim.MAX_STEPS} optimiser steps"
     rows = "rows per batch: more than any device's memory holds"
     bounds = []

@@ -85,7 +85,7 @@ def config_dict(cfg: Any, root: Path) -> dict | None:
     try:
         from transformers import PretrainedConfig
 
-        from qarac_gui.core.backbone import resolve_source
+        from qarac_gui.core.model.backbone import resolve_source
         source, _ = resolve_source(cfg.model, root)
         config, _ = PretrainedConfig.get_config_dict(source, revision=cfg.revision or None)
         return config

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qarac_gui.core.backbone import embeddings_module, encoder_layers
-from qarac_gui.core.config import Project
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.heads import HeadOutput, build_head, own_parameters
+from qarac_gui.core.model.backbone import embeddings_module, encoder_layers
+from qarac_gui.core.model.heads import HeadOutput, build_head, own_parameters
+from qarac_gui.core.project.config import Project
 
 
 class MultiTaskModel(nn.Module):

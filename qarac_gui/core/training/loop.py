@@ -12,16 +12,16 @@ from typing import Any, Callable
 
 import torch
 
-from qarac_gui.core.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
-from qarac_gui.core.config import Project
-from qarac_gui.core.evaluation import evaluate_task
+from qarac_gui.core.data.tokenize import TaskData
 from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged, StepSkipped
-from qarac_gui.core.guard import StepGuard
-from qarac_gui.core.memory import split_after_oom
-from qarac_gui.core.metrics import is_better
-from qarac_gui.core.sampling import TaskStream
-from qarac_gui.core.schedule import RunPlan
-from qarac_gui.core.tasks import TaskData
+from qarac_gui.core.project.config import Project
+from qarac_gui.core.training.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
+from qarac_gui.core.training.evaluation import evaluate_task
+from qarac_gui.core.training.guard import StepGuard
+from qarac_gui.core.training.memory import split_after_oom
+from qarac_gui.core.training.metrics import is_better
+from qarac_gui.core.training.plan import RunPlan
+from qarac_gui.core.training.sampling import TaskStream
 
 
 @dataclass

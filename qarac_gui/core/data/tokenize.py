@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from qarac_gui.core.config import TaskConfig
-from qarac_gui.core.data import DataError, feature_names, file_row, first_bad_value, is_held_out, split_labels
+from qarac_gui.core.data.load import DataError, feature_names, file_row, first_bad_value, is_held_out, split_labels
+from qarac_gui.core.project.config import TaskConfig
 
 # Columns kept beside the encoder inputs only for evaluation (span QA needs them to turn logits into text).
 EVAL_ONLY = ("offset_mapping", "context", "answer_texts")

@@ -9,8 +9,16 @@ from pathlib import Path
 import torch
 
 from qarac_gui.core import paths
-from qarac_gui.core.backbone import load_backbone, load_pretrained_lm
-from qarac_gui.core.checkpoint import (
+from qarac_gui.core.data.load import infer_labels, load_splits
+from qarac_gui.core.data.tokenize import TaskData, tokenize
+from qarac_gui.core.errors import RunStopped, UserError
+from qarac_gui.core.events import Emit, Progress, RunStarted
+from qarac_gui.core.model.backbone import load_backbone, load_pretrained_lm
+from qarac_gui.core.model.hub import DownloadCancelled
+from qarac_gui.core.model.multitask import MultiTaskModel, apply_freezing, param_groups, pick_device
+from qarac_gui.core.model.positions import check_max_lengths
+from qarac_gui.core.project.config import Project
+from qarac_gui.core.training.checkpoint import (
     TrainState,
     changed_rows,
     latest_checkpoint,
@@ -18,19 +26,11 @@ from qarac_gui.core.checkpoint import (
     rows_fingerprint,
     saved_rows,
 )
-from qarac_gui.core.config import Project
-from qarac_gui.core.data import infer_labels, load_splits
-from qarac_gui.core.errors import RunStopped, UserError
-from qarac_gui.core.evaluation import METRICS_OF_KIND, default_monitor
-from qarac_gui.core.events import Emit, Progress, RunStarted
-from qarac_gui.core.guard import scale_lr
-from qarac_gui.core.hub import DownloadCancelled
-from qarac_gui.core.model import MultiTaskModel, apply_freezing, param_groups, pick_device
-from qarac_gui.core.positions import check_max_lengths
-from qarac_gui.core.sampling import TaskStream
-from qarac_gui.core.schedule import group_factor, lr_curve, plan_run, task_probabilities
-from qarac_gui.core.tasks import TaskData, tokenize
-from qarac_gui.core.trainer import Trainee, autocast_factory
+from qarac_gui.core.training.evaluation import METRICS_OF_KIND, default_monitor
+from qarac_gui.core.training.guard import scale_lr
+from qarac_gui.core.training.loop import Trainee, autocast_factory
+from qarac_gui.core.training.plan import group_factor, lr_curve, plan_run, task_probabilities
+from qarac_gui.core.training.sampling import TaskStream
 
 
 def seed_everything(seed: int) -> None:
@@ -95,14 +95,14 @@ def fetch_hub_data(project: Project, emit: Emit, stop: threading.Event) -> None:
 
 def download_reporter(repo_id: str, emit: Emit):
     """Progress events for a download, four a second at most."""
-    from qarac_gui.core.hub import download_message, throttled
+    from qarac_gui.core.model.hub import download_message, throttled
     return throttled(lambda p: emit(Progress("download", download_message(repo_id, p), p.done, p.total)), 0.25)
 
 
 def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
     """A Hub dataset's files, downloaded with byte progress (load_dataset would fetch them silently)."""
-    from qarac_gui.core.hub import DownloadCancelled, HubDown, HubError
-    from qarac_gui.core.hub_data import fetch_task_data
+    from qarac_gui.core.data.hub import fetch_task_data
+    from qarac_gui.core.model.hub import DownloadCancelled, HubDown, HubError
     d = task.data
     try:
         got = fetch_task_data(d, progress=download_reporter(d.hub, emit), cancel=stop)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qarac_gui.core.config import HeadConfig
+from qarac_gui.core.project.config import HeadConfig
 
 # The activation each architecture's own *ForSequenceClassification head uses between its two layers; matching
 # it lets a default head be exported as that class with identical outputs.

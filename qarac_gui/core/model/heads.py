@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qarac_gui.core.config import HeadConfig
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.head_kinds import activation_of, hidden_layer_of, pooling_of
+from qarac_gui.core.project.config import HeadConfig
+from qarac_gui.core.project.head_kinds import activation_of, hidden_layer_of, pooling_of
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.config import BackboneConfig, Project
-from qarac_gui.core.head_kinds import HEAD_KINDS
+from qarac_gui.core.project.config import BackboneConfig, Project
+from qarac_gui.core.project.head_kinds import HEAD_KINDS
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,14 @@ class ModelInfo:
 
 def describe_model(cfg: BackboneConfig, root: Path, cache_dir: str | None = None) -> tuple[ModelInfo, Any]:
     """Load the base model once to report what it is; returns (facts, its tokenizer)."""
-    from qarac_gui.core.backbone import load_backbone
+    from qarac_gui.core.model.backbone import load_backbone
     loaded = load_backbone(cfg, root, cache_dir)
     return model_info(cfg.model, loaded), loaded.tokenizer
 
 
 def model_info(spec: str, loaded: Any) -> ModelInfo:
     """The facts of a LoadedBackbone."""
-    from qarac_gui.core.backbone import encoder_layers
+    from qarac_gui.core.model.backbone import encoder_layers
     config = loaded.model.config
     return ModelInfo(
         spec=spec, source=loaded.source, architecture=loaded.architecture, model_type=config.model_type,
@@ -48,7 +48,7 @@ def model_info(spec: str, loaded: Any) -> ModelInfo:
 
 def head_parameters(project: Project, encoder: Any, labels: dict[str, list[str]]) -> dict[str, int]:
     """Parameters each task's head adds to the shared encoder, built exactly as a run builds them."""
-    from qarac_gui.core.heads import build_head, own_parameters
+    from qarac_gui.core.model.heads import build_head, own_parameters
     counts = {}
     for task in project.tasks:
         if task.head.kind not in HEAD_KINDS:

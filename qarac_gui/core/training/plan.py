@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from qarac_gui.core.build import ConfigError
-from qarac_gui.core.config import OptimConfig, Project
-from qarac_gui.core.limits import MAX_STEPS
+from qarac_gui.core.project.config import OptimConfig, Project
+from qarac_gui.core.project.convert import ConfigError
+from qarac_gui.core.project.limits import MAX_STEPS
 
 
 def warmup_steps(optim: OptimConfig, total_steps: int) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from qarac_gui.core.disk import describe, write_failure
 from qarac_gui.core.errors import UserError
+from qarac_gui.core.training.disk import describe, write_failure
 
 MANIFEST = "manifest.json"
 PREFIX = "step-"

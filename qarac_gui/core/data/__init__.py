@@ -1,0 +1,1 @@
+"""Task data: reading files and Hub datasets, checking rows and labels, tokenising, the task preview."""

@@ -1,0 +1,1 @@
+"""What runs leave: exported models and the history of past runs."""

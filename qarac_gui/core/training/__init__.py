@@ -1,0 +1,1 @@
+"""Training: the plan, the batch stream, the step loop and its guard, checkpoints, evaluation."""
