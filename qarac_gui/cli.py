@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
@@ -10,17 +11,7 @@ import time
 from pathlib import Path
 
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.events import (
-    CheckpointSaved,
-    EvalDone,
-    ExportDone,
-    Progress,
-    RunEnded,
-    RunStarted,
-    StepLogged,
-    StepSkipped,
-    event_to_json,
-)
+from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepLogged, describe, event_to_json
 from qarac_gui.core.model import code_trust
 from qarac_gui.core.project.config import load_project
 
@@ -58,25 +49,15 @@ class TerminalPrinter:
                 self._line(f"  {message}")
             case RunStarted():
                 self.total, self.start_step, self.t0 = event.total_steps, event.start_step, time.monotonic()
-                removed = "; ".join(f"{k}: removed {v}" for k, v in event.removed_heads.items())
-                self._line(f"Training {len(event.tasks)} task(s) for {event.total_steps} steps on {event.device} "
-                           f"({event.precision}); run folder {event.run_dir}" + (f"\n  {removed}" if removed else ""))
+                self._line(describe(event))
             case StepLogged():
                 self._progress(event)
-            case StepSkipped(step=step, tasks=tasks, in_a_row=n):
-                cause = f"non-finite loss in {', '.join(tasks)}" if tasks else "non-finite gradients"
-                self._line(f"step {step} skipped: {cause} ({n} in a row)")
-            case EvalDone(step=step, metrics=metrics):
-                parts = [f"{task}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) for task, m in metrics.items()]
-                self._line(f"step {step} validation | " + " | ".join(parts))
-            case CheckpointSaved(step=step, path=path):
-                self._line(f"step {step}: checkpoint {path}")
-            case ExportDone(path=path, folders=folders):
-                self._line(f"Exported {', '.join(folders)} to {path}")
-            case RunEnded(reason=reason, step=step, message=message):
-                # A failure's message follows as the "error:" line; it is not printed twice.
-                shown = message if message and reason not in ("failed", "diverged") else ""
-                self._line(f"Run {reason} at step {step}" + (f": {shown}" if shown else ""))
+            case RunEnded(reason=reason) if reason in ("failed", "diverged"):
+                # The message follows as the "error:" line; it is not printed twice.
+                self._line(describe(dataclasses.replace(event, message="")))
+            case _:
+                if text := describe(event):
+                    self._line(text)
 
     def _transient(self, text: str) -> None:
         """A line that the next one replaces on a terminal; in a log file, at most one every 10 s."""

@@ -103,3 +103,29 @@ class CallbackList:
 
 def event_to_json(event: TrainEvent) -> str:
     return json.dumps({"event": type(event).__name__, **dataclasses.asdict(event)}, allow_nan=True)
+
+
+def describe(event: TrainEvent) -> str:
+    """An event in the words the CLI prints and the window's log shows; "" for per-step events, which each
+    front end shows its own way (a progress bar, the charts)."""
+    match event:
+        case Progress(message=message):
+            return message
+        case RunStarted():
+            text = (f"Training {len(event.tasks)} task(s) for {event.total_steps} steps on {event.device} "
+                    f"({event.precision}); run folder {event.run_dir}")
+            removed = "; ".join(f"{k}: removed {v}" for k, v in event.removed_heads.items())
+            return text + (f"\n  {removed}" if removed else "")
+        case StepSkipped(step=step, tasks=tasks, in_a_row=n):
+            cause = f"the loss of {', '.join(tasks)} was" if tasks else "the gradients were"
+            return f"Step {step} skipped: {cause} NaN or infinite ({n} in a row)"
+        case EvalDone(step=step, metrics=metrics):
+            parts = [f"{task}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) for task, m in metrics.items()]
+            return f"Validation at step {step}: " + "; ".join(parts)
+        case CheckpointSaved(step=step, path=path):
+            return f"Checkpoint at step {step}: {path}"
+        case ExportDone(path=path, folders=folders):
+            return f"Exported {', '.join(folders)} to {path}"
+        case RunEnded(reason=reason, step=step, message=message):
+            return f"Run {reason} at step {step}" + (f": {message}" if message else "")
+    return ""

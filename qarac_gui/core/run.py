@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -30,19 +29,6 @@ def new_run_dir(project: Project, runs: Path | None = None) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
-
-
-def portable_copy(project: Project) -> Project:
-    """The project with its local paths made absolute, so the copy kept in the run folder replays anywhere."""
-    p = copy.deepcopy(project)
-    for bb in p.backbones.values():
-        if not bb.model.startswith("package:") and project.resolve(bb.model).exists():
-            bb.model = str(project.resolve(bb.model).resolve())
-    for t in p.tasks:
-        for key in ("train", "validation"):
-            if getattr(t.data, key):
-                setattr(t.data, key, str(project.resolve(getattr(t.data, key)).resolve()))
-    return p
 
 
 class _EventLog:
@@ -105,7 +91,7 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
         lock_run(run_dir)
         if restart:             # what it logged belongs to steps no checkpoint kept
             clear_unsaved_run(run_dir)
-        (run_dir / "project.toml").write_text(dumps_project(portable_copy(project)), encoding="utf-8")
+        (run_dir / "project.toml").write_text(dumps_project(project.with_absolute_paths()), encoding="utf-8")
     except OSError as e:
         if made:                    # nothing half-made is left where the user pointed
             shutil.rmtree(made, ignore_errors=True)
@@ -170,7 +156,7 @@ def _check_same_project(project: Project, run_dir: Path) -> None:
     except ConfigError as e:
         raise UserError(f"the run's own project file cannot be read ({e}); this folder cannot be continued, start a "
                         "new run") from None
-    mine, theirs = to_dict(stored), to_dict(portable_copy(project))
+    mine, theirs = to_dict(stored), to_dict(project.with_absolute_paths())
     diffs = []
     for key in RESUME_KEYS:
         section, _, field_name = key.partition(".")
@@ -306,7 +292,7 @@ def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emi
 def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: Emit):
     from qarac_gui.core.results.export import export_full, export_problem, export_task
     from qarac_gui.core.training.checkpoint import best_weights_path
-    portable = portable_copy(project)
+    portable = project.with_absolute_paths()
     wanted = project.export.tasks or [t.name for t in project.tasks]
     folders, skipped = {}, []
     last = state.eval_history[-1]["metrics"] if state.eval_history else {}

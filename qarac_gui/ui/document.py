@@ -46,18 +46,6 @@ def set_path(obj: Any, dotted: str, value: Any) -> None:
         setattr(obj, last, value)
 
 
-def absolute_paths(project: Project) -> None:
-    """Make local paths absolute, so a project saved into another folder still finds its files."""
-    for bb in project.backbones.values():
-        if bb.model and not bb.model.startswith("package:") and project.resolve(bb.model).exists():
-            bb.model = str(project.resolve(bb.model).resolve())
-    for t in project.tasks:
-        for key in ("train", "validation"):
-            value = getattr(t.data, key)
-            if value:
-                setattr(t.data, key, str(project.resolve(value).resolve()))
-
-
 class ProjectDocument(QObject):
     """Edits go through edit() so that every change can be undone and every view hears about it."""
 
@@ -147,7 +135,7 @@ class ProjectDocument(QObject):
     def save(self, path: Path | None = None) -> None:
         target = Path(path or self.path).resolve()
         if target.parent != self.project.root.resolve():
-            absolute_paths(self.project)
+            self.project = self.project.with_absolute_paths()
             self.project.root = target.parent
         save_project(self.project, target)
         self.path = target
@@ -156,6 +144,4 @@ class ProjectDocument(QObject):
 
     def write_autosave(self, path: Path) -> None:
         """A copy of unsaved work that survives a crash; the project file itself is left alone."""
-        snapshot = copy.deepcopy(self.project)
-        absolute_paths(snapshot)
-        save_project(snapshot, path)
+        save_project(self.project.with_absolute_paths(), path)

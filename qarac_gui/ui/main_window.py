@@ -20,16 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core import paths
-from qarac_gui.core.events import (
-    CheckpointSaved,
-    EvalDone,
-    ExportDone,
-    Progress,
-    RunEnded,
-    RunStarted,
-    StepLogged,
-    StepSkipped,
-)
+from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepLogged, StepSkipped, describe
 from qarac_gui.core.project.config import ConfigError
 from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
@@ -340,26 +331,13 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             elif isinstance(event, RunStarted):
                 self._first_step = event.start_step
                 self.run_panel.start_run(event.total_steps, event.start_step)
-                self.log.add(f"Training {len(event.tasks)} task(s) for {event.total_steps} steps on "
-                             f"{event.device} ({event.precision})")
+                self.log.add(describe(event))
             elif isinstance(event, Progress):
                 self.run_panel.set_status(event.message)
                 self.log.add(event.message)
-            elif isinstance(event, EvalDone):
-                parts = [f"{t}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) for t, m in event.metrics.items()]
-                self.log.add(f"Validation at step {event.step}: " + "; ".join(parts))
-            elif isinstance(event, CheckpointSaved):
-                self.log.add(f"Checkpoint at step {event.step}: {event.path}")
-            elif isinstance(event, StepSkipped):
-                cause = f"the loss of {', '.join(event.tasks)}" if event.tasks else "the gradients"
-                self.log.add(f"Step {event.step} skipped: {cause} was NaN or infinite ({event.in_a_row} in a row)",
-                             "error")
-            elif isinstance(event, ExportDone):
-                self.log.add(f"Exported to {event.path}: {', '.join(event.folders)}")
-            elif isinstance(event, RunEnded):
-                self.log.add(f"Run ended at step {event.step}: {event.reason}"
-                             + (f" ({event.message})" if event.message else ""),
-                             "error" if event.reason == "failed" else "info")
+            elif text := describe(event):
+                failed = isinstance(event, StepSkipped) or isinstance(event, RunEnded) and event.reason == "failed"
+                self.log.add(text, "error" if failed else "info")
         if last_step is not None and not self.controller.paused:
             e = last_step
             self.run_panel.show_step(e.step, e.epoch, e.samples_per_s, e.elapsed_s, self._steps_done_here)

@@ -30,7 +30,7 @@ from qarac_gui.core.results.export import (
     export_task,
     load_full_model,
 )
-from qarac_gui.core.run import portable_copy, run
+from qarac_gui.core.run import run
 
 KINDS = list(tiny.TASK_COLUMNS)
 NAME = {kind: kind.replace("_", "-") for kind in KINDS}     # tiny.project_dict's task names
@@ -330,7 +330,7 @@ def test_full_model_reloads_identically(trained):
     project1, model1, tokenizers1, labels1 = trained.full
     project2, model2, tokenizers2, labels2 = load_full_model(trained.export / "full")
     assert not model2.training
-    assert to_dict(project2) == to_dict(project1) == to_dict(portable_copy(trained.project))
+    assert to_dict(project2) == to_dict(project1) == to_dict(trained.project.with_absolute_paths())
     assert labels2 == labels1 == {n: info["labels"] for n, info in trained.first(RunStarted).tasks.items()}
     state1, state2 = model1.state_dict(), model2.state_dict()
     assert state1.keys() == state2.keys()
@@ -424,7 +424,7 @@ def test_task_folder_holds_weights_tokenizer_card_and_project(trained, kind):
         assert f"- labels: {', '.join(labels)}" in card
 
     project = load_project(folder / "project.toml")
-    assert to_dict(project) == to_dict(portable_copy(trained.project))
+    assert to_dict(project) == to_dict(trained.project.with_absolute_paths())
     assert project.task(task).head.kind == kind
 
 
@@ -435,7 +435,7 @@ def test_full_folder_contents(trained):
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
         p.name for p in encoder.iterdir()}
     assert [p for p in trained.export.rglob("*") if p.suffix in PICKLE_SUFFIXES] == []
-    assert to_dict(load_project(full / "project.toml")) == to_dict(portable_copy(trained.project))
+    assert to_dict(load_project(full / "project.toml")) == to_dict(trained.project.with_absolute_paths())
 
 
 # -------------------------------------------------------------------------------- 5. heads with no class

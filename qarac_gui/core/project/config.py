@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import stat
@@ -164,6 +165,19 @@ class Project:
             if t.name == name:
                 return t
         raise KeyError(name)
+
+    def with_absolute_paths(self) -> Project:
+        """A copy whose local model folders and data files are absolute paths, so that it replays from anywhere:
+        a run folder, an export, a project saved into another folder, the autosave."""
+        p = copy.deepcopy(self)
+        for bb in p.backbones.values():
+            if bb.model and not bb.model.startswith("package:") and self.resolve(bb.model).exists():
+                bb.model = str(self.resolve(bb.model).resolve())
+        for t in p.tasks:
+            for key in ("train", "validation"):
+                if getattr(t.data, key):
+                    setattr(t.data, key, str(self.resolve(getattr(t.data, key)).resolve()))
+        return p
 
     def resolve(self, path: str) -> Path:
         p = Path(path)
