@@ -174,8 +174,9 @@ def started_without_checkpoint(run_dir: Path) -> bool:
     """A run that stopped (a kill, a crash) before it wrote any checkpoint: its project and log, nothing else that
     is kept. Continuing it starts it again from step 0 in the same folder."""
     names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    from qarac_gui.core.results.history import LOCK
-    return {"project.toml", "events.jsonl"} <= names <= {"project.toml", "events.jsonl", "checkpoints", LOCK}
+    from qarac_gui.core.results.history import KERNEL_LOCK, LOCK
+    return {"project.toml", "events.jsonl"} <= names <= {"project.toml", "events.jsonl", "checkpoints", LOCK,
+                                                         KERNEL_LOCK}
 
 
 def clear_unsaved_run(run_dir: Path) -> None:

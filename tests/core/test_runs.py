@@ -455,8 +455,14 @@ def test_only_runs_whose_lock_outlived_their_process_are_offered_as_interrupted(
         if pid is not None:
             (run_dir / "running.lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
         return run_dir
+    from qarac_gui.core.results.history import lock_run, unlock_run
     crashed("gone", pid=99_999_999)          # its process is gone: a crash
-    crashed("alive", pid=os.getpid())        # still training (here: this very process)
-    crashed("old")                           # no lock: not read at all
-    assert [r.name for r in interrupted_runs(tmp_path)] == ["gone"]
-    assert summarize(tmp_path / "alive").status == "running" and not summarize(tmp_path / "alive").resumable
+    crashed("reused", pid=os.getpid())       # its PID now belongs to a live process, but nobody holds the run
+    alive = crashed("alive")                 # still training (here: this very process)
+    lock_run(alive)
+    try:
+        crashed("old")                       # no lock: not read at all
+        assert sorted(r.name for r in interrupted_runs(tmp_path)) == ["gone", "reused"]
+        assert summarize(alive).status == "running" and not summarize(alive).resumable
+    finally:
+        unlock_run(alive)

@@ -6,9 +6,10 @@ import json
 import os
 import shutil
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from qarac_gui.core import events as ev
 from qarac_gui.core.errors import UserError
@@ -71,44 +72,57 @@ def summarize(run_dir: Path) -> RunSummary:
         resumable=has_checkpoint and not exported and status not in ("completed", "running"))
 
 
+# Who trains the run (host, pid): information only, written at the start and removed at any end, so one left
+# behind marks a run that a crash cut short.
 LOCK = "running.lock"
+# Held while a process trains the run. The OS lets go of it when the process dies, so a dead or reused PID can
+# never pass for a live run, and taking it is atomic, so two processes cannot both start.
+KERNEL_LOCK = ".running.flock"
+_held: dict[str, FileLock] = {}
+
+
+def _kernel_lock(run_dir: Path) -> FileLock:
+    return FileLock(str(Path(run_dir) / KERNEL_LOCK), thread_local=False)   # the window unlocks from its thread
 
 
 def lock_run(run_dir: Path) -> None:
-    """Mark the run as running in this process (removed when run() returns, left behind by a crash)."""
+    """Take the run for this process, or raise UserError when another process has it."""
+    lock = _kernel_lock(run_dir)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"{run_dir} is being trained by another process right now; wait for it or stop it "
+                        "first") from None
+    _held[str(Path(run_dir).resolve())] = lock
     (Path(run_dir) / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}),
                                       encoding="utf-8")
 
 
 def unlock_run(run_dir: Path) -> None:
     (Path(run_dir) / LOCK).unlink(missing_ok=True)
+    lock = _held.pop(str(Path(run_dir).resolve()), None)
+    if lock is not None:
+        lock.release()
 
 
 def lock_owner(run_dir: Path) -> int | None:
-    """The process on this machine that is training the run now, if one is."""
-    try:
-        lock = json.loads((Path(run_dir) / LOCK).read_text(encoding="utf-8"))
-        pid, host = int(lock["pid"]), lock["host"]
-    except (OSError, ValueError, KeyError, TypeError):
+    """The process training the run now, if one is (its PID as it wrote it; -1 if it wrote none)."""
+    if str(Path(run_dir).resolve()) in _held:
+        return os.getpid()
+    if not (Path(run_dir) / KERNEL_LOCK).is_file():
         return None
-    return pid if host == socket.gethostname() and _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    if sys.platform == "win32":     # os.kill(pid, 0) would end the process there
-        import ctypes
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)   # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return True
+    lock = _kernel_lock(run_dir)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:         # alive, someone else's
-        return True
-    return True
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            return int(json.loads((Path(run_dir) / LOCK).read_text(encoding="utf-8"))["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return -1
+    except OSError:                     # a folder we may not write to: nobody can be training there
+        return None
+    lock.release()
+    return None
 
 
 def interrupted_runs(base: Path) -> list[RunSummary]:

@@ -4,9 +4,15 @@ step later, so no step waits for the GPU to tell it whether the step was good.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from qarac_gui.core.events import Emit, StepSkipped
+from qarac_gui.core.training.torch_internals import set_last_lr, skips_on_device, step_unless
+
+if TYPE_CHECKING:                   # the run's counters; the guard updates the skip counts in them
+    from qarac_gui.core.training.checkpoint import TrainState
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,8 @@ class StepGuard:
         if self.scaler is not None:
             self.scaler.step(o)         # skips on inf/NaN gradients by itself
             self.scaler.update()
-        elif getattr(o, "_step_supports_amp_scaling", False):
-            o.grad_scale, o.found_inf = None, self.flags[0].float()
-            o.step()
-            del o.grad_scale, o.found_inf
+        elif skips_on_device(o):
+            step_unless(o, self.flags[0].float())
         elif not bool(self.flags[0]):   # optimisers without a device-side skip: one sync, unavoidable
             o.step()
 
@@ -70,6 +74,20 @@ class StepGuard:
     @property
     def pending(self) -> bool:
         return self._pending is not None
+
+    def settle(self, state: TrainState, emit: Emit, skip_limit: int) -> bool:
+        """Take in the last recorded step's verdict: count a skipped step (and say so), reset the count after a
+        good one. True when `skip_limit` steps in a row were skipped: the run has diverged."""
+        if not self.pending:
+            return False
+        skipped = self.resolve()
+        if skipped is None:
+            state.skipped_in_a_row = 0
+            return False
+        state.skipped_in_a_row += 1
+        state.skipped_total += 1
+        emit(StepSkipped(skipped.step, skipped.tasks, state.skipped_in_a_row))
+        return bool(skip_limit) and state.skipped_in_a_row >= skip_limit
 
     def resolve(self) -> Skipped | None:
         """What became of the last recorded step; a skipped one takes its scheduler step back."""
@@ -94,7 +112,7 @@ def set_lrs(scheduler: Any, optimizer: Any) -> None:
     """Each group's lr from the scheduler's base lrs and position (a LambdaLR's closed form)."""
     for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
         group["lr"] = base * factor(scheduler.last_epoch)
-    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+    set_last_lr(scheduler, [g["lr"] for g in optimizer.param_groups])
 
 
 def scale_lr(scheduler: Any, optimizer: Any, factor: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from qarac_gui.core.data.tokenize import TaskData
-from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged, StepSkipped
+from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged
 from qarac_gui.core.project.config import Project
 from qarac_gui.core.training.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
 from qarac_gui.core.training.evaluation import evaluate_task
@@ -60,131 +60,175 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
     """Train from state.step to the planned end; returns why it ended: completed, stopped, early_stopped, or
     diverged (train.skip_limit steps in a row had a non-finite loss or gradient; nothing saved after them).
 
+    Each step is three named pieces: the step itself (_backward, then _apply), logging (_LossLog), and
+    evaluate-or-checkpoint. Whether a step was skipped for a non-finite loss or gradient is read one step late
+    (guard.settle), so no step waits for the device to answer.
     While `pause` is set the loop waits between two optimiser steps (the model stays on the device).
     """
     p, o = t.project, t.project.optim
-    weights = {task.name: task.weight for task in p.tasks}
-    params = [q for group in t.optimizer.param_groups for q in group["params"]]
-    encoder_groups = [g for g in t.optimizer.param_groups if not g["is_head"]]
-    head_groups = [g for g in t.optimizer.param_groups if g["is_head"]]
-    frozen = {id(q) for q in t.model.backbones.parameters() if not q.requires_grad}
-    sums = {name: torch.zeros((), device=t.device) for name in t.tasks}
-    finite = {name: torch.zeros((), device=t.device) for name in t.tasks}     # finite losses summed, per task
-    counts = dict.fromkeys(t.tasks, 0)
     guard = StepGuard(list(t.tasks), t.optimizer, t.scheduler, t.scaler, t.device)
-    samples, last_log, started = 0, time.monotonic(), time.monotonic()
-    saved_at, saved_step = started, state.step
+    log = _LossLog(t, min_log_interval)
+    saves = _Saves(time.monotonic(), state.step)
+    frozen = {id(q) for q in t.model.backbones.parameters() if not q.requires_grad}
+
+    def diverged() -> bool:
+        return guard.settle(state, emit, p.train.skip_limit)
+
     in_head_phase = state.step < o.head_warmup_steps
     if in_head_phase:                   # no encoder gradients at all: the heads warm up on a fixed encoder
         _set_backbones_trainable(t, False, frozen)
     t.model.train()
-
-    def settle() -> bool:
-        """Take in the last step's flags; True when too many steps in a row were skipped."""
-        if not guard.pending:
-            return False
-        skipped = guard.resolve()
-        if skipped is None:
-            if state.skipped_in_a_row:
-                state.skipped_in_a_row = 0
-            return False
-        state.skipped_in_a_row += 1
-        state.skipped_total += 1
-        emit(StepSkipped(skipped.step, skipped.tasks, state.skipped_in_a_row))
-        return bool(p.train.skip_limit) and state.skipped_in_a_row >= p.train.skip_limit
-
     try:
         for step in range(state.step + 1, t.plan.total_steps + 1):
             if pause is not None and pause.is_set():
-                waited = _wait_while_paused(pause, stop, state.step, emit)
-                started += waited       # paused time counts neither in elapsed time nor in samples/s
-                last_log += waited
+                log.leave_out(_wait_while_paused(pause, stop, state.step, emit))
             if stop.is_set():           # cooperative cancel, checked once per optimiser step
-                settle()
+                diverged()
                 _checkpoint(t, state, emit)
                 return "stopped"
             if in_head_phase and step > o.head_warmup_steps:
                 _set_backbones_trainable(t, True, frozen)
                 in_head_phase = False
-            guard.begin()
-            draws = [t.stream.draw() for _ in range(o.grad_accum)]
-            while True:
-                out_of_memory = False
-                try:
-                    done = _accumulate(t, draws, step, weights, guard, state.micro_split)
-                except torch.OutOfMemoryError:
-                    out_of_memory = True    # handled outside the except block, so its traceback frees its tensors
-                if not out_of_memory:
-                    break
-                split_after_oom(t, state, step, draws, emit)
-                guard.begin()
-            for name, kept, ok, rows in done:
-                sums[name] += kept              # stays on the device: no sync per step
-                finite[name] += ok
-                counts[name] += 1
-                samples += rows
-            if t.scaler:
-                t.scaler.unscale_(t.optimizer)
-            if o.grad_clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
-            else:
-                grads = [q.grad for q in params if q.grad is not None]
-                norm = torch.nn.utils.get_total_norm(grads, foreach=True) if grads else None
-            guard.check_gradients(norm)
-            if settle():                # the previous step's verdict, read while this step's work is queued
+            _backward(t, state, step, guard, log, emit)
+            if diverged():              # the previous step's verdict, read while this step's work is queued
                 return "diverged"
-            applied_lr = max((g["lr"] for g in encoder_groups), default=0.0)
-            applied_head_lr = max((g["lr"] for g in head_groups), default=0.0)
-            guard.optimizer_step()
-            t.scheduler.step()
-            guard.record(step)
-            t.optimizer.zero_grad(set_to_none=True)     # frees gradient memory until the next backward
+            lrs = _apply(t, guard, step)
             state.step = step
-            now = time.monotonic()
             last = step == t.plan.total_steps
-            if (step % p.train.log_every == 0 and now - last_log >= min_log_interval) or last:
-                if settle():
+            if log.due(step, last):
+                if diverged():          # the log reads the device anyway: take the verdict in first
                     return "diverged"
-                # The only host-device sync of the loop, once per log interval.
-                names = [n for n in sums if counts[n]]
-                if names:
-                    means = (torch.stack([sums[n] for n in names]) / torch.stack([finite[n] for n in names])).tolist()
-                    losses = {n: m for n, m in zip(names, means) if math.isfinite(m)}
-                else:
-                    losses = {}
-                emit(StepLogged(step, t.stream.epochs_done(t.plan.epoch_task), losses, applied_lr,
-                                applied_head_lr, samples / max(now - last_log, 1e-9), now - started))
-                for n in sums:
-                    sums[n].zero_()
-                    finite[n].zero_()
-                    counts[n] = 0
-                samples, last_log = 0, now
-            if last or (p.eval.every and step % p.eval.every == 0):
-                if settle():
-                    return "diverged"
-                if _evaluate(t, state, emit) and not last:
-                    _checkpoint(t, state, emit)
-                    return "early_stopped"
-            due = p.checkpoint.every and step % p.checkpoint.every == 0
-            if due or (p.checkpoint.minutes and now - saved_at >= 60 * p.checkpoint.minutes):
-                if settle():
-                    return "diverged"
-                if not state.skipped_in_a_row:     # a roll-back should land before the trouble, not in it
-                    _checkpoint(t, state, emit)
-                    saved_at, saved_step = time.monotonic(), step
-        if settle():
+                emit(log.flush(step, t.stream.epochs_done(t.plan.epoch_task), *lrs))
+            reason = _evaluate_or_checkpoint(t, state, emit, step, last, saves, diverged)
+            if reason:
+                return reason
+        if diverged():
             return "diverged"
-        if saved_step != state.step:    # the end is a checkpoint too: a crash while exporting loses no training
+        if saves.step != state.step:    # the end is a checkpoint too: a crash while exporting loses no training
             _checkpoint(t, state, emit)
         return "completed"
     finally:
         _set_backbones_trainable(t, True, frozen)
 
 
+def _backward(t: Trainee, state: TrainState, step: int, guard: StepGuard, log: _LossLog, emit: Emit) -> None:
+    """Forward and backward of every batch this step draws, then the gradient clip: all queued on the device."""
+    o = t.project.optim
+    guard.begin()
+    draws = [t.stream.draw() for _ in range(o.grad_accum)]
+    weights = {task.name: task.weight for task in t.project.tasks}
+    while True:
+        out_of_memory = False
+        try:
+            done = _accumulate(t, draws, step, weights, guard, state.micro_split)
+        except torch.OutOfMemoryError:
+            out_of_memory = True        # handled outside the except block, so its traceback frees its tensors
+        if not out_of_memory:
+            break
+        split_after_oom(t, state, step, draws, emit)
+        guard.begin()
+    log.add(done)
+    params = [q for group in t.optimizer.param_groups for q in group["params"]]
+    if t.scaler:
+        t.scaler.unscale_(t.optimizer)
+    if o.grad_clip > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
+    else:
+        grads = [q.grad for q in params if q.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads, foreach=True) if grads else None
+    guard.check_gradients(norm)
+
+
+def _apply(t: Trainee, guard: StepGuard, step: int) -> tuple[float, float]:
+    """The optimiser step (skipped on the device if the step was not finite) and the scheduler's; returns the
+    encoder's and the heads' lr it used."""
+    groups = t.optimizer.param_groups
+    lrs = (max((g["lr"] for g in groups if not g["is_head"]), default=0.0),
+           max((g["lr"] for g in groups if g["is_head"]), default=0.0))
+    guard.optimizer_step()
+    t.scheduler.step()
+    guard.record(step)
+    t.optimizer.zero_grad(set_to_none=True)     # frees gradient memory until the next backward
+    return lrs
+
+
+@dataclass
+class _Saves:
+    at: float                       # monotonic time of the last checkpoint (or of the start)
+    step: int
+
+
+def _evaluate_or_checkpoint(t: Trainee, state: TrainState, emit: Emit, step: int, last: bool, saves: _Saves,
+                            diverged: Callable[[], bool]) -> str | None:
+    """Validation when due (early stopping may end the run) and checkpoints when due; the reason to end, if any."""
+    p = t.project
+    if last or (p.eval.every and step % p.eval.every == 0):
+        if diverged():
+            return "diverged"
+        if _evaluate(t, state, emit) and not last:
+            _checkpoint(t, state, emit)
+            return "early_stopped"
+    due = p.checkpoint.every and step % p.checkpoint.every == 0
+    if due or (p.checkpoint.minutes and time.monotonic() - saves.at >= 60 * p.checkpoint.minutes):
+        if diverged():
+            return "diverged"
+        if not state.skipped_in_a_row:     # a roll-back should land before the trouble, not in it
+            _checkpoint(t, state, emit)
+            saves.at, saves.step = time.monotonic(), step
+    return None
+
+
+class _LossLog:
+    """Each task's losses summed on the device and read once per log interval: the loop's only host sync."""
+
+    def __init__(self, t: Trainee, min_interval: float) -> None:
+        self.every, self.min_interval = t.project.train.log_every, min_interval
+        self.sums = {name: torch.zeros((), device=t.device) for name in t.tasks}
+        self.finite = {name: torch.zeros((), device=t.device) for name in t.tasks}    # finite losses, counted
+        self.counts = dict.fromkeys(t.tasks, 0)
+        self.samples, self.last, self.started = 0, time.monotonic(), time.monotonic()
+
+    def add(self, done: list[tuple[str, Any, Any, int]]) -> None:
+        for name, kept, ok, rows in done:
+            self.sums[name] += kept             # stays on the device: no sync per step
+            self.finite[name] += ok
+            self.counts[name] += 1
+            self.samples += rows
+
+    def leave_out(self, seconds: float) -> None:
+        """Paused time counts neither in elapsed time nor in samples/s."""
+        self.started += seconds
+        self.last += seconds
+
+    def due(self, step: int, last: bool) -> bool:
+        return last or (step % self.every == 0 and time.monotonic() - self.last >= self.min_interval)
+
+    def flush(self, step: int, epoch: float, lr: float, head_lr: float) -> StepLogged:
+        now = time.monotonic()
+        names = [n for n in self.sums if self.counts[n]]
+        losses = {}
+        if names:
+            means = (torch.stack([self.sums[n] for n in names]) / torch.stack([self.finite[n] for n in names]))
+            losses = {n: m for n, m in zip(names, means.tolist()) if math.isfinite(m)}
+        logged = StepLogged(step, epoch, losses, lr, head_lr, self.samples / max(now - self.last, 1e-9),
+                            now - self.started)
+        for n in self.sums:
+            self.sums[n].zero_()
+            self.finite[n].zero_()
+            self.counts[n] = 0
+        self.samples, self.last = 0, now
+        return logged
+
+
 def _accumulate(t: Trainee, draws: list, step: int, weights: dict[str, float], guard: StepGuard,
                 split: int) -> list[tuple[str, Any, Any, int]]:
     """Forward and backward every drawn batch, each cut into `split` micro-batches (more after an out-of-memory
-    error), scaled so that the gradients are those of the whole batch."""
+    error), scaled so that the gradients are those of the whole batch.
+
+    Where the task losses are combined: there is no line that sums them. Each task's weighted loss gets a
+    backward of its own and the gradients add up in the parameters' .grad, which is exactly the gradient of the
+    weighted sum, but each task's graph is freed before the next task runs, so peak memory is one task's.
+    """
     p = t.project
     done = []
     for micro, draw in enumerate(draws):
@@ -201,9 +245,8 @@ def _accumulate(t: Trainee, draws: list, step: int, weights: dict[str, float], g
                 if split > 1:
                     factor *= len(chunk) / len(rows_idx)
                 scaled = loss * factor
-                # One backward per task: gradients add up to those of the summed loss, but each task's
-                # graph is freed before the next task runs, so peak memory is one task's, not all of them.
-                (t.scaler.scale(scaled) if t.scaler else scaled).backward()
+                if scaled.requires_grad:   # not during the heads-only warm-up for a head without weights
+                    (t.scaler.scale(scaled) if t.scaler else scaled).backward()
                 kept, ok = guard.check_loss(name, loss.detach())
                 done.append((name, kept, ok, len(chunk)))
     return done
