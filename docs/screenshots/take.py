@@ -65,13 +65,13 @@ def main() -> int:
     wait(lambda: not window.controller.running, 600)
     shot(window, "run-finished")
 
-    from qarac_gui.ui.export_dialog import ExportDialog
+    from qarac_gui.ui.dialogs.export_dialog import ExportDialog
     dialog = ExportDialog(window.runs_base(), window.last_run_dir, window)
     dialog.destination.setText(str(Path.home() / "models" / "demo"))
     dialog.show()
     shot(dialog, "export")
     dialog.close()
-    from qarac_gui.ui.history_dialog import HistoryDialog
+    from qarac_gui.ui.dialogs.history_dialog import HistoryDialog
     history = HistoryDialog(window.runs_base(), window)
     history.show()
     shot(history, "history")

@@ -1,13 +1,12 @@
-"""The main window: assembles the panels, owns the document, the background jobs and the run controller."""
+"""The main window: assembles the panels and wires their signals; runs are RunControl's, their display RunView's."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -20,11 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core import paths
-from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepLogged, StepSkipped, describe
-from qarac_gui.core.project.config import ConfigError
-from qarac_gui.ui import code_consent
 from qarac_gui.ui.document import ProjectDocument
-from qarac_gui.ui.error_dialog import show_error
 from qarac_gui.ui.panels.charts_panel import ChartsPanel
 from qarac_gui.ui.panels.log_panel import LogPanel
 from qarac_gui.ui.panels.model_panel import ModelPanel
@@ -33,8 +28,9 @@ from qarac_gui.ui.panels.tasks_panel import TasksPanel
 from qarac_gui.ui.panels.training_panel import TrainingPanel
 from qarac_gui.ui.project_checks import ProjectChecks
 from qarac_gui.ui.project_files import ProjectFilesMixin, autosave_path, settings
-from qarac_gui.ui.run_offers import offer_batch_sizes, offer_rollback
-from qarac_gui.ui.worker import Failure, JobRunner, RunController
+from qarac_gui.ui.run_control import RunControl
+from qarac_gui.ui.run_view import RunView
+from qarac_gui.ui.worker import JobRunner, RunController
 
 CHART_REFRESH_MS = 100
 AUTOSAVE_MS = 60_000
@@ -56,12 +52,6 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.jobs = JobRunner(self)
         self.checks = ProjectChecks(self.document, self.jobs, self)
         self.controller = RunController(self)
-        self.last_run_dir: Path | None = None
-        self.run_name = ""
-        self._steps_done_here = 0
-        self._first_step = 0
-        self._close_after_run = False
-        self._terminating = False
 
         self.model_panel = ModelPanel(self.document)
         self.tasks_panel = TasksPanel(self.document)
@@ -91,6 +81,9 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.main_split.setSizes([640, 720])
         self.setCentralWidget(self.main_split)
         self.statusBar().showMessage("Ready")
+        # the view subscribes first: a run's end is shown before RunControl offers what to do next
+        self.run_view = RunView(self.controller, self.charts, self.run_panel, self.log, self.statusBar(), self)
+        self.runs = RunControl(self.controller, self.document, self.checks, self.run_view, self.runs_base, self)
 
         self._make_actions()
         self._connect()
@@ -132,11 +125,11 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             "undo": self._action("&Undo", self.document.undo, S.Undo),
             "redo": self._action("&Redo", self.document.redo, S.Redo),
             "add_task": self._action("Add &task", self.tasks_panel.add_task, "Ctrl+T"),
-            "start": self._action("&Start training", self.start_run, "Ctrl+R"),
-            "pause": self._action("&Pause", self.toggle_pause, "Ctrl+P"),
-            "stop": self._action("S&top (save a checkpoint)", self.stop_run, "Ctrl+."),
+            "start": self._action("&Start training", self.runs.start, "Ctrl+R"),
+            "pause": self._action("&Pause", self.runs.toggle_pause, "Ctrl+P"),
+            "stop": self._action("S&top (save a checkpoint)", self.runs.stop, "Ctrl+."),
             "continue": self._action("&Continue a stopped run…", self.history_dialog),
-            "find_batch": self._action("Find the largest &batch sizes", self.find_batch_sizes,
+            "find_batch": self._action("Find the largest &batch sizes", self.runs.find_batch_sizes,
                                        tip="Try each task's longest rows in growing batches on the GPU"),
             "history": self._action("Run &history…", self.history_dialog, "Ctrl+H"),
             "runs_folder": self._action("Runs &folder…", self.choose_runs_folder,
@@ -162,29 +155,25 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
     def _connect(self) -> None:
         d, c, ch = self.document, self.controller, self.checks
         d.file_changed.connect(self._on_document_file_changed)
-        d.changed.connect(self._on_document_changed)
-        c.events_received.connect(self._on_run_events)
-        c.running_changed.connect(self._on_controller_running_changed)
-        c.paused_changed.connect(self._on_controller_paused_changed)
-        c.finished.connect(self._on_controller_finished)
+        for signal in (d.changed, c.running_changed, c.paused_changed, ch.problems_changed):
+            signal.connect(self._update_run_state)
         ch.model_loading.connect(self._on_checks_model_loading)
         ch.model_loaded.connect(self._on_checks_model_loaded)
         ch.model_failed.connect(self._on_checks_model_failed)
         ch.preview_ready.connect(self.tasks_panel.show_preview)
         ch.head_params_ready.connect(self.model_panel.show_head_params)
         ch.plan_changed.connect(self.training_panel.show_lr_preview)
-        ch.problems_changed.connect(self._on_checks_problems_changed)
         ch.download_progress.connect(lambda text: self.statusBar().showMessage(text, 10_000))
-        self.model_panel.load_requested.connect(self._on_model_load_requested)
+        self.model_panel.load_requested.connect(self.checks.load_model)
         self.model_panel.hub_requested.connect(self.hub_dialog)
         self.jobs.finished.connect(self._on_jobs_finished)
         self.tasks_panel.preview_requested.connect(self.checks.request_preview)
         self.tasks_panel.hub_dataset_requested.connect(self.dataset_dialog)
         rp = self.run_panel
-        rp.start_clicked.connect(self.start_run)
+        rp.start_clicked.connect(self.runs.start)
         rp.pause_clicked.connect(lambda: self.controller.set_paused(True))
         rp.resume_clicked.connect(lambda: self.controller.set_paused(False))
-        rp.stop_clicked.connect(self.stop_run)
+        rp.stop_clicked.connect(self.runs.stop)
 
     # --- settings -------------------------------------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -225,9 +214,6 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         label = self.document.undo_label()
         self.actions_by_name["undo"].setText(f"&Undo {label}" if label else "&Undo")
 
-    def _on_document_changed(self, section: str) -> None:
-        self._update_run_state()
-
     # --- model and checks -----------------------------------------------------------------------------------
     def _on_startup_timer(self) -> None:
         self.checks.refresh(force=True)
@@ -236,9 +222,6 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
     def _on_jobs_finished(self, key: str, result) -> None:
         if key == "devices" and isinstance(result, list):
             self.training_panel.set_devices(result)
-
-    def _on_model_load_requested(self) -> None:
-        self.checks.load_model()
 
     def _on_checks_model_loading(self, spec: str) -> None:
         self.model_panel.set_busy(True, f"Loading {spec}…")
@@ -255,10 +238,8 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.model_panel.show_error(message)
         self.log.add(message, "error")
 
-    def _on_checks_problems_changed(self, problems: list) -> None:
-        self._update_run_state()
-
     def _update_run_state(self) -> None:
+        """The run's actions and buttons follow the run, its pause, the project and what blocks Start."""
         running, paused = self.controller.running, self.controller.paused
         self.run_panel.set_state(running, paused, self.checks.problems)
         a = self.actions_by_name
@@ -270,130 +251,35 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         a["find_batch"].setEnabled(not running)
         a["export"].setEnabled(not running)
 
-    # --- runs -----------------------------------------------------------------------------------------------
+    # --- runs: the public entry points (app.py, the self-test, the SIGTERM handler, tests) -------------------
+    @property
+    def last_run_dir(self) -> Path | None:
+        return self.run_view.run_dir
+
     def start_run(self, resume_dir: Path | None = None, lr_scale: float = 1.0) -> bool:
-        from qarac_gui.core.run import new_run_dir, run
-        if self.controller.running:
-            return False
-        if resume_dir is None and self.checks.problems:
-            self.log.add("Cannot start: " + "; ".join(self.checks.problems), "error")
-            return False
-        if isinstance(resume_dir, Path):
-            from qarac_gui.core.project.config import load_project
-            try:
-                project = load_project(resume_dir / "project.toml")
-            except ConfigError as e:
-                show_error(self, "Cannot continue the run", str(e))
-                return False
-            run_dir, resume = resume_dir, True
-        else:
-            project = copy.deepcopy(self.document.project)
-            run_dir, resume = new_run_dir(project, self.runs_base()), False
-        code_consent.confirm(self, project)
-        self.charts.clear()
-        if resume:
-            from qarac_gui.core.results.history import read_events
-            for event in read_events(run_dir):
-                self.charts.handle(event)
-        self.last_run_dir = run_dir
-        self._steps_done_here = 0
-        self.run_panel.show_busy("Loading the model and reading the data…")
-        self.log.add(f"{'Continuing' if resume else 'Starting'} run in {run_dir}")
-        self.controller.start(functools.partial(run, project, run_dir=run_dir, resume=resume,
-                                                min_log_interval=0.1, pause=self.controller.pause_flag,
-                                                lr_scale=lr_scale))
-        return True
+        return self.runs.start(resume_dir, lr_scale)
 
     def stop_run(self) -> None:
-        if self.controller.running:
-            self.controller.request_stop()
-            self.run_panel.set_status("Stopping after this step, then saving a checkpoint…")
+        self.runs.stop()
 
-    def toggle_pause(self) -> None:
-        self.controller.set_paused(not self.controller.paused)
-
-    def _on_controller_running_changed(self, running: bool) -> None:
-        self._update_run_state()
-
-    def _on_controller_paused_changed(self, paused: bool) -> None:
-        self._update_run_state()
-        if paused:
-            self.run_panel.set_status("Pausing after the current step…")
-
-    @Slot(list)
-    def _on_run_events(self, events: list) -> None:
-        last_step = None
-        for event in events:
-            self.charts.handle(event)
-            if isinstance(event, StepLogged):
-                last_step = event
-                self._steps_done_here = event.step - self._first_step
-            elif isinstance(event, RunStarted):
-                self._first_step = event.start_step
-                self.run_panel.start_run(event.total_steps, event.start_step)
-                self.log.add(describe(event))
-            elif isinstance(event, Progress):
-                self.run_panel.set_status(event.message)
-                self.log.add(event.message)
-            elif text := describe(event):
-                failed = isinstance(event, StepSkipped) or isinstance(event, RunEnded) and event.reason == "failed"
-                self.log.add(text, "error" if failed else "info")
-        if last_step is not None and not self.controller.paused:
-            e = last_step
-            self.run_panel.show_step(e.step, e.epoch, e.samples_per_s, e.elapsed_s, self._steps_done_here)
-
-    @Slot(object)
-    def _on_controller_finished(self, result) -> None:
-        self.charts.flush()
-        if isinstance(result, Failure):
-            self.run_panel.set_status(f"Failed: {result.message}")
-            self.log.add(result.message, "error", "" if result.user_error else result.details)
-            show_error(self, "The run failed", result.shown, "" if result.user_error else result.details)
-        elif isinstance(result, list):            # the batch-size probe's findings
-            self.run_panel.set_status("Batch sizes measured")
-            offer_batch_sizes(self, self.document, result)
-        elif isinstance(result, RunEnded):
-            text = {"completed": "Finished", "early_stopped": "Stopped early (no more improvement)",
-                    "diverged": "Stopped: the loss was no longer finite",
-                    "stopped": "Stopped; a checkpoint was saved (Run > Continue a stopped run)"}.get(
-                result.reason, result.reason)
-            where = f" — models in {Path(result.run_dir) / 'export'}" if result.reason in (
-                "completed", "early_stopped") else ""
-            self.run_panel.set_status(f"{text} at step {result.step}{where}. {result.message}".strip())
-            self.statusBar().showMessage(text, 8000)
-            if result.reason == "diverged":
-                offer_rollback(self, result)
-        self._update_run_state()
-        if self._close_after_run:
-            self.close()
-
-    def find_batch_sizes(self) -> None:
-        """Run the engine's memory probe like a run (progress in the run panel, Stop works)."""
-        from qarac_gui.core.probe import probe_batches
-        if self.controller.running or self.checks.problems:
-            self.log.add("Cannot probe batch sizes now: " + ("a run is in progress" if self.controller.running
-                                                              else "; ".join(self.checks.problems)), "error")
-            return
-        project = copy.deepcopy(self.document.project)
-        code_consent.confirm(self, project)
-        self.run_panel.show_busy("Finding the largest batch sizes…")
-        self.controller.start(functools.partial(probe_batches, project))
+    def terminate(self) -> None:
+        self.runs.terminate()
 
     # --- dialogs --------------------------------------------------------------------------------------------
     def export_dialog(self) -> None:
-        from qarac_gui.ui.export_dialog import ExportDialog
+        from qarac_gui.ui.dialogs.export_dialog import ExportDialog
         dialog = ExportDialog(self.runs_base(), self.last_run_dir, self)
         dialog.open()
 
     def hub_dialog(self, endpoint: str | None = None, cache_dir: str | None = None):
-        from qarac_gui.ui.hub_dialog import HubDialog
+        from qarac_gui.ui.dialogs.hub_dialog import HubDialog
         dialog = HubDialog(self, endpoint=endpoint, cache_dir=cache_dir)
         dialog.chosen.connect(self._on_hub_chosen)
         dialog.open()
         return dialog
 
     def dataset_dialog(self, index: int, endpoint: str | None = None):
-        from qarac_gui.ui.dataset_dialog import DatasetDialog
+        from qarac_gui.ui.dialogs.dataset_dialog import DatasetDialog
         dialog = DatasetDialog(self, endpoint=endpoint)
         dialog.chosen.connect(functools.partial(self.tasks_panel.editor.set_hub_dataset, index))
         dialog.open()
@@ -404,32 +290,12 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.log.add(f"Using {repo_id} from the Hub (cached)")
 
     def history_dialog(self) -> None:
-        from qarac_gui.ui.history_dialog import HistoryDialog
+        from qarac_gui.ui.dialogs.history_dialog import HistoryDialog
         dialog = HistoryDialog(self.runs_base(), self)
-        dialog.show_run.connect(self._on_history_show_run)
-        dialog.overlay_run.connect(self._on_history_overlay_run)
-        dialog.continue_run.connect(self._on_history_continue_run)
+        dialog.show_run.connect(self.run_view.show_past_run)
+        dialog.overlay_run.connect(self.run_view.overlay_past_run)
+        dialog.continue_run.connect(self.runs.start)
         dialog.open()
-
-    def _on_history_show_run(self, path: str) -> None:
-        from qarac_gui.core.results.history import read_events
-        self.charts.clear()
-        for event in read_events(Path(path)):
-            self.charts.handle(event)
-        self.charts.flush()
-        self.last_run_dir = Path(path)
-        self.log.add(f"Showing the charts of {path}")
-
-    def _on_history_overlay_run(self, path: str) -> None:
-        from qarac_gui.core.results.history import read_events
-        prefix = f"{Path(path).name[-15:]}: "
-        for event in read_events(Path(path)):
-            self.charts.handle(event, prefix=prefix)
-        self.charts.overlay_label.setText(f"overlaid: {Path(path).name}")
-        self.charts.flush()
-
-    def _on_history_continue_run(self, path: str) -> None:
-        self.start_run(Path(path))
 
     def about(self) -> None:
         import qarac_gui
@@ -443,37 +309,15 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     # --- closing --------------------------------------------------------------------------------------------
-    def terminate(self) -> None:
-        """The system asked the app to end (SIGTERM): stop a run with a checkpoint and close without asking;
-        unsaved edits stay in the autosave, which the next start offers to recover."""
-        self._terminating = True
-        self._close_after_run = True
-        if self.controller.running:
-            self.log.add("Asked to quit by the system: stopping the run after this step with a checkpoint")
-            self.stop_run()
-        else:
-            self.close()
-
     def closeEvent(self, event) -> None:
-        if self.controller.running:
-            if not self._close_after_run:
-                answer = QMessageBox.question(
-                    self, "A run is in progress",
-                    "Stop the run and quit? It stops after the current step and saves a checkpoint, so you can "
-                    "continue it later (Run > Continue a stopped run).",
-                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-                if answer != QMessageBox.StandardButton.Yes:
-                    event.ignore()
-                    return
-                self._close_after_run = True
-                self.stop_run()
+        if self.runs.holds_close():
             event.ignore()                  # closes for real once the run has ended
             return
-        if self._terminating:
+        if self.runs.terminating:
             if self.document.dirty:
                 self.autosave()
         elif not self.confirm_discard():
-            self._close_after_run = False
+            self.runs.close_after_run = False
             event.ignore()
             return
         self._save_settings()

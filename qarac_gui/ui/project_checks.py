@@ -13,7 +13,7 @@ from qarac_gui.core.data.preview import TaskPreview, preview_task, start_problem
 from qarac_gui.core.model.info import ModelInfo, head_parameters, model_info
 from qarac_gui.core.project.config import Project
 from qarac_gui.core.training.plan import lr_curve, plan_run
-from qarac_gui.ui import code_consent
+from qarac_gui.ui.dialogs import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.worker import Failure, JobRunner
 

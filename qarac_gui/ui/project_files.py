@@ -11,7 +11,8 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from qarac_gui.core import paths
 from qarac_gui.core.project.config import ConfigError
-from qarac_gui.ui.error_dialog import show_error
+from qarac_gui.ui.dialogs.error_dialog import show_error
+from qarac_gui.ui.dialogs.run_offers import offer_continue
 
 RECENT_LIMIT = 10
 FILE_FILTER = "qarac_gui projects (*.toml);;All files (*)"
@@ -162,16 +163,5 @@ class ProjectFilesMixin:
         runs = [r for r in interrupted_runs(self.runs_base()) if str(r.path) not in dismissed]
         if not runs or self.controller.running:
             return None
-        r = runs[0]
-        saved = max(int(p.name.split("-")[-1]) for p in (r.path / "checkpoints").glob("step-*"))
-        box = QMessageBox(QMessageBox.Icon.Question, "Continue an interrupted run?",
-                          f"The run {r.name} ended unexpectedly at step {r.step} of {r.total_steps} (qarac_gui "
-                          f"or the computer stopped). Continue it from its checkpoint of step {saved}?",
-                          QMessageBox.StandardButton.NoButton, self)
-        box.setObjectName("interrupted_box")
-        box.addButton("Continue the run", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
-        box.accepted.connect(functools.partial(self.start_run, r.path))
-        box.rejected.connect(functools.partial(self._remember, "runs/dismissed_interrupted", str(r.path)))
-        box.open()
-        return box
+        dismiss = functools.partial(self._remember, "runs/dismissed_interrupted", str(runs[0].path))
+        return offer_continue(self, runs[0], start=self.runs.start, dismiss=dismiss)

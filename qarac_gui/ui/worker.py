@@ -63,7 +63,7 @@ class RunController(QObject):
     events_received = Signal(list)
     running_changed = Signal(bool)
     paused_changed = Signal(bool)
-    finished = Signal(object)     # the run's result (RunEnded) or a Failure
+    finished = Signal(object)     # the job's result (a run's RunEnded, the probe's ProbeResult) or a Failure
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -4,7 +4,7 @@ import pytest
 from hub_server import StandInHub
 from tiny import make_model_folder
 
-from qarac_gui.ui.hub_dialog import HubDialog
+from qarac_gui.ui.dialogs.hub_dialog import HubDialog
 
 LONG = 60_000
 

@@ -161,7 +161,7 @@ def test_compose_two_tasks_train_and_export(qtbot, window, tiny_bert, tmp_path, 
     assert w.charts.metrics.series[f"{sentiment}/accuracy"].size == 1
 
     # 4. export through the dialog into a new folder; plain transformers loads the result
-    from qarac_gui.ui.export_dialog import ExportDialog
+    from qarac_gui.ui.dialogs.export_dialog import ExportDialog
     dialog = ExportDialog(w.runs_base(), w.last_run_dir, w)
     qtbot.addWidget(dialog)
     dialog.checks["full"].setChecked(False)
@@ -222,10 +222,10 @@ def test_pause_resume_stop_then_continue_later(qtbot, window, tiny_bert, tmp_pat
     assert "Stopped; a checkpoint was saved" in w.run_panel.status.text()
 
     # later: the run history offers to continue it, and it finishes from the checkpoint
-    from qarac_gui.ui.history_dialog import HistoryDialog
+    from qarac_gui.ui.dialogs.history_dialog import HistoryDialog
     dialog = HistoryDialog(w.runs_base(), w)
     qtbot.addWidget(dialog)
-    dialog.continue_run.connect(w._on_history_continue_run)
+    dialog.continue_run.connect(w.runs.start)
     assert dialog.selected().path == run_dir and dialog.continue_button.isEnabled()
     with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
         dialog.continue_button.click()
@@ -366,12 +366,12 @@ def test_run_history_reopens_a_runs_charts_and_overlays_a_second(qtbot, window, 
     second = start_and_wait(qtbot, w)
     assert first.reason == second.reason == "completed" and first.run_dir != second.run_dir
 
-    from qarac_gui.ui.history_dialog import HistoryDialog
+    from qarac_gui.ui.dialogs.history_dialog import HistoryDialog
     dialog = HistoryDialog(w.runs_base(), w)
     qtbot.addWidget(dialog)
     assert {str(r.path) for r in dialog.runs} == {first.run_dir, second.run_dir}
-    dialog.show_run.connect(w._on_history_show_run)
-    dialog.overlay_run.connect(w._on_history_overlay_run)
+    dialog.show_run.connect(w.run_view.show_past_run)
+    dialog.overlay_run.connect(w.run_view.overlay_past_run)
     assert not dialog.continue_button.isEnabled()              # finished runs cannot be continued
     dialog.table.selectRow([str(r.path) for r in dialog.runs].index(first.run_dir))
     dialog.show_button.click()

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from qarac_gui.core.model import code_trust
 from qarac_gui.core.model.info import ModelInfo
 from qarac_gui.core.project.head_kinds import HEAD_KINDS
-from qarac_gui.ui import code_consent
+from qarac_gui.ui.dialogs import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder
 

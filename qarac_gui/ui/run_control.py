@@ -1,0 +1,136 @@
+"""What the window does with runs: start, continue, pause and stop them, probe batch sizes, and quit after a run."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Slot
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from qarac_gui.core.events import Emit, RunEnded
+from qarac_gui.core.project.config import ConfigError, Project
+from qarac_gui.ui.dialogs import code_consent
+from qarac_gui.ui.dialogs.error_dialog import show_error
+from qarac_gui.ui.dialogs.run_offers import offer_batch_sizes, offer_rollback
+from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.project_checks import ProjectChecks
+from qarac_gui.ui.worker import Failure, RunController
+
+if TYPE_CHECKING:
+    from qarac_gui.core.probe import BatchFit
+    from qarac_gui.ui.run_view import RunView
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the batch-size probe found: one BatchFit per task."""
+
+    fits: tuple[BatchFit, ...]
+
+
+def probe_job(project: Project, emit: Emit, stop: threading.Event) -> ProbeResult:
+    """The probe as a controller job; its own result type tells its end from a run's (RunEnded) or a Failure."""
+    from qarac_gui.core.probe import probe_batches
+    return ProbeResult(tuple(probe_batches(project, emit=emit, stop=stop)))
+
+
+class RunControl(QObject):
+    """Starts, continues, pauses and stops the window's one run or batch-size probe."""
+
+    def __init__(self, controller: RunController, document: ProjectDocument, checks: ProjectChecks, view: RunView,
+                 runs_base: Callable[[], Path], window: QWidget) -> None:
+        super().__init__(window)
+        self.controller, self.document, self.checks, self.view = controller, document, checks, view
+        self._runs_base, self._window = runs_base, window
+        self.close_after_run = False
+        self.terminating = False
+        controller.finished.connect(self._on_controller_finished)
+
+    def start(self, resume_dir: str | Path | None = None, lr_scale: float = 1.0) -> bool:
+        """Start a new run of the project, or continue the stopped run in resume_dir; False if it cannot start."""
+        from qarac_gui.core.run import new_run_dir, run
+        if self.controller.running:
+            return False
+        resume = isinstance(resume_dir, (str, Path))     # not a QAction's `checked` flag
+        if not resume and self.checks.problems:
+            self.view.log.add("Cannot start: " + "; ".join(self.checks.problems), "error")
+            return False
+        if resume:
+            from qarac_gui.core.project.config import load_project
+            run_dir = Path(resume_dir)
+            try:
+                project = load_project(run_dir / "project.toml")
+            except ConfigError as e:
+                show_error(self._window, "Cannot continue the run", str(e))
+                return False
+        else:
+            project = copy.deepcopy(self.document.project)
+            run_dir = new_run_dir(project, self._runs_base())
+        code_consent.confirm(self._window, project)
+        self.view.show_start(run_dir, resume)
+        self.controller.start(functools.partial(run, project, run_dir=run_dir, resume=resume, min_log_interval=0.1,
+                                                pause=self.controller.pause_flag, lr_scale=lr_scale))
+        return True
+
+    def find_batch_sizes(self) -> None:
+        """Run the engine's memory probe like a run (progress in the run panel, Stop works)."""
+        if self.controller.running or self.checks.problems:
+            self.view.log.add("Cannot probe batch sizes now: " + ("a run is in progress" if self.controller.running
+                                                                   else "; ".join(self.checks.problems)), "error")
+            return
+        project = copy.deepcopy(self.document.project)
+        code_consent.confirm(self._window, project)
+        self.view.show_probe_start()
+        self.controller.start(functools.partial(probe_job, project))
+
+    def stop(self) -> None:
+        if self.controller.running:
+            self.controller.request_stop()
+            self.view.show_stopping()
+
+    def toggle_pause(self) -> None:
+        self.controller.set_paused(not self.controller.paused)
+
+    def terminate(self) -> None:
+        """The system asked the app to end (SIGTERM): stop a run with a checkpoint and close without asking;
+        unsaved edits stay in the autosave, which the next start offers to recover."""
+        self.terminating = True
+        self.close_after_run = True
+        if self.controller.running:
+            self.view.log.add("Asked to quit by the system: stopping the run after this step with a checkpoint")
+            self.stop()
+        else:
+            self._window.close()
+
+    def holds_close(self) -> bool:
+        """Closing the window during a run: ask (unless the system asked), then stop it and close once it has
+        ended. True while a run keeps the window open."""
+        if not self.controller.running:
+            return False
+        if not self.close_after_run:
+            answer = QMessageBox.question(
+                self._window, "A run is in progress",
+                "Stop the run and quit? It stops after the current step and saves a checkpoint, so you can "
+                "continue it later (Run > Continue a stopped run).",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                return True
+            self.close_after_run = True
+            self.stop()
+        return True
+
+    @Slot(object)
+    def _on_controller_finished(self, result: RunEnded | ProbeResult | Failure) -> None:
+        match result:
+            case ProbeResult(fits=fits):
+                offer_batch_sizes(self._window, self.document, fits)
+            case RunEnded(reason="diverged"):
+                offer_rollback(self._window, result, restart=self.start)
+        if self.close_after_run:
+            self._window.close()
