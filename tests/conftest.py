@@ -21,21 +21,25 @@ def _app_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("QARAC_GUI_CACHE", str(base / "app-cache"))
 
 
-def _bug_logs(base: Path) -> dict[Path, int]:
-    return {p: p.stat().st_size for pattern in ("app-data/errors.log", "*/app-data/errors.log", "*/*/errors.log")
-            for p in base.glob(pattern)}
+def _bug_logs(folders: list[Path]) -> dict[Path, int]:
+    # Only where a bug log can be: the app data of this session and, for a child given a data folder of its own,
+    # inside this test's tmp_path (globbing every test's folder would cost more the longer the session runs).
+    return {p: p.stat().st_size for folder, patterns in folders
+            for pattern in patterns for p in folder.glob(pattern)}
 
 
 @pytest.fixture(autouse=True)
 def _no_unexpected_errors(request, tmp_path_factory, _app_dirs):
     """The "unexpected" message and the bug log are for bugs only: any bad input a test gives, in this process or
     a child, must get words of its own. A test that provokes a bug report on purpose is marked bug_report."""
-    base = tmp_path_factory.getbasetemp()
-    before = _bug_logs(base)
+    folders = [(tmp_path_factory.getbasetemp(), ("app-data/errors.log", "*/app-data/errors.log"))]
+    if "tmp_path" in request.fixturenames:
+        folders.append((request.getfixturevalue("tmp_path"), ("errors.log", "*/errors.log", "*/*/errors.log")))
+    before = _bug_logs(folders)
     yield
     if request.node.get_closest_marker("bug_report"):
         return
-    grown = {p: n for p, n in _bug_logs(base).items() if n > before.get(p, 0)}
+    grown = {p: n for p, n in _bug_logs(folders).items() if n > before.get(p, 0)}
     if grown:
         path, size = next(iter(grown.items()))
         with open(path, encoding="utf-8", errors="replace") as f:

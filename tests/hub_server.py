@@ -90,7 +90,8 @@ class StandInHub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.server.handle_error = self._handle_error
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll interval: stop() waits for the serving loop to notice, 0.5 s by default
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def _handle_error(self, request, address) -> None:
         import socketserver

@@ -8,7 +8,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import tomli_w
 from tiny import project_dict
 
+from qarac_gui.cli import main
 from qarac_gui.core.data.load import load_splits
 from qarac_gui.core.data.preview import preview_task
 from qarac_gui.core.errors import UserError
@@ -44,9 +44,16 @@ def _write_project(tmp_path: Path, model: Path, edit=None, kinds=("classificatio
     return path
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "qarac_gui.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=180)
+@pytest.fixture
+def cli(capsys):
+    """qarac-train in this process: its exit code and what it printed. One real process is enough for the exit
+    code and the absence of a traceback (test_cli.py::test_errors_exit_1_without_a_traceback_from_a_real_process)."""
+    def call(*args) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return call
 
 
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -434,69 +441,69 @@ def test_resume_of_a_folder_with_no_run_changes_nothing(tmp_path, tiny_bert):
 # The command line: exit 1, one "error:" line, no traceback, nothing lost.
 
 
-def test_cli_invalid_toml(tmp_path):
+def test_cli_invalid_toml(tmp_path, cli):
     path = tmp_path / "p.toml"
     path.write_text("version = 1\n[optim\n", encoding="utf-8")
-    line = _one_error_line(_cli(path))
+    line = _one_error_line(cli(path))
     assert line.startswith(f"error: {path}: not valid TOML") and "line 2" in line
     assert path.read_text(encoding="utf-8") == "version = 1\n[optim\n"
 
 
-def test_cli_project_file_is_a_directory(tmp_path):
+def test_cli_project_file_is_a_directory(tmp_path, cli):
     folder = tmp_path / "project.toml"
     folder.mkdir()
-    assert _one_error_line(_cli(folder)) == f"error: {folder}: is a folder, not a project file; choose the file itself"
+    assert _one_error_line(cli(folder)) == f"error: {folder}: is a folder, not a project file; choose the file itself"
     assert folder.is_dir() and not any(folder.iterdir())
 
 
-def test_cli_set_with_a_bad_key(tmp_path, tiny_bert):
+def test_cli_set_with_a_bad_key(tmp_path, tiny_bert, cli):
     path = _write_project(tmp_path, tiny_bert)
     before = path.read_bytes()
-    line = _one_error_line(_cli(path, "--set", "optim.lrr=1e-4", "--out", tmp_path / "out"))
+    line = _one_error_line(cli(path, "--set", "optim.lrr=1e-4", "--out", tmp_path / "out"))
     assert line == f"error: {path}: optim.lrr: unknown key (did you mean 'lr'?)"
     assert path.read_bytes() == before and not (tmp_path / "out").exists()
 
 
-def test_cli_set_without_a_value(tmp_path, tiny_bert):
+def test_cli_set_without_a_value(tmp_path, tiny_bert, cli):
     path = _write_project(tmp_path, tiny_bert)
-    line = _one_error_line(_cli(path, "--set", "optim.lr", "--out", tmp_path / "out"))
+    line = _one_error_line(cli(path, "--set", "optim.lr", "--out", tmp_path / "out"))
     assert "--set 'optim.lr': expected key=value, e.g. optim.lr=3e-5" in line
 
 
-def test_cli_negative_batch_size(tmp_path, tiny_bert):
+def test_cli_negative_batch_size(tmp_path, tiny_bert, cli):
     path = _write_project(tmp_path, tiny_bert)
-    line = _one_error_line(_cli(path, "--set", "tasks.classification.batch_size=-1", "--out", tmp_path / "out"))
+    line = _one_error_line(cli(path, "--set", "tasks.classification.batch_size=-1", "--out", tmp_path / "out"))
     assert "tasks.classification.batch_size: must be at least 1" in line
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_run_folder_not_empty(tmp_path, tiny_bert):
+def test_cli_run_folder_not_empty(tmp_path, tiny_bert, cli):
     path = _write_project(tmp_path, tiny_bert)
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.csv").write_text("keep", encoding="utf-8")
-    line = _one_error_line(_cli(path, "--out", out))
+    line = _one_error_line(cli(path, "--out", out))
     assert f"{out} is not empty" in line and "--resume" in line
     assert _snapshot(out) == {"results.csv": b"keep"}
 
 
-def test_cli_resume_with_no_run(tmp_path, tiny_bert):
+def test_cli_resume_with_no_run(tmp_path, tiny_bert, cli):
     path = _write_project(tmp_path, tiny_bert)
     out = tmp_path / "never-ran"
-    line = _one_error_line(_cli(path, "--out", out, "--resume"))
+    line = _one_error_line(cli(path, "--out", out, "--resume"))
     assert line == f"error: {out} does not exist: there is no run to resume there"
     assert not out.exists()
 
 
-def test_cli_missing_model_folder(tmp_path):
+def test_cli_missing_model_folder(tmp_path, cli):
     path = _write_project(tmp_path, tmp_path / "no-such-model")
     out = tmp_path / "out"
-    line = _one_error_line(_cli(path, "--out", out, "--jsonl"))      # events on stdout, the error alone on stderr
+    line = _one_error_line(cli(path, "--out", out, "--jsonl"))      # events on stdout, the error alone on stderr
     assert "no-such-model does not exist; choose a folder that holds config.json" in line
 
 
-def test_cli_corrupted_weights(tmp_path, tiny_bert):
+def test_cli_corrupted_weights(tmp_path, tiny_bert, cli):
     model = _copy_model(tiny_bert, tmp_path, lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 16 + b"junk"))
     path = _write_project(tmp_path, model)
-    line = _one_error_line(_cli(path, "--out", tmp_path / "out", "--jsonl"))
+    line = _one_error_line(cli(path, "--out", tmp_path / "out", "--jsonl"))
     assert "model.safetensors" in line and "unexpected" not in line

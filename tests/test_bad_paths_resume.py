@@ -93,6 +93,7 @@ def test_a_project_path_that_is_not_a_plain_file_is_refused_without_reading_it(t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_window_refuses_a_fifo_project_on_its_command_line(tmp_path):
     fifo = tmp_path / "shared.toml"
     os.mkfifo(fifo)

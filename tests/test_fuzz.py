@@ -20,6 +20,7 @@ import typing
 import warnings
 from pathlib import Path, PureWindowsPath
 
+import pytest
 import tomli_w
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
@@ -332,6 +333,7 @@ def toml_texts(draw) -> str:
     return prefix + draw(st.sampled_from(["\n", "\r\n"])).join(draw(st.lists(line, max_size=12)))
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=250)
 @given(text=toml_texts())
 @example(text="version = 1\nx = " + "[" * 5000 + "]" * 5000)    # was a RecursionError from load_project
@@ -349,6 +351,7 @@ def _edited(edit) -> dict:
     return raw
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=400)
 @given(raw=mutated_projects())
 @example(raw=_edited(lambda raw: raw["optim"].update(lr=10**400)))           # BUG: OverflowError in build._convert
@@ -387,6 +390,7 @@ OVERRIDE_VALUES = ["3e-5", "1e400", "1" + "0" * 400, "-1", "nan", "inf", "true",
                    "[" * 2000 + "]" * 2000, "{a=" * 2000 + "1" + "}" * 2000, "../x", "a\nb"]
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=200)
 @given(overrides=st.lists(st.one_of(
     st.builds(lambda k, v: f"{k}={v}", st.one_of(st.sampled_from(OVERRIDE_KEYS), st.text(TEXT, max_size=15)),
@@ -585,6 +589,7 @@ def _data_case(kind: str, files: dict[str, bytes], **data) -> tuple[dict, dict[s
 ROWS = b"text,label\ngood,pos\nbad,neg\n"
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=150)
 @given(case=data_cases())
 # BUG: RuntimeError from Path.expanduser in Project.resolve: a relative file name that starts with "~"
@@ -657,6 +662,7 @@ file_stems = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=30))
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=60)
 @given(stem=file_stems, ext=st.sampled_from([".csv", ".jsonl"]), n=st.integers(1, 4))
 @example(stem="data[1]", ext=".csv", n=2)   # BUG: read as a glob: loads data1.csv instead
@@ -691,6 +697,7 @@ cell_values = st.recursive(st.one_of(json_scalars, st.floats(allow_nan=True)), l
     max_leaves=6)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=300)
 @given(kind=st.sampled_from(["classification", "multilabel", "token_classification"]), value=cell_values,
        separator=st.sampled_from([";", ",", " ", "|", ";;"]))
@@ -730,6 +737,7 @@ else:
 """
 
 
+@pytest.mark.slow
 def test_json_that_crashes_pyarrow_is_refused_not_fatal(tmp_path):
     """JSON that makes pyarrow's reader dereference a null pointer or overflow its stack: the app must refuse the
     file with a message that names it, not die (each file is read in its own process here, so a crash fails this

@@ -59,6 +59,7 @@ def _one_error_line(err: str) -> str:
 # Successful runs
 
 
+@pytest.mark.slow
 def test_a_two_task_run_exits_0_and_exports_every_task(tmp_path, tiny_bert, capsys):
     project = _project_file(tmp_path, tiny_bert)
     out = tmp_path / "out"
@@ -241,6 +242,7 @@ def _console_script() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "qarac_gui.cli"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
 def test_ctrl_c_stops_with_a_checkpoint_and_resume_finishes_the_run(tmp_path, tiny_bert, capsys):
     project = _project_file(tmp_path, tiny_bert, max_steps=2000)

@@ -157,6 +157,7 @@ def test_masked_lm_masks_only_real_tokens_and_is_reproducible(tmp_path, tiny_ber
     assert not any(int(t) in special for t in a["labels"][masked])
 
 
+@pytest.mark.slow
 def test_hub_model_id_loads_from_the_hugging_face_cache_offline(tmp_path):
     """A Hub id resolves through the standard HF cache layout without any network."""
     source = make_model_folder(tmp_path / "src", "bert")

@@ -42,6 +42,7 @@ def _weights(folder):
             for k, v in load_file(f).items()}
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_keeps_the_earlier_ones_and_the_run_continues(tmp_path, tiny_bert,
                                                                                        monkeypatch):
     real_save = torch.save
@@ -72,6 +73,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_earlier_ones_and_the_run_cont
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_the_export_leaves_no_half_export_and_continuing_exports_again(tmp_path, tiny_bert,
                                                                                           monkeypatch):
     real_full = export_module.export_full

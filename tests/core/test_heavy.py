@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import threading
 from qarac_gui.core.model.threadsafe_import import import_transformers
@@ -21,6 +23,7 @@ print(errors)
 """
 
 
+@pytest.mark.slow
 def test_threads_that_first_use_transformers_at_once_all_get_its_names():
     # Without import_transformers() this script fails with "cannot import name ..." in most threads.
     for _ in range(2):

@@ -177,6 +177,7 @@ def test_empty_token_is_refused_with_where_to_get_one():
         qhub.log_in("   ")
 
 
+@pytest.mark.slow
 def test_a_download_cut_off_half_way_is_retried_and_arrives_intact(hub, tmp_path, tiny_mlm):
     # huggingface_hub writes in blocks of up to 10 MB and resumes from the last whole block (with a Range
     # request); this file is smaller than a block, so the retry fetches it again from the start.

@@ -79,6 +79,7 @@ def test_search_datasets(hub, monkeypatch):
     assert [h.id for h in everything][:1] == ["acme/news"] and everything[0].downloads == 90
 
 
+@pytest.mark.slow
 def test_configs_splits_features_and_first_rows(hub, tmp_path):
     d = details(hub, tmp_path, "acme/reviews")
     assert d["configs"] == ["default"] and d["config"] == "default"
@@ -87,12 +88,14 @@ def test_configs_splits_features_and_first_rows(hub, tmp_path):
     assert [(r["text"], r["label"]) for r in d["rows"]] == ROWS[:10]
 
 
+@pytest.mark.slow
 def test_a_missing_split_or_dataset_is_a_clear_message(hub, tmp_path):
     assert details(hub, tmp_path, "acme/reviews", None, "validation")["error"] == \
         "acme/reviews: no split 'validation' in config 'default' (it has: train, test)"
     assert "acme/missing" in details(hub, tmp_path, "acme/missing")["error"]
 
 
+@pytest.mark.slow
 def test_train_a_hub_model_on_a_hub_dataset_from_the_command_line(hub, tmp_path):
     project = hub_project(tmp_path / "hub.toml", "acme/tiny-bert", "[train]\nmax_steps = 3\nlog_every = 1\n")
     result = run_with_hub(hub, tmp_path, ["-m", "qarac_gui.cli", str(project), "--out", str(tmp_path / "run"),
@@ -115,6 +118,7 @@ def test_train_a_hub_model_on_a_hub_dataset_from_the_command_line(hub, tmp_path)
     assert any("/acme/tiny-bert/resolve/" in r and "datasets" not in r for r in hub.requests)
 
 
+@pytest.mark.slow
 def test_a_second_fetch_finds_the_files_in_the_cache(hub, tmp_path):
     code = ("import json\nfrom qarac_gui.core.data import hub as hub_data\n"
             "runs = [hub_data.fetch_dataset_files('acme/reviews', None, ['train', 'test']) for _ in range(2)]\n"
@@ -126,6 +130,7 @@ def test_a_second_fetch_finds_the_files_in_the_cache(hub, tmp_path):
     assert first == [size, size] and second == [0, size]
 
 
+@pytest.mark.slow
 def test_a_token_used_for_a_private_model_is_in_no_file_the_app_writes(hub, tmp_path):
     from hub_server import TOKEN
     model = make_model_folder(tmp_path / "private-src", "bert")

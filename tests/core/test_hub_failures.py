@@ -68,6 +68,7 @@ def blob_of(folder: str, name: str) -> Path:
 # Search, details and download on a misbehaving Hub
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", [500, 503])
 def test_a_search_on_a_failing_hub_says_server_error_without_23_s_of_retries(hub, status):
     hub.status, hub.fault_on = status, "GET /api/models"
@@ -77,6 +78,7 @@ def test_a_search_on_a_failing_hub_says_server_error_without_23_s_of_retries(hub
     assert elapsed < 15         # huggingface_hub's own five retries wait 1+2+4+8+8 s
 
 
+@pytest.mark.slow
 def test_details_from_a_stalled_hub_say_it_did_not_answer(hub):
     hub.stall = 60
     _, error, elapsed = timed(qhub.model_details, REPO, endpoint=hub.url)
@@ -85,6 +87,7 @@ def test_details_from_a_stalled_hub_say_it_did_not_answer(hub):
     assert elapsed < 4 * LIMIT
 
 
+@pytest.mark.slow
 def test_a_download_whose_files_stall_ends_with_a_plain_message(hub, tmp_path):
     hub.stall, hub.fault_on = 60, "/resolve/"       # the model's page answers, its files never come
     _, error, elapsed = timed(download, hub, tmp_path)
@@ -104,6 +107,7 @@ def test_a_download_whose_files_fail_names_the_problem(hub, tmp_path, status, wo
     assert elapsed < 15
 
 
+@pytest.mark.slow
 def test_a_download_cut_half_way_then_refused_leaves_nothing_that_breaks_the_next_run(hub, tmp_path, tiny):
     hub.cut_after, hub.cut_then = 40_000, 503          # the weights (~120 kB) break off, then the Hub fails
     _, error, elapsed = timed(download, hub, tmp_path)

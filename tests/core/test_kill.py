@@ -20,6 +20,7 @@ from qarac_gui.core.training.checkpoint import is_valid, latest_checkpoint
 
 CHILD = Path(__file__).resolve().parent.parent / "train_child.py"
 KINDS = ["classification", "masked_lm", "similarity"]
+KILL_SEED = 20240611          # the twenty-kills test's default seed
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 _children: list = []
@@ -43,6 +44,7 @@ class Child:
         with open(self.stderr, "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         self.events: list[dict] = []
+        self._arrived = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         _children.append(self)
@@ -50,7 +52,11 @@ class Child:
     def _read(self) -> None:
         with self.proc.stdout:
             for line in self.proc.stdout:
-                self.events.append(json.loads(line))
+                with self._arrived:
+                    self.events.append(json.loads(line))
+                    self._arrived.notify_all()
+        with self._arrived:
+            self._arrived.notify_all()
 
     def error(self) -> str:
         return self.stderr.read_text()[-3000:]
@@ -58,14 +64,17 @@ class Child:
     def of(self, kind: str) -> list[dict]:
         return [e for e in list(self.events) if e["event"] == kind]
 
-    def wait_for(self, predicate, timeout: float = 120) -> None:
+    def wait_for(self, predicate, timeout: float = 120, poll: float = 0.05) -> None:
+        """Wait until `predicate()` holds, checking it as each event arrives and every `poll` seconds (for what
+        no event tells: the clock, files)."""
         end = time.monotonic() + timeout
         while not predicate():
             if self.proc.poll() is not None and not self._reader.is_alive() and not predicate():
                 raise AssertionError(f"child ended (rc {self.proc.returncode}) first: {self.error()}")
             if time.monotonic() > end:
                 raise AssertionError("timed out waiting for the child")
-            time.sleep(0.0005)
+            with self._arrived:
+                self._arrived.wait(poll)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -106,10 +115,13 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mixing", ["all_tasks", "proportional", "temperature", "uniform", "round_robin"])
+@pytest.mark.parametrize("mixing", ["temperature"])
 def test_sigkill_after_a_checkpoint_then_resume_in_a_new_process_is_bit_exact(tmp_path, tiny_bert, mixing):
     # Dropout is on (the tiny BERT keeps the default 0.1), masked-LM masks are random, and accumulation
     # draws two micro-batches per step: every source of randomness has to come back from the checkpoint.
+    # One mixing here, a drawing one (its sampler's state must cross processes too); every mixing is resumed
+    # in process by test_training.py::test_stop_then_resume_continues_exactly, and the default one (all_tasks)
+    # across twenty kills below.
     project = _project(tmp_path, tiny_bert, "p", train={"max_steps": 12, "mixing": mixing},
                        optim={"lr": 1e-3, "grad_accum": 2}, checkpoint={"every": 3, "keep": 2})
     straight = Child(project, tmp_path / "straight", resume=False)
@@ -146,14 +158,22 @@ def _checkpoint_steps(folder: Path) -> list[int]:
 @pytest.mark.slow
 def test_twenty_kills_at_random_moments_each_resume_from_an_intact_checkpoint_and_the_run_finishes(
         tmp_path, tiny_bert):
-    seed = int(os.environ.get("KILL_TEST_SEED", random.randrange(1 << 30)))
+    # A fixed seed by default, so a failure can be replayed; QARAC_KILL_SEED=<n> picks another, =random a new one.
+    chosen = os.environ.get("QARAC_KILL_SEED", str(KILL_SEED))
+    seed = random.randrange(1 << 30) if chosen == "random" else int(chosen)
+    print(f"kill test seed {seed} (set QARAC_KILL_SEED to replay it)")
     rng = random.Random(seed)
-    total = 2000
-    project = _project(tmp_path, tiny_bert, "p", train={"max_steps": total, "log_every": 1},
-                       optim={"lr": 1e-3}, checkpoint={"every": 1, "keep": 2})
+    # Every moment below is bounded in steps, not in seconds, so the run cannot reach its end before the last
+    # kill however fast the machine: at most 4 x 30 steps while training and a few steps for each other moment.
+    total = 300
+    train, optim = {"max_steps": total, "log_every": 1}, {"lr": 1e-3}
+    project = _project(tmp_path, tiny_bert, "p", train=train, optim=optim, checkpoint={"every": 1, "keep": 2})
     run_dir = tmp_path / "chain"
     ckpts = run_dir / "checkpoints"
-    straight = Child(project, tmp_path / "straight", resume=False)
+    # The uninterrupted reference saves no checkpoint along the way (only at the end): saving one changes no
+    # weight and no random stream, and the comparison below is of final weights and logged losses.
+    reference = _project(tmp_path, tiny_bert, "reference", train=train, optim=optim, checkpoint={"every": 0})
+    straight = Child(reference, tmp_path / "straight", resume=False)
 
     # Four kinds of moment, in a random order at random times: while the process loads (model, data, checkpoint),
     # while it trains, the instant a checkpoint's temporary folder appears (inside a checkpoint write), and right
@@ -165,14 +185,16 @@ def test_twenty_kills_at_random_moments_each_resume_from_an_intact_checkpoint_an
     child.wait_for(lambda: child.of("CheckpointSaved"))
     stale, expected_start = set(), 0
     for trial, moment in enumerate(moments):
-        if moment == "loading":         # from the launch: while the model, data and checkpoint load
-            time.sleep(rng.uniform(0, 2.5))
-        elif moment == "training":
-            child.wait_for(lambda: child.of("RunStarted"))
-            time.sleep(rng.uniform(0, 2.0))
+        if moment == "loading":         # from the launch: while the model, data and checkpoint load (or as it starts)
+            deadline = time.monotonic() + rng.uniform(0, 2.5)
+            child.wait_for(lambda: child.of("RunStarted") or time.monotonic() >= deadline, poll=0.01)
+        elif moment == "training":      # some steps into training, at a random point inside a step
+            steps = rng.randint(0, 30)
+            child.wait_for(lambda: child.of("RunStarted") and len(child.of("StepLogged")) >= steps)
+            time.sleep(rng.uniform(0, 0.1))
         elif moment == "writing":     # after this process's first save, which cleans up stale temporary folders
             child.wait_for(lambda: child.of("CheckpointSaved"))
-            child.wait_for(lambda: any(ckpts.glob(".tmp-step-*")))
+            child.wait_for(lambda: any(ckpts.glob(".tmp-step-*")), poll=0.0005)
         else:
             seen = len(child.of("CheckpointSaved"))
             child.wait_for(lambda: len(child.of("CheckpointSaved")) > seen)

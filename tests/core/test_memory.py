@@ -39,6 +39,7 @@ def _run(tmp_path, model, name, **sections):
     return project, events, ended
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_micro_batch_until_it_fits_and_changes_nothing_else(tmp_path, no_dropout_model,
                                                                                      monkeypatch):
     from qarac_gui.core.training.guard import StepGuard

@@ -75,6 +75,7 @@ def test_a_non_finite_step_is_skipped_and_the_schedule_does_not_move(tmp_path, t
     assert all(v == v for losses in logged.values() for v in losses.values())
 
 
+@pytest.mark.slow
 def test_too_many_skips_in_a_row_stop_the_run_and_a_roll_back_at_a_lower_lr_finishes_it(
         tmp_path, tiny_bert, monkeypatch):
     healthy = MultiTaskModel.forward

@@ -27,6 +27,7 @@ def _of(events, cls):
     return [e for e in events if isinstance(e, cls)]
 
 
+@pytest.mark.slow
 def test_every_head_kind_trains_together_and_reports_its_metrics(tmp_path, tiny_bert):
     _, events, ended = _run(tmp_path, tiny_bert, list(TASK_COLUMNS))
     assert ended.reason == "completed" and ended.step == 6
@@ -47,6 +48,7 @@ def test_every_head_kind_trains_together_and_reports_its_metrics(tmp_path, tiny_
         assert metric in final[task] and "loss" in final[task]
 
 
+@pytest.mark.slow
 def test_a_classification_head_learns(tmp_path, tiny_bert):
     _, events, _ = _run(tmp_path, tiny_bert, ["classification"], optim={"lr": 3e-3, "warmup_steps": 0},
                         train={"max_steps": 60, "log_every": 10})
@@ -117,7 +119,12 @@ def _params(folder):
     return out
 
 
-@pytest.mark.parametrize("mixing", ["all_tasks", "temperature"])
+# Every mixing, in process; one (temperature) is also killed and resumed in a new process (test_kill.py), and
+# the command line's Ctrl-C and --resume are in test_cli.py.
+@pytest.mark.parametrize("mixing", ["all_tasks", pytest.param("proportional", marks=pytest.mark.slow),
+                                    pytest.param("temperature", marks=pytest.mark.slow),
+                                    pytest.param("uniform", marks=pytest.mark.slow),
+                                    pytest.param("round_robin", marks=pytest.mark.slow)])
 def test_stop_then_resume_continues_exactly(tmp_path, tiny_bert, mixing):
     kinds = ["classification", "masked_lm", "similarity"]
     sections = dict(train={"max_steps": 9, "mixing": mixing}, optim={"lr": 1e-3, "grad_accum": 2})
@@ -242,6 +249,7 @@ def test_masked_lm_head_continues_from_the_checkpoints_lm_head(tmp_path):
     assert head.lm_head.decoder.weight is loaded.model.get_input_embeddings().weight
 
 
+@pytest.mark.slow
 def test_a_new_run_can_start_from_an_exported_multi_task_model(tmp_path, tiny_bert):
     _run(tmp_path, tiny_bert, ["classification", "regression"], "first", optim={"lr": 1e-2})
     full = tmp_path / "first" / "export" / "full"

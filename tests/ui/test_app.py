@@ -23,12 +23,14 @@ def report(result):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_window_shows_before_torch_transformers_or_datasets_are_imported(tmp_path):
     shown = report(probe(sys.executable, "-m", "qarac_gui", tmp_path=tmp_path))
     assert shown["heavy_modules_loaded"] == []
     assert shown["title"].endswith("— qarac_gui") and "untitled" in shown["title"]
 
 
+@pytest.mark.slow
 def test_the_gui_script_opens_a_project_named_on_the_command_line(tmp_path):
     script = Path(sys.executable).with_name("qarac-gui")
     if not script.exists():
@@ -39,12 +41,14 @@ def test_the_gui_script_opens_a_project_named_on_the_command_line(tmp_path):
     assert shown["title"].startswith("my-sentiment (mine.toml)") and "qarac_gui" in shown["title"]
 
 
+@pytest.mark.slow
 def test_demo_flag_opens_the_bundled_demo(tmp_path):
     shown = report(probe(sys.executable, "-m", "qarac_gui", "--demo", tmp_path=tmp_path))
     assert shown["title"].startswith("demo (project.toml)")
     assert shown["heavy_modules_loaded"] == []
 
 
+@pytest.mark.slow
 def test_a_missing_project_file_is_a_clear_error(tmp_path):
     result = probe(sys.executable, "-m", "qarac_gui", str(tmp_path / "nope.toml"), tmp_path=tmp_path)
     assert result.returncode == 1
@@ -66,6 +70,7 @@ def test_self_test_trains_the_demo_offscreen_exports_and_reports_success(tmp_pat
     assert len(runs) == 1 and (runs[0] / "export" / "sentiment" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_self_test_exits_1_with_the_reason_when_the_run_cannot_work(tmp_path):
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the data folder should be")

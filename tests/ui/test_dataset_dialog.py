@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hub_server import Repo, StandInHub
 
 ROWS = [(f"good film {i}", "pos") if i % 2 == 0 else (f"bad film {i}", "neg") for i in range(30)]
@@ -61,6 +62,7 @@ w.close()
 """
 
 
+@pytest.mark.slow
 def test_choose_a_hub_dataset_for_a_task(tmp_path):
     hub = StandInHub().start()
     try:

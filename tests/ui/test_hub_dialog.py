@@ -53,6 +53,7 @@ def test_search_page_inspect_and_download(qtbot, hub, tmp_path):
     assert "In the Hugging Face cache" in dialog.status.text()
 
 
+@pytest.mark.slow
 def test_cancel_a_download_then_retry(qtbot, hub, tmp_path):
     dialog = HubDialog(endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
     qtbot.addWidget(dialog)

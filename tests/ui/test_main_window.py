@@ -107,6 +107,7 @@ def start_and_wait(qtbot, w):
     return blocker.args[0]
 
 
+@pytest.mark.slow
 def test_compose_two_tasks_train_and_export(qtbot, window, tiny_bert, tmp_path, monkeypatch):
     w = window
     # 1. the base model: typed into the model box, loaded in the background
@@ -197,31 +198,89 @@ def project_file(tmp_path, model, steps, **train):
     return path
 
 
-def test_pause_resume_stop_then_continue_later(qtbot, window, tiny_bert, tmp_path):
-    w = window
-    assert w.open_project(project_file(tmp_path, tiny_bert, 400))
+class Lockstep:
+    """The engine in step with the test: after each step it logs (every step, while this holds), the run waits
+    for the test to grant it more steps, or for a click on Pause or Stop. However fast the machine, a run cannot get
+    ahead of the test's clicks. After open() runs go at their own pace, with the window's own logging interval."""
+
+    def __init__(self, monkeypatch):
+        import threading
+
+        from qarac_gui.core import run as run_module
+        self._real, self._permits, self._free = run_module.run, 0, False
+        self._changed = threading.Condition()
+        monkeypatch.setattr(run_module, "run", self._run)
+
+    def grant(self, steps):
+        with self._changed:
+            self._permits += steps
+            self._changed.notify_all()
+
+    def open(self):
+        with self._changed:
+            self._free = True
+            self._changed.notify_all()
+
+    def _run(self, project, emit, stop, **kwargs):
+        import time
+
+        from qarac_gui.core.events import StepLogged
+        if self._free:
+            return self._real(project, emit, stop, **kwargs)
+        pause = kwargs.get("pause")
+
+        def clicked():
+            return stop.is_set() or (pause is not None and pause.is_set())
+
+        def step_by_step(event):
+            emit(event)
+            if not isinstance(event, StepLogged):
+                return
+            deadline = time.monotonic() + LONG / 1000
+            with self._changed:
+                while not (self._free or self._permits or clicked()) and time.monotonic() < deadline:
+                    self._changed.wait(0.01)        # Pause and Stop set their flags without a notify
+                if self._permits and not self._free and not clicked():
+                    self._permits -= 1
+        return self._real(project, step_by_step, stop, **{**kwargs, "min_log_interval": 0.0})
+
+
+@pytest.mark.slow
+def test_pause_resume_stop_then_continue_later(qtbot, window, tiny_bert, tmp_path, monkeypatch):
+    from qarac_gui.core.events import Progress, StepLogged
+    w, steps = window, 12
+    lockstep = Lockstep(monkeypatch)
+    seen = []
+    w.controller.events_received.connect(seen.extend)
+    assert w.open_project(project_file(tmp_path, tiny_bert, steps))
     qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
     qtbot.mouseClick(w.run_panel.start_button, Qt.MouseButton.LeftButton)
+    lockstep.grant(1)                                       # step 1, then step 2; it waits after that
     qtbot.waitUntil(lambda: w.charts.loss_points("sentiment") >= 2, timeout=LONG)
     qtbot.mouseClick(w.run_panel.pause_button, Qt.MouseButton.LeftButton)
     assert w.run_panel.resume_button.isVisible() and not w.run_panel.pause_button.isVisible()
     qtbot.waitUntil(lambda: "Paused after step" in w.run_panel.status.text(), timeout=LONG)
     held = int(w.run_panel.status.text().split("step")[-1])
+    assert held == 2
+    lockstep.grant(2)                       # steps it may take: none while paused, steps 3 to 5 once resumed
     loss = w.charts.loss.series["sentiment"]
-    logged = loss.size
-    qtbot.wait(600)
-    assert loss.size == logged and loss.x[-1] <= held        # no step while paused
+    assert loss.x[-1] == held
     qtbot.mouseClick(w.run_panel.resume_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: loss.x[-1] >= held + 3, timeout=LONG)
     with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
         qtbot.mouseClick(w.run_panel.stop_button, Qt.MouseButton.LeftButton)
     ended = blocker.args[0]
-    assert ended.reason == "stopped" and held + 3 <= ended.step < 400
+    assert ended.reason == "stopped" and ended.step == held + 3
+    # no step while paused: the engine's own account, in the order it gave it
+    order = [e.step if isinstance(e, StepLogged) else e.phase for e in seen
+             if isinstance(e, StepLogged) or (isinstance(e, Progress) and e.phase in ("paused", "resumed"))]
+    assert order == [1, 2, "paused", "resumed", 3, 4, 5]
     run_dir = w.last_run_dir
     assert list((run_dir / "checkpoints").glob(f"step-{ended.step:08d}"))
     assert "Stopped; a checkpoint was saved" in w.run_panel.status.text()
 
     # later: the run history offers to continue it, and it finishes from the checkpoint
+    lockstep.open()
     from qarac_gui.ui.dialogs.history_dialog import HistoryDialog
     dialog = HistoryDialog(w.runs_base(), w)
     qtbot.addWidget(dialog)
@@ -229,10 +288,10 @@ def test_pause_resume_stop_then_continue_later(qtbot, window, tiny_bert, tmp_pat
     assert dialog.selected().path == run_dir and dialog.continue_button.isEnabled()
     with qtbot.waitSignal(w.controller.finished, timeout=LONG) as blocker:
         dialog.continue_button.click()
-    assert blocker.args[0].reason == "completed" and blocker.args[0].step == 400
+    assert blocker.args[0].reason == "completed" and blocker.args[0].step == steps
     w.charts.flush()
     resumed = w.charts.loss.series["sentiment"]            # the charts hold the stopped part, replayed, and the rest
-    assert resumed.x[-1] == 400 and resumed.x[0] == loss.x[0]
+    assert resumed.x[-1] == steps and resumed.x[0] == loss.x[0]
     assert (run_dir / "export" / "sentiment" / "config.json").is_file()
 
 
@@ -253,6 +312,7 @@ def test_a_validation_error_blocks_start_until_fixed(qtbot, window, tiny_bert, t
     assert w.run_panel.problems.text() == ""
 
 
+@pytest.mark.slow
 def test_closing_during_a_run_asks_then_stops_cleanly(qtbot, window, tiny_bert, tmp_path, monkeypatch):
     w = window
     assert w.open_project(project_file(tmp_path, tiny_bert, 100_000))
@@ -272,6 +332,7 @@ def test_closing_during_a_run_asks_then_stops_cleanly(qtbot, window, tiny_bert, 
     assert list((w.last_run_dir / "checkpoints").glob(f"step-{ended.step:08d}"))
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_run_stops_it_with_a_checkpoint_and_keeps_unsaved_edits(qtbot, window, tiny_bert,
                                                                                   tmp_path):
     from qarac_gui.ui.project_files import autosave_path
@@ -358,6 +419,7 @@ def test_dropping_a_data_file_on_a_task_sets_its_training_data(qtbot, window, tm
     assert w.document.project.tasks[0].data.train == str(path)      # not a data file: ignored
 
 
+@pytest.mark.slow
 def test_run_history_reopens_a_runs_charts_and_overlays_a_second(qtbot, window, tiny_bert, tmp_path):
     w = window
     assert w.open_project(project_file(tmp_path, tiny_bert, 4))
@@ -396,6 +458,7 @@ def test_window_layout_is_remembered(qtbot, tmp_path):
     again.close()
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_and_offers_a_roll_back_at_half_the_lr(qtbot, window, tiny_bert, tmp_path,
                                                                       monkeypatch):
     from faults import poison
@@ -430,6 +493,7 @@ def test_a_diverging_run_stops_and_offers_a_roll_back_at_half_the_lr(qtbot, wind
     assert planned.y[4] < planned.y[3] / 1.5
 
 
+@pytest.mark.slow
 def test_a_run_cut_short_by_a_crash_is_offered_for_continuing_at_the_next_start(qtbot, window, tiny_bert, tmp_path):
     import json
     import signal
@@ -488,6 +552,7 @@ def test_not_now_is_remembered_for_an_interrupted_run(qtbot, window, tmp_path):
     assert w.offer_interrupted_runs() is None
 
 
+@pytest.mark.slow
 def test_find_batch_sizes_reports_per_task_and_applies_them_as_one_undoable_edit(qtbot, window, tiny_bert, tmp_path,
                                                                                  monkeypatch):
     from faults import out_of_memory_above
