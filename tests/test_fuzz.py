@@ -31,10 +31,11 @@ from qarac_gui.core.data.load import (
     labels_in,
     load_splits,
     required_columns,
-    split_labels,
 )
 from qarac_gui.core.data.preview import preview_task
 from qarac_gui.core.errors import UserError
+from qarac_gui.core.kinds import HEAD_KINDS
+from qarac_gui.core.kinds.cells import split_labels
 from qarac_gui.core.project.config import (
     NAME_PATTERN,
     RESERVED_NAMES,
@@ -42,7 +43,6 @@ from qarac_gui.core.project.config import (
     load_project,
     parse_project,
 )
-from qarac_gui.core.project.head_kinds import HEAD_KINDS
 
 # derandomize: CI sees the same examples every run; explore new ones locally with --hypothesis-seed=N.
 FUZZ = settings(deadline=None, derandomize=True,

@@ -6,5 +6,9 @@ class UserError(Exception):
     pass
 
 
+class DataError(UserError, ValueError):
+    """A task's data cannot be used; the message names the task, the file or column, and the fix."""
+
+
 class RunStopped(Exception):
     """The user stopped a run before training began (while loading or downloading); not an error."""

@@ -1,4 +1,4 @@
-"""Tests for qarac_gui.core.training.metrics."""
+"""Tests for qarac_gui.core.kinds.metrics."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qarac_gui.core.training.metrics import (
+from qarac_gui.core.kinds.metrics import (
     HIGHER_IS_BETTER,
     classification_metrics,
     entity_metrics,
@@ -382,7 +382,7 @@ def test_module_import_does_not_load_sklearn_or_scipy():
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     code = (
-        "import sys, qarac_gui.core.training.metrics; "
+        "import sys, qarac_gui.core.kinds.metrics; "
         "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))"
     )
     result = subprocess.run(

@@ -10,16 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.errors import UserError
+from qarac_gui.core.errors import DataError
+from qarac_gui.core.kinds import kind_of
+from qarac_gui.core.kinds.cells import value_kind
 from qarac_gui.core.project.config import Project, TaskConfig, special_file_kind
-from qarac_gui.core.project.head_kinds import HEAD_KINDS
 
 EXTENSION_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl",
                      ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-
-
-class DataError(UserError, ValueError):
-    """A task's data cannot be used; the message names the task, the file or column, and the fix."""
 
 
 def file_format(path: Path, declared: str) -> str:
@@ -122,17 +119,17 @@ def _refuse_json_that_crashes_the_reader(path: Path, fmt: str) -> None:
         if isinstance(whole, dict) and all(isinstance(v, list) for v in whole.values()):
             return                  # columns: {"text": [...], "label": [...]}
         if rows is None:
-            raise DataError(f"{path}: holds {_kind(whole)}, not rows; write one JSON object per line, or a JSON "
+            raise DataError(f"{path}: holds {value_kind(whole)}, not rows; write one JSON object per line, or a JSON "
                             "array of objects")
         bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
         if bad is not None:
-            raise DataError(f"{path}: item {bad + 1} of the array is {_kind(rows[bad])}, not an object with the "
+            raise DataError(f"{path}: item {bad + 1} of the array is {value_kind(rows[bad])}, not an object with the "
                             "columns")
         return
     for n, line in lines:
         row = _parse(path, line, n, fmt)
         if not isinstance(row, dict):
-            raise DataError(f"{path}: line {n} is {_kind(row)}, not an object with the columns; each line must be "
+            raise DataError(f"{path}: line {n} is {value_kind(row)}, not an object with the columns; each line must be "
                             "one row, e.g. {\"text\": \"...\", \"label\": \"...\"}")
 
 
@@ -144,11 +141,6 @@ def _parse(path: Path, text: str, line: int, fmt: str) -> Any:
         raise DataError(f"{path}: could not be read as {fmt.upper()}: line {line + e.lineno - 1}: {e.msg}") from None
     except RecursionError:
         raise DataError(f"{path}: line {line} nests values too deeply; this is not table data") from None
-
-
-def _kind(value: Any) -> str:
-    return {type(None): "null", bool: "true or false", int: "a number", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _close_leaked_files() -> None:
@@ -251,7 +243,7 @@ def required_columns(task: TaskConfig) -> list[str]:
     cols = [task.data.text]
     if task.data.text_pair:
         cols.append(task.data.text_pair)
-    if HEAD_KINDS[task.head.kind].label_role:
+    if kind_of(task.head).label_role:
         cols.append(task.data.label)
     return cols
 
@@ -275,33 +267,9 @@ def feature_names(ds: Any, column: str) -> list[str] | None:
     return None
 
 
-def split_labels(value: Any, separator: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [s.strip() for s in str(value).split(separator) if s.strip()]
-
-
 def labels_in(task: TaskConfig, value: Any) -> list:
-    """The labels one row's label cell holds, by head kind (a class, a separated list, or a tag per word)."""
-    kind = task.head.kind
-    if kind == "classification":
-        if isinstance(value, (list, tuple, dict)):
-            raise DataError(f"task {task.name}: a label cell holds {_short(value)}, but a classification head "
-                            "takes one label per row; use a multilabel head for lists of labels")
-        return [] if value is None else [value]
-    if kind == "multilabel":
-        return split_labels(value, task.head.label_separator)
-    if value is not None and not isinstance(value, (list, tuple)):
-        raise DataError(f"task {task.name}: a tag cell holds {_short(value)}, but a token classification head "
-                        "needs a list of tags per row, one per word")
-    return [str(v) for v in (value or [])]
-
-
-def _short(value: Any) -> str:
-    text = "null" if value is None else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """The labels one row's label cell holds, as the task's kind reads it (a class, a list, a tag per word)."""
+    return kind_of(task.head).labels_in(task, value)
 
 
 def first_bad_value(task: TaskConfig, columns: dict[str, list]) -> tuple[int, str] | None:
@@ -311,103 +279,8 @@ def first_bad_value(task: TaskConfig, columns: dict[str, list]) -> tuple[int, st
     The preview and the tokenising both ask this, so a run refuses exactly the rows the report named, and a cell
     the tokenizer would choke on (a TypeError, naming nothing) is named with its row and column first.
     """
-    d, kind = task.data, task.head.kind
-    found = []
-    if kind == "token_classification":
-        words = columns[d.text]
-        found.append(_first(words, lambda w: _words_problem(w, d.text)))
-        if d.label in columns:
-            found.append(_first(zip(words, columns[d.label]), lambda pair: _tags_problem(task, *pair)))
-    else:
-        for column in (d.text, d.text_pair):
-            if column:
-                found.append(_first(columns[column], lambda v, c=column: _text_problem(v, c)))
-    if kind == "span_qa" and d.text_pair:
-        found.append(_first(zip(columns[d.text_pair], columns[d.label]),
-                            lambda pair: _answer_problem(pair[0], pair[1], d.label)))
-    elif kind == "classification":
-        found.append(_first(columns[d.label], lambda v: None if v is not None else
-                            f"has no label in {d.label!r} (null or an empty cell); fill it in or remove the row"))
-    found = [f for f in found if f is not None]
+    found = [f for f in kind_of(task.head).bad_cells(task, columns) if f is not None]
     return min(found, key=lambda f: f[0]) if found else None
-
-
-def _first(values, problem) -> tuple[int, str] | None:
-    for i, value in enumerate(values):
-        text = problem(value)
-        if text:
-            return i, text
-    return None
-
-
-def _text_problem(value: Any, column: str) -> str | None:
-    if isinstance(value, str):
-        return None
-    if value is None:
-        return f"has no text in {column!r} (null or an empty cell); fill it in or remove the row"
-    return (f"has {_short(value)} ({_kind(value)}) in {column!r}, not text; map the column that holds the text, or "
-            "write the value as a quoted string")
-
-
-def _words_problem(value: Any, column: str) -> str | None:
-    if value is None:
-        return f"has no words in {column!r} (null or an empty cell); fill it in or remove the row"
-    if not isinstance(value, (list, tuple)):
-        return (f"has {_short(value)} in {column!r}, but a token classification head needs a list of words per "
-                'row, e.g. ["alice", "lives", "here"], in JSON Lines, JSON or Parquet')
-    bad = next((j for j, w in enumerate(value) if not isinstance(w, str)), None)
-    if bad is not None:
-        return f"has {_short(value[bad])} as word {bad + 1} in {column!r}; every word must be text"
-    return None
-
-
-def _tags_problem(task: TaskConfig, words: Any, tags: Any) -> str | None:
-    if not isinstance(words, (list, tuple)):
-        return None                 # the words' own problem is named
-    if tags is not None and not isinstance(tags, (list, tuple)):
-        return (f"has {_short(tags)} in {task.data.label!r}, but a token classification head needs a list of tags "
-                "per row, one per word")
-    n = len(tags or ())
-    if n != len(words):
-        return (f"has {len(words)} words in {task.data.text!r} but {n} tags in {task.data.label!r}; give exactly "
-                "one tag per word")
-    return None
-
-
-SQUAD_FORM = 'span QA answers are {"text": [...], "answer_start": [...]}, SQuAD style'
-OFFSET_IS = "answer_start is the 0-based character offset of the answer in the context"
-
-
-def _answer_problem(context: Any, value: Any, column: str) -> str | None:
-    """What is wrong with one row's answers: each text must stand in the context at its answer_start, or the head
-    would be trained toward whatever tokens are there (no error, just a worse model)."""
-    if not isinstance(context, str):
-        return None                 # the context's own problem is named
-    texts = value.get("text") if isinstance(value, dict) else None
-    starts = value.get("answer_start") if isinstance(value, dict) else None
-    if not isinstance(texts, (list, tuple)) or not isinstance(starts, (list, tuple)):
-        return f"has {_short(value)} in {column!r}, but {SQUAD_FORM}"
-    if len(texts) != len(starts):
-        return (f"has {len(texts)} answer text(s) but {len(starts)} answer_start value(s) in {column!r}; give one "
-                "answer_start per answer text")
-    for text, start in zip(texts, starts):
-        if not isinstance(text, str) or not text:
-            return (f"has an empty answer text in {column!r}; give the answer as it is written in the context, or "
-                    "no answer at all: {\"text\": [], \"answer_start\": []}") if text in ("", None) else (
-                    f"has answer text {_short(text)} ({_kind(text)}) in {column!r}; an answer is text")
-        if isinstance(start, bool) or not (isinstance(start, int) or (isinstance(start, float) and start.is_integer())):
-            return f"has answer_start {_short(start)}, not a whole number, in {column!r}; {OFFSET_IS}"
-        start = int(start)
-        if start < 0 or start + len(text) > len(context):
-            return (f"has answer_start {start} for {_short(text)}, outside its context of {len(context)} characters; "
-                    f"{OFFSET_IS}")
-        there = context[start:start + len(text)]
-        if there != text:
-            at = context.find(text)
-            where = f"it first occurs at {at}" if at >= 0 else f"{_short(text)} is not in the context"
-            return (f"has answer {_short(text)} at answer_start {start}, but the context there reads {_short(there)} "
-                    f"({where}); {OFFSET_IS}")
-    return None
 
 
 def file_row(ds: Any, position: int) -> int:
@@ -465,9 +338,9 @@ def _header(path: Path, delimiter: str) -> list[str]:
 
 
 def infer_labels(task: TaskConfig, train: Any, valid: Any) -> list[str]:
-    """The label names of a classification or tagging task: given, declared by the dataset, or seen in the data."""
-    kind = task.head.kind
-    if kind not in ("classification", "multilabel", "token_classification"):
+    """The label names of a task whose kind has classes: given, declared by the dataset, or seen in the data."""
+    kind = kind_of(task.head)
+    if not kind.has_classes:
         return []
     if task.head.labels:
         return list(task.head.labels)
@@ -479,11 +352,5 @@ def infer_labels(task: TaskConfig, train: Any, valid: Any) -> list[str]:
         if ds is None:
             continue
         for value in ds[task.data.label]:
-            seen.update(labels_in(task, value))
-    if kind == "classification":
-        numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in seen)
-        return [str(v) for v in sorted(seen)] if numeric else sorted(str(v) for v in seen)
-    if kind == "token_classification":
-        # O first, then each entity type's B- before its I-, so label ids read naturally in id2label.
-        return sorted(seen, key=lambda t: (t != "O", t[2:] if t[1:2] == "-" else t, t))
-    return sorted(seen)
+            seen.update(kind.labels_in(task, value))
+    return kind.order_labels(seen)

@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qarac_gui.core.errors import UserError
+from qarac_gui.core.kinds import kind_of
 from qarac_gui.core.project.config import Project, TaskConfig, validate
-from qarac_gui.core.project.head_kinds import HEAD_KINDS
 
 PREVIEW_ROWS = 20
 LENGTH_SAMPLE = 1000           # rows tokenised to estimate truncation; enough for a share to within a few %
 LENGTH_BOUND = 2               # rows are counted up to this many times max_length tokens
 CHARS_PER_TOKEN = 32           # more characters than one token of a usual vocabulary spans
-LABELLED = ("classification", "multilabel", "token_classification")
 
 
 @dataclass(frozen=True)
@@ -112,20 +111,24 @@ def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], 
         empty = sum(1 for v in texts if isinstance(v, str) and not v.strip())     # no text at all is an error
         if empty:
             warnings.append(f"task {task.name}: {empty} row(s) of the {what} have an empty {task.data.text!r}")
-        if HEAD_KINDS[task.head.kind].label_role == "score":
+        kind = kind_of(task.head)
+        if kind.label_role == "score":
             scores = ds[task.data.label]
             bad = _first_non_number(scores)
             if bad is not None:
                 row, value = bad
                 errors.append(f"task {task.name}: {what}, row {row + 1}, has {value!r} in {task.data.label!r}, "
                               f"but a {task.head.kind} head needs a number; fix the row or map another column")
-            elif task.head.kind == "similarity":
-                outside = next(((i, v) for i, v in enumerate(scores) if not -1 <= float(v) <= 1), None)
+            elif kind.score_range is not None:
+                low_end, high_end = kind.score_range
+                outside = next(((i, v) for i, v in enumerate(scores) if not low_end <= float(v) <= high_end), None)
                 if outside is not None:
                     low, high = min(map(float, scores)), max(map(float, scores))
                     errors.append(f"task {task.name}: {what}, row {outside[0] + 1}, has score {outside[1]!r}, but "
-                                  "a similarity head learns a cosine in [-1, 1]; rescale the column (scores from "
-                                  f"{low:g} to {high:g}: (score - {low:g}) / {(high - low) / 2:g} - 1)")
+                                  f"a {task.head.kind} head learns a cosine in [{low_end:g}, {high_end:g}]; rescale "
+                                  f"the column (scores from {low:g} to {high:g}: (score - {low:g}) / "
+                                  f"{(high - low) / (high_end - low_end):g} {'-' if low_end < 0 else '+'} "
+                                  f"{abs(low_end):g})")
     return errors, warnings
 
 
@@ -169,8 +172,8 @@ def _first_non_number(values: list) -> tuple[int, Any] | None:
 
 def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tuple[list[str], dict[str, int]]:
     from qarac_gui.core.data.load import infer_labels, labels_in
-    kind = task.head.kind
-    if kind not in ("classification", "multilabel", "token_classification"):
+    kind = kind_of(task.head)
+    if not kind.has_classes:
         return [], {}
     try:
         labels = infer_labels(task, train, valid)
@@ -178,7 +181,7 @@ def _labels(task: TaskConfig, train: Any, valid: Any, errors: list[str]) -> tupl
         errors.append(f"task {task.name}: labels in {task.data.label!r} cannot be read: {e}")
         return [], {}
     counts = Counter(str(v) for value in train[task.data.label] for v in labels_in(task, value))
-    if kind == "classification" and len(labels) < 2:
+    if kind.single_label and len(labels) < 2:
         errors.append(f"task {task.name}: the training data has {len(labels)} label(s) in {task.data.label!r}; "
                       "a classifier needs at least two; map the right label column")
     seen = set(counts)
@@ -195,7 +198,7 @@ def _label_warnings(task: TaskConfig, counts: dict[str, int], valid: Any) -> lis
     """Label mistakes that train without an error, but not as meant: classes the training data never shows,
     names that differ only in case or spaces (different classes to the head), and empty names."""
     from qarac_gui.core.data.load import labels_in
-    if task.head.kind not in LABELLED or not counts:
+    if not kind_of(task.head).has_classes or not counts:
         return []                   # counts is empty when the labels could not be read: an error says so
     try:
         in_valid = set() if valid is None else {str(v) for value in valid[task.data.label]
@@ -234,7 +237,7 @@ def _names(names: list[str], last: str = "") -> str:
 
 
 def _balance_warnings(task: TaskConfig, counts: dict[str, int]) -> list[str]:
-    if task.head.kind != "classification" or len(counts) < 2:
+    if not kind_of(task.head).single_label or len(counts) < 2:
         return []
     top, low = max(counts.values()), min(counts.values())
     if low * 10 < top:
@@ -252,14 +255,13 @@ def _token_lengths(task: TaskConfig, tokenizer: Any, train: Any) -> list[int]:
     that many tokens span in a usual vocabulary, and then counted with truncation at the bound: rows within it are
     counted exactly, and a longer row still counts as longer than max_length (as the bound, "or more").
     """
-    kind = task.head.kind
     bound = LENGTH_BOUND * task.max_length
     chars = bound * CHARS_PER_TOKEN
     sample = train.select(range(min(LENGTH_SAMPLE, len(train))))
     first = sample[task.data.text]
     second = sample[task.data.text_pair] if task.data.text_pair else None
     cut = {"truncation": True, "max_length": bound}
-    if kind == "token_classification":
+    if kind_of(task.head).words_input:
         enc = tokenizer([_first_words(w, chars) for w in first], is_split_into_words=True, **cut)
     elif second is not None:
         enc = tokenizer([str(a or "")[:chars] for a in first], [str(b or "")[:chars] for b in second], **cut)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.project.config import BackboneConfig, Project
-from qarac_gui.core.project.head_kinds import HEAD_KINDS
 
 
 @dataclass(frozen=True)

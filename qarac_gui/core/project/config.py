@@ -11,14 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.project.convert import ConfigError, build, shown, to_dict
 
 CURRENT_VERSION = 1
 
-HEAD_KINDS = (
-    "classification", "multilabel", "regression", "token_classification",
-    "span_qa", "similarity", "masked_lm",
-)
 MIXING = ("all_tasks", "proportional", "temperature", "uniform", "round_robin")
 SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
@@ -366,7 +363,7 @@ def validate(p: Project) -> list[str]:
         seen.add(t.name.lower())
         if t.backbone not in p.backbones:
             problems.append(f"{w}.backbone: no backbone named {t.backbone!r} (have: {', '.join(p.backbones)})")
-        _check_choice(problems, f"{w}.head.kind", t.head.kind, HEAD_KINDS)
+        _check_choice(problems, f"{w}.head.kind", t.head.kind, tuple(HEAD_KINDS))
         if t.head.pooling is not None:
             _check_choice(problems, f"{w}.head.pooling", t.head.pooling, POOLINGS)
         _check_choice(problems, f"{w}.head.activation", t.head.activation, ACTIVATIONS)
@@ -389,7 +386,7 @@ def validate(p: Project) -> list[str]:
             problems.append(f"{w}.data.validation_fraction: must be in [0, 1)")
         if not t.data.text:
             problems.append(f"{w}.data.text: name the text column")
-        if t.head.kind in ("similarity", "span_qa") and not t.data.text_pair:
+        if t.head.kind in HEAD_KINDS and HEAD_KINDS[t.head.kind].needs_pair and not t.data.text_pair:
             problems.append(f"{w}.data.text_pair: a {t.head.kind} task needs a second text column")
         for key in ("batch_size", "max_length"):
             if getattr(t, key) < 1:

@@ -10,11 +10,13 @@ import torch
 
 import qarac_gui
 from qarac_gui.core.errors import UserError
+from qarac_gui.core.kinds import kind_of
+from qarac_gui.core.kinds.base import pooling_of
 from qarac_gui.core.model.heads import split_mlm_model
 from qarac_gui.core.project.config import Project, TaskConfig, dumps_project
-from qarac_gui.core.project.head_kinds import NATIVE_ACTIVATION, activation_of, hidden_layer_of, pooling_of
 
-# Where each architecture's own head classes keep their layers ("{base}" is the base-model attribute).
+# Where each architecture's own head classes keep their layers ("{base}" is the base-model attribute), by the
+# kinds' layout: sequence, token and qa heads; an lm head is the architecture's own and goes back as it came.
 SEQ_CLS_LAYOUT = {
     "bert": ("{base}.pooler.dense", "classifier"),
     "roberta": ("classifier.dense", "classifier.out_proj"),
@@ -26,8 +28,7 @@ SEQ_CLS_LAYOUT = {
 }
 TOKEN_LAYOUT = {t: "classifier" for t in SEQ_CLS_LAYOUT}
 QA_LAYOUT = {t: "qa_outputs" for t in SEQ_CLS_LAYOUT}
-PROBLEM_TYPE = {"classification": "single_label_classification", "multilabel": "multi_label_classification",
-                "regression": "regression"}
+LAYOUTS = {"sequence": SEQ_CLS_LAYOUT, "token": TOKEN_LAYOUT, "qa": QA_LAYOUT}
 FULL_FORMAT = "qarac_gui.multitask/1"
 
 
@@ -37,21 +38,10 @@ class ExportError(UserError):
 
 def export_problem(task: TaskConfig, model_type: str, hidden_size: int) -> str:
     """Why this head cannot be written as the architecture's own transformers class ("" when it can)."""
-    spec, kind = task.head, task.head.kind
-    if kind in ("masked_lm", "similarity"):
-        return ""
-    if model_type not in SEQ_CLS_LAYOUT:
-        return f"exporting {kind} heads for {model_type} models is not supported yet"
-    if kind in PROBLEM_TYPE:
-        native = NATIVE_ACTIVATION[model_type]
-        if pooling_of(spec) != "cls" or not hidden_layer_of(spec) or spec.hidden_size not in (0, hidden_size) \
-                or activation_of(spec, model_type) != native:
-            return (f"{model_type}'s own classifier pools the first token through one {native} layer of the "
-                    "encoder's width; set pooling = \"cls\", hidden_layer = true, hidden_size = 0 and "
-                    "activation = \"auto\" to export this head for plain transformers")
-    elif hidden_layer_of(spec):
-        return f"{model_type}'s own {kind} head is a single linear layer; set hidden_layer = false to export it"
-    return ""
+    kind = kind_of(task.head)
+    if kind.layout in LAYOUTS and model_type not in LAYOUTS[kind.layout]:
+        return f"exporting {kind.name} heads for {model_type} models is not supported yet"
+    return kind.export_problem(task.head, model_type, hidden_size)
 
 
 def _linear_layers(head: torch.nn.Module) -> list[torch.nn.Linear]:
@@ -59,43 +49,31 @@ def _linear_layers(head: torch.nn.Module) -> list[torch.nn.Linear]:
 
 
 def _native_model(task: TaskConfig, encoder: Any, head: torch.nn.Module, labels: list[str]) -> Any:
-    from transformers import (
-        AutoModelForMaskedLM,
-        AutoModelForQuestionAnswering,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-    )
-    kind = task.head.kind
+    import transformers
+    kind = kind_of(task.head)
     config = type(encoder.config).from_dict(encoder.config.to_dict())
     config.architectures = None
     if labels:
         config.id2label = dict(enumerate(labels))
         config.label2id = {name: i for i, name in enumerate(labels)}
-    if kind in PROBLEM_TYPE:
-        if kind == "regression":
-            config.num_labels = 1
-        config.problem_type = PROBLEM_TYPE[kind]
-        target = AutoModelForSequenceClassification.from_config(config)
-    elif kind == "token_classification":
-        target = AutoModelForTokenClassification.from_config(config)
-    elif kind == "span_qa":
-        target = AutoModelForQuestionAnswering.from_config(config)
     else:
-        target = AutoModelForMaskedLM.from_config(config)
+        config.num_labels = kind.outputs(config.num_labels)
+    if kind.problem_type:
+        config.problem_type = kind.problem_type
+    target = getattr(transformers, kind.auto_class).from_config(config)
     base = target.base_model_prefix
     wanted = set(target.state_dict())
     # The encoder's unused pooler goes only where the target class has one.
     state = {f"{base}.{k}": v for k, v in encoder.state_dict().items()
              if f"{base}.{k}" in wanted or not k.startswith("pooler.")}
     model_type = config.model_type
-    if kind == "masked_lm":
+    if kind.layout == "lm":
         lm_name = next(n for n, m in target.named_children() if m is split_mlm_model(target))
         state.update({f"{lm_name}.{k}": v for k, v in head.lm_head.state_dict().items()})
     else:
-        linears = _linear_layers(head)
-        names = {"token_classification": (TOKEN_LAYOUT[model_type],), "span_qa": (QA_LAYOUT[model_type],)}.get(
-            kind, tuple(n.format(base=base) for n in SEQ_CLS_LAYOUT[model_type]))
-        for name, layer in zip(names, linears, strict=True):
+        names = LAYOUTS[kind.layout][model_type]
+        names = (names,) if isinstance(names, str) else tuple(n.format(base=base) for n in names)
+        for name, layer in zip(names, _linear_layers(head), strict=True):
             state[f"{name}.weight"], state[f"{name}.bias"] = layer.weight, layer.bias
     result = target.load_state_dict(state, strict=False)
     missing = list(result.missing_keys)
@@ -159,7 +137,7 @@ def export_task(folder: Path, project: Project, task: TaskConfig, model: Any, to
     if problem:
         raise ExportError(f"task {task.name}: {problem}")
     folder.mkdir(parents=True)
-    if task.head.kind == "similarity":
+    if kind_of(task.head).export_as == "sentence_transformers":
         _write_similarity(folder, task, encoder, head)
     else:
         _native_model(task, encoder, head, labels).save_pretrained(folder)

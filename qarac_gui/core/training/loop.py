@@ -14,12 +14,12 @@ import torch
 
 from qarac_gui.core.data.tokenize import TaskData
 from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged
+from qarac_gui.core.kinds.metrics import is_better
 from qarac_gui.core.project.config import Project
 from qarac_gui.core.training.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
 from qarac_gui.core.training.evaluation import evaluate_task
 from qarac_gui.core.training.guard import StepGuard
 from qarac_gui.core.training.memory import split_after_oom
-from qarac_gui.core.training.metrics import is_better
 from qarac_gui.core.training.plan import RunPlan
 from qarac_gui.core.training.sampling import TaskStream
 

@@ -13,6 +13,7 @@ from qarac_gui.core.data.load import infer_labels, load_splits
 from qarac_gui.core.data.tokenize import TaskData, tokenize
 from qarac_gui.core.errors import RunStopped, UserError
 from qarac_gui.core.events import Emit, Progress, RunStarted
+from qarac_gui.core.kinds import kind_of
 from qarac_gui.core.model.backbone import load_backbone, load_pretrained_lm
 from qarac_gui.core.model.hub import DownloadCancelled
 from qarac_gui.core.model.multitask import MultiTaskModel, apply_freezing, param_groups, pick_device
@@ -26,7 +27,7 @@ from qarac_gui.core.training.checkpoint import (
     rows_fingerprint,
     saved_rows,
 )
-from qarac_gui.core.training.evaluation import METRICS_OF_KIND, default_monitor
+from qarac_gui.core.training.evaluation import default_monitor
 from qarac_gui.core.training.guard import scale_lr
 from qarac_gui.core.training.loop import Trainee, autocast_factory
 from qarac_gui.core.training.plan import group_factor, lr_curve, plan_run, task_probabilities
@@ -73,12 +74,13 @@ def prepare_tasks(project: Project, tokenizers: dict, emit: Emit, stop: threadin
         emit(Progress("data", f"Loading and tokenising {task.name}", i, len(project.tasks)))
         train, valid = load_splits(project, task, cache)
         labels = infer_labels(task, train, valid)
-        if task.head.kind in ("classification", "multilabel", "token_classification") and len(labels) < 2:
+        kind = kind_of(task.head)
+        if kind.has_classes and len(labels) < 2:
             raise UserError(f"task {task.name}: found {len(labels)} label(s) ({', '.join(labels)}); a classifier "
                             "needs at least two; check the label column or list head.labels")
         tok = tokenizers[task.backbone]
-        if task.head.kind == "masked_lm" and tok.mask_token_id is None:
-            raise UserError(f"task {task.name}: the tokenizer of backbone {task.backbone!r} has no mask token")
+        if kind.tokenizer_problem(task, tok):
+            raise UserError(kind.tokenizer_problem(task, tok))
         out[task.name] = TaskData(task, labels, tokenize(task, tok, labels, train, "train"),
                                   tokenize(task, tok, labels, valid, "valid") if valid is not None else None,
                                   tok.pad_token_id or 0, tok.mask_token_id, len(tok))
@@ -143,7 +145,7 @@ def monitor_of(project: Project, tasks: dict[str, TaskData]) -> str:
         return monitor
     name, _, metric = project.eval.metric.partition("/")
     kind = project.task(name).head.kind
-    offered = ("loss",) + METRICS_OF_KIND[kind]
+    offered = ("loss",) + kind_of(project.task(name).head).metrics
     if metric not in offered:
         raise UserError(f"eval.metric: a {kind} task reports {', '.join(offered)}, not {metric!r}")
     if tasks[name].valid is None or not len(tasks[name].valid):
@@ -202,7 +204,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     check_max_lengths(project, {n: b.model.config for n, b in loaded.items()}, tokenizers)
     tasks = prepare_tasks(project, tokenizers, emit, stop)
     _check_stop(stop)
-    wants_lm = {t.backbone for t in project.tasks if t.head.kind == "masked_lm"}
+    wants_lm = {t.backbone for t in project.tasks if kind_of(t.head).uses_lm_head}
     pretrained_lms = {n: load_pretrained_lm(project.backbones[n], b, name=n) for n, b in loaded.items()
                       if n in wants_lm and b.architecture.endswith("ForMaskedLM")}
     # Seed again so head initialisation does not depend on how much randomness loading used.

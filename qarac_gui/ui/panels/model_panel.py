@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.model import code_trust
 from qarac_gui.core.model.info import ModelInfo
-from qarac_gui.core.project.head_kinds import HEAD_KINDS
 from qarac_gui.ui.dialogs import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder

@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 
 from qarac_gui.core.data.load import EXTENSION_FORMATS
 from qarac_gui.core.data.preview import TaskPreview
+from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.project.config import FORMATS
-from qarac_gui.core.project.head_kinds import HEAD_KINDS
 from qarac_gui.ui.charts import LengthHistogram
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder, set_columns
@@ -38,8 +38,6 @@ COLUMN_ROLES = {   # what the label column holds, per head, in the user's words
     "label": "Label column", "labels": "Labels column", "score": "Score column", "tags": "Tags column",
     "answers": "Answers column",
 }
-TEXT_ROLES = {"token_classification": "Tokens column", "span_qa": "Question column"}
-PAIR_ROLES = {"span_qa": "Context column", "similarity": "Second text column"}
 
 
 def is_data_file(path: str) -> bool:
@@ -66,7 +64,7 @@ class TaskEditor(QScrollArea):
 
         head = QGroupBox("Head")
         hf = QFormLayout(head)
-        self.kind = b.choice("head.kind", [(k.kind, k.title) for k in HEAD_KINDS.values()],
+        self.kind = b.choice("head.kind", [(k.name, k.title) for k in HEAD_KINDS.values()],
                              "What the head predicts. The encoder is shared; every task gets its own head.")
         hf.addRow("Type", self.kind)
         self.kind_help = QLabel()
@@ -202,13 +200,14 @@ class TaskEditor(QScrollArea):
         self.kind_help.setText(kind.help if kind else "")
         self.labels_edit.setText(", ".join(task.head.labels))
         self.pooling.setEnabled(bool(kind and kind.pooled))
-        self.threshold.setEnabled(task.head.kind == "multilabel")
-        self.mlm_probability.setEnabled(task.head.kind == "masked_lm")
+        options = kind.options if kind else ()
+        self.threshold.setEnabled("threshold" in options)
+        self.mlm_probability.setEnabled("mlm_probability" in options)
         label_role = kind.label_role if kind else "label"
         self.label_column.setEnabled(bool(label_role))
         self.columns_form.labelForField(self.label_column).setText(COLUMN_ROLES.get(label_role, "Label column"))
-        self.columns_form.labelForField(self.text_column).setText(TEXT_ROLES.get(task.head.kind, "Text column"))
-        self.columns_form.labelForField(self.pair_column).setText(PAIR_ROLES.get(task.head.kind, "Second text"))
+        self.columns_form.labelForField(self.text_column).setText(kind.text_role if kind else "Text column")
+        self.columns_form.labelForField(self.pair_column).setText(kind.pair_role if kind else "Second text")
         self.show_preview(preview)
 
     def show_preview(self, preview: TaskPreview | None) -> None:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core.data.preview import TaskPreview
-from qarac_gui.core.project.config import NAME_PATTERN, RESERVED_NAMES, TaskConfig
+from qarac_gui.core.project.config import NAME_PATTERN, RESERVED_NAMES, HeadConfig, TaskConfig
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.panels.task_editor import TaskEditor
 
@@ -132,9 +132,9 @@ class TasksPanel(QWidget):
     def _taken(self, skip: int = -1) -> set[str]:
         return {t.name for i, t in enumerate(self.document.project.tasks) if i != skip}
 
-    def add_task(self, kind: str = "classification") -> str:
+    def add_task(self, kind: str = "") -> str:
         if not isinstance(kind, str) or not kind:      # a button's clicked(bool) lands here too
-            kind = "classification"
+            kind = HeadConfig().kind
         name = unique_name(kind.replace("_", "-"), self._taken())
         task = TaskConfig(name=name)
         task.head.kind = kind

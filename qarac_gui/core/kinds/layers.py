@@ -1,0 +1,157 @@
+"""The torch modules heads are made of: pooling, the projection most architectures use, and the head modules the
+kinds build (imported only when a model is built: the kinds themselves load without torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from qarac_gui.core.errors import UserError
+from qarac_gui.core.kinds.base import activation_of, hidden_layer_of, pooling_of
+
+if TYPE_CHECKING:
+    from qarac_gui.core.project.config import HeadConfig
+
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
+
+
+@dataclass
+class HeadOutput:
+    loss: torch.Tensor
+    logits: Any                  # what evaluation turns into predictions
+
+
+def encode(encoder: nn.Module, batch: dict, prefix: str = "") -> torch.Tensor:
+    inputs = {k: batch[prefix + k] for k in ENCODER_INPUTS if prefix + k in batch}
+    return encoder(**inputs).last_hidden_state
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+class Projection(nn.Sequential):
+    """dropout -> [dense -> activation -> dropout] -> linear: the layout of most architectures' own heads."""
+
+    def __init__(self, spec: HeadConfig, hidden: int, out: int, model_type: str) -> None:
+        layers: list[nn.Module] = [nn.Dropout(spec.dropout)]
+        width = hidden
+        if hidden_layer_of(spec):
+            width = spec.hidden_size or hidden
+            layers += [nn.Linear(hidden, width), _ACTIVATIONS[activation_of(spec, model_type)](),
+                       nn.Dropout(spec.dropout)]
+        layers.append(nn.Linear(width, out))
+        super().__init__(*layers)
+
+
+class PooledHead(nn.Module):
+    """One vector per input, `outputs` numbers from it; the kind's `loss` compares them with the labels (and may
+    reshape them: regression's single output becomes one number per row)."""
+
+    def __init__(self, spec: HeadConfig, hidden: int, outputs: int, model_type: str,
+                 loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> None:
+        super().__init__()
+        self.pooling, self.loss = pooling_of(spec), loss
+        self.proj = Projection(spec, hidden, outputs, model_type)
+
+    def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
+        logits = self.proj(pool(encode(encoder, batch), batch["attention_mask"], self.pooling))
+        loss, logits = self.loss(logits, batch["labels"])
+        return HeadOutput(loss, logits)
+
+
+class TokenHead(nn.Module):
+    """A label per token; only each word's first sub-token carries a label (the rest are -100)."""
+
+    def __init__(self, spec: HeadConfig, hidden: int, num_labels: int, model_type: str) -> None:
+        super().__init__()
+        self.proj = Projection(spec, hidden, num_labels, model_type)
+
+    def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
+        logits = self.proj(encode(encoder, batch))
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100)
+        return HeadOutput(loss, logits)
+
+
+class SpanHead(nn.Module):
+    """Start and end logits over the context tokens (extractive QA)."""
+
+    def __init__(self, spec: HeadConfig, hidden: int, num_labels: int, model_type: str) -> None:
+        super().__init__()
+        self.proj = Projection(spec, hidden, 2, model_type)
+
+    def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
+        start, end = self.proj(encode(encoder, batch)).float().unbind(-1)
+        loss = (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
+        return HeadOutput(loss, (start, end))
+
+
+class SimilarityHead(nn.Module):
+    """Embed each text on its own, then regress their cosine onto a score in [-1, 1] (MSE)."""
+
+    def __init__(self, spec: HeadConfig, hidden: int, num_labels: int, model_type: str) -> None:
+        super().__init__()
+        self.pooling = pooling_of(spec)
+        self.dense = nn.Linear(hidden, spec.hidden_size or hidden) if hidden_layer_of(spec) else nn.Identity()
+
+    def embed(self, encoder: nn.Module, batch: dict, prefix: str = "") -> torch.Tensor:
+        states = encode(encoder, batch, prefix)
+        return self.dense(pool(states, batch[prefix + "attention_mask"], self.pooling))
+
+    def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
+        cosine = F.cosine_similarity(self.embed(encoder, batch).float(), self.embed(encoder, batch, "b_").float())
+        return HeadOutput(F.mse_loss(cosine, batch["labels"].float()), cosine)
+
+
+class MaskedLMHead(nn.Module):
+    """The architecture's own masked-LM head, its decoder tied to the shared input embeddings."""
+
+    def __init__(self, lm_head: nn.Module, vocab_size: int) -> None:
+        super().__init__()
+        self.lm_head = lm_head
+        self.vocab_size = vocab_size
+
+    def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
+        logits = self.lm_head(encode(encoder, batch))
+        loss = F.cross_entropy(logits.view(-1, self.vocab_size).float(), batch["labels"].view(-1), ignore_index=-100)
+        return HeadOutput(loss, logits)
+
+
+def split_mlm_model(mlm_model: nn.Module) -> nn.Module:
+    """The LM head of a *ForMaskedLM model: its one child that is not the base model."""
+    children = [m for name, m in mlm_model.named_children() if name != mlm_model.base_model_prefix]
+    if len(children) != 1:
+        raise ValueError(f"{type(mlm_model).__name__}: cannot tell its LM head apart from the encoder")
+    return children[0]
+
+
+def masked_lm_head(encoder: nn.Module, pretrained_lm: nn.Module | None) -> nn.Module:
+    """The architecture's own masked-LM head, continued from `pretrained_lm` (a *ForMaskedLM model) when given."""
+    from transformers import AutoModelForMaskedLM
+    config = encoder.config
+    try:
+        mlm = pretrained_lm if pretrained_lm is not None else AutoModelForMaskedLM.from_config(config)
+    except ValueError as e:
+        raise UserError(f"{config.model_type} models have no masked-LM head in transformers, so a masked_lm "
+                        f"task cannot use this backbone ({e})") from e
+    lm_head = split_mlm_model(mlm)
+    decoder = mlm.get_output_embeddings()
+    if decoder is not None and getattr(config, "tie_word_embeddings", True):
+        decoder.weight = encoder.get_input_embeddings().weight
+    return MaskedLMHead(lm_head, config.vocab_size)
+
+
+def pad(seqs: list[list[int]], width: int, value: int) -> torch.Tensor:
+    out = torch.full((len(seqs), width), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out
