@@ -28,7 +28,7 @@ def preflight(project: Project) -> tuple[list[str], list[str], list[str]]:
         tokenizers[name], problem = _tokenizer_of(name, cfg, project.root)
         if problem:
             model_problems.append(problem)
-    previews = {t.name: preview_task(project, t, tokenizers.get(t.backbone)) for t in project.tasks}
+    previews = {t.name: preview_task(project, t, tokenizers.get(t.main_backbone)) for t in project.tasks}
     model_problems += _limit_problems(project, tokenizers, previews)     # max_length, run length
     warnings = [w for p in previews.values() for w in p.warnings]
     notes = [line for p in previews.values() if (line := length_summary(p))]

@@ -307,14 +307,14 @@ def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: E
     for i, name in enumerate(wanted):
         task = project.task(name)
         data = trainee.tasks[name]
-        encoder = trainee.model.backbones[task.backbone]
+        encoder = trainee.model.backbones[task.main_backbone]
         emit(Progress("export", f"Exporting {name}", i, len(wanted)))
         problem = export_problem(task, encoder.config.model_type, encoder.config.hidden_size)
         if problem:
             skipped.append(f"{name}: {problem}")
             continue
-        folder = export_task(work / name, portable, task, trainee.model, trainee.tokenizers[task.backbone],
-                             trainee.sources[task.backbone], data.labels, last.get(name, {}))
+        folder = export_task(work / name, portable, task, trainee.model, trainee.tokenizers[task.main_backbone],
+                             trainee.sources[task.main_backbone], data.labels, last.get(name, {}))
         folders[name] = str(folder)
     if project.export.full_model:
         emit(Progress("export", "Exporting the multi-task model", len(wanted), len(wanted)))

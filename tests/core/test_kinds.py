@@ -46,7 +46,7 @@ def test_every_kind_says_all_the_window_and_the_run_ask_of_it():
     for name, kind in kinds.HEAD_KINDS.items():
         assert kind.name == name and kind.title and kind.help
         assert kind.main_metric in kind.metrics, name
-        assert kind.export_as in ("native", "sentence_transformers"), name
+        assert kind.export_as in ("native", "sentence_transformers", "backbones"), name
         assert kind.export_as != "native" or kind.auto_class.startswith("AutoModelFor"), name
 
 

@@ -240,12 +240,7 @@ def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None
 
 
 def required_columns(task: TaskConfig) -> list[str]:
-    cols = [task.data.text]
-    if task.data.text_pair:
-        cols.append(task.data.text_pair)
-    if kind_of(task.head).label_role:
-        cols.append(task.data.label)
-    return cols
+    return kind_of(task.head).columns(task)
 
 
 def check_columns(task: TaskConfig, ds: Any, what: str) -> None:

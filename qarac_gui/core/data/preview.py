@@ -107,12 +107,12 @@ def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], 
         bad = first_bad_value(task, {c: ds[c] for c in required_columns(task)})
         if bad is not None:         # the same check refuses the row when the run tokenises it
             errors.append(f"task {task.name}: {what}, row {bad[0] + 1}, {bad[1]}")
-        texts = ds[task.data.text]
-        empty = sum(1 for v in texts if isinstance(v, str) and not v.strip())     # no text at all is an error
-        if empty:
-            warnings.append(f"task {task.name}: {empty} row(s) of the {what} have an empty {task.data.text!r}")
         kind = kind_of(task.head)
-        if kind.label_role == "score":
+        for column in kind.text_columns(task)[:1 if not kind.takes_inputs else None]:
+            empty = sum(1 for v in ds[column] if isinstance(v, str) and not v.strip())   # no text at all: an error
+            if empty:
+                warnings.append(f"task {task.name}: {empty} row(s) of the {what} have an empty {column!r}")
+        if kind.label_role_for(task.head) == "score":
             scores = ds[task.data.label]
             bad = _first_non_number(scores)
             if bad is not None:
@@ -134,7 +134,7 @@ def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], 
 
 def _duplicate_warnings(task: TaskConfig, train: Any, valid: Any) -> list[str]:
     """Rows repeated in the training data, and validation rows that are also training rows (optimistic metrics)."""
-    columns = [c for c in (task.data.text, task.data.text_pair, task.data.label) if c]
+    columns = kind_of(task.head).columns(task)
 
     def keys(ds: Any) -> list[str]:
         cols = [ds[c] for c in columns if c in ds.column_names]
@@ -258,10 +258,15 @@ def _token_lengths(task: TaskConfig, tokenizer: Any, train: Any) -> list[int]:
     bound = LENGTH_BOUND * task.max_length
     chars = bound * CHARS_PER_TOKEN
     sample = train.select(range(min(LENGTH_SAMPLE, len(train))))
+    kind = kind_of(task.head)
+    if kind.takes_inputs:           # each input is tokenised alone: a row is as long as its longest input
+        counts = [tokenizer([str(a or "")[:chars] for a in sample[c]], truncation=True, max_length=bound)["input_ids"]
+                  for c in kind.text_columns(task)]
+        return [max(len(ids) for ids in row) for row in zip(*counts)]
     first = sample[task.data.text]
     second = sample[task.data.text_pair] if task.data.text_pair else None
     cut = {"truncation": True, "max_length": bound}
-    if kind_of(task.head).words_input:
+    if kind.words_input:
         enc = tokenizer([_first_words(w, chars) for w in first], is_split_into_words=True, **cut)
     elif second is not None:
         enc = tokenizer([str(a or "")[:chars] for a in first], [str(b or "")[:chars] for b in second], **cut)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,21 +22,21 @@ class TaskData:
     pad_id: int
     mask_id: int | None
     vocab_size: int
+    pad_ids: dict[str, int] = field(default_factory=dict)   # by input prefix, where tokenizers differ
 
     @property
     def name(self) -> str:
         return self.task.name
 
     def collate(self, rows: dict[str, list], seed: int = 0) -> dict[str, torch.Tensor]:
-        """Pad a batch to its own longest sequence; the kind adds its labels (masked-LM masks drawn from `seed`,
-        so a resumed run draws the same ones)."""
+        """Pad a batch to its own longest sequence, each tokenised input (by its column prefix) with its own
+        tokenizer's padding; the kind adds its labels (masked-LM masks drawn from `seed`, so a resumed run draws
+        the same ones)."""
         batch: dict[str, torch.Tensor] = {}
-        for prefix in ("", "b_"):
-            ids = rows.get(prefix + "input_ids")
-            if ids is None:
-                continue
+        for prefix in (k[:-len("input_ids")] for k in rows if k.endswith("input_ids")):
+            ids = rows[prefix + "input_ids"]
             width = max(len(x) for x in ids)
-            batch[prefix + "input_ids"] = pad(ids, width, self.pad_id)
+            batch[prefix + "input_ids"] = pad(ids, width, self.pad_ids.get(prefix, self.pad_id))
             batch[prefix + "attention_mask"] = pad(rows[prefix + "attention_mask"], width, 0)
             if prefix + "token_type_ids" in rows:
                 batch[prefix + "token_type_ids"] = pad(rows[prefix + "token_type_ids"], width, 0)

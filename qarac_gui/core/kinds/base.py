@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from qarac_gui.core.data.tokenize import TaskData
-    from qarac_gui.core.project.config import HeadConfig, TaskConfig
+    from qarac_gui.core.project.config import HeadConfig, Project, TaskConfig
 
 # The activation each architecture's own *ForSequenceClassification head uses between its two layers; matching
 # it lets a default head be exported as that class with identical outputs.
@@ -56,7 +56,44 @@ class HeadKind:
     problem_type: str = ""
     layout: str = ""
 
+    takes_inputs: bool = False      # reads named inputs (several texts, several backbones), not data.text
+
+    # ------------------------------------------------------------------ the project file
+    def problems(self, where: str, task: TaskConfig, project: Project) -> list[str]:
+        """What is wrong with this kind's settings in a task, each naming its key."""
+        out = []
+        if task.inputs:
+            out.append(f"{where}.inputs: a {self.name} head reads data.text with the task's backbone; named inputs "
+                       "are for vector and decode heads")
+        if self.needs_pair and not task.data.text_pair:
+            out.append(f"{where}.data.text_pair: a {self.name} task needs a second text column")
+        return out
+
+    def label_role_for(self, spec: HeadConfig) -> str:
+        """What the label column holds with these head settings ("" when the task reads none)."""
+        return self.label_role
+
+    def main(self, spec: HeadConfig) -> str:
+        """The metric that says how good the head is, with these settings."""
+        return self.main_metric
+
+    def reported(self, spec: HeadConfig) -> tuple[str, ...]:
+        """The metrics an evaluation reports, with these settings."""
+        return self.metrics
+
     # ------------------------------------------------------------------ data
+    def text_columns(self, task: TaskConfig) -> list[str]:
+        return [c for c in (task.data.text, task.data.text_pair) if c]
+
+    def columns(self, task: TaskConfig) -> list[str]:
+        """The columns a task's rows must have."""
+        return self.text_columns(task) + ([task.data.label] if self.label_role_for(task.head) else [])
+
+    def prefixes(self, task: TaskConfig) -> dict[str, str]:
+        """Tokenised inputs, by the prefix of their columns in a batch, and the backbone whose tokenizer made
+        them ("" for the task's own)."""
+        return {"": "", "b_": ""}
+
     def labels_in(self, task: TaskConfig, value: Any) -> list:
         """The labels one row's label cell holds (kinds with classes)."""
         return []

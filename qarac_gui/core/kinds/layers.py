@@ -155,3 +155,101 @@ def pad(seqs: list[list[int]], width: int, value: int) -> torch.Tensor:
     for i, s in enumerate(seqs):
         out[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
     return out
+
+
+class AttentionPooler(nn.Module):
+    """Global attention pooling: for token vectors v_i (padding masked out), l_i = L v_i, g = G (sum_i v_i),
+    a_i = cos(l_i, g), vector = sum_i a_i v_i. L and G map into `rank` dimensions (the hidden size when 0)."""
+
+    def __init__(self, hidden: int, rank: int = 0) -> None:
+        super().__init__()
+        width = rank or hidden
+        self.local = nn.Linear(hidden, width, bias=False)
+        self.overall = nn.Linear(hidden, width, bias=False)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keep = mask.unsqueeze(-1).to(states.dtype)
+        states = states * keep                      # padding adds nothing to the sum nor to the vector
+        overall = self.overall(states.sum(1))
+        weights = F.cosine_similarity(self.local(states), overall.unsqueeze(1), dim=-1) * mask.to(states.dtype)
+        return (weights.unsqueeze(-1) * states).sum(1)
+
+
+def sentence_vector(model: nn.Module, backbone: str, batch: dict, prefix: str) -> torch.Tensor:
+    """One vector per row of the input under `prefix`, pooled as its backbone pools."""
+    states = encode(model.backbones[backbone], batch, prefix)
+    mask = batch[prefix + "attention_mask"]
+    if backbone in model.poolers:
+        return model.poolers[backbone](states, mask)
+    return pool(states, mask, model.backbone_pooling[backbone])
+
+
+def combine(model: nn.Module, terms: list[tuple[int, str]], inputs: dict[str, tuple[str, str]], batch: dict,
+            separator: str = "__") -> torch.Tensor:
+    """The sum (and difference) of the named inputs' sentence vectors."""
+    vectors = {name: sentence_vector(model, inputs[name][0], batch, name + separator) for _, name in terms}
+    total = None
+    for sign, name in terms:
+        total = sign * vectors[name] if total is None else total + sign * vectors[name]
+    return total
+
+
+class VectorHead(nn.Module):
+    """Two combinations of sentence vectors: their cosine regressed onto the label (MSE), or their difference
+    pulled to zero (MSE, no label). No weights of its own: the poolers belong to the backbones."""
+
+    def __init__(self, left: list, right: list, inputs: dict, compare: str) -> None:
+        super().__init__()
+        self.left, self.right, self.inputs, self.compare = left, right, inputs, compare
+
+    def forward(self, model: nn.Module, batch: dict) -> HeadOutput:
+        left = combine(model, self.left, self.inputs, batch).float()
+        right = combine(model, self.right, self.inputs, batch).float()
+        if self.compare == "cosine":
+            cosine = F.cosine_similarity(left, right)
+            return HeadOutput(F.mse_loss(cosine, batch["labels"].float()), cosine)
+        return HeadOutput(F.mse_loss(left - right, torch.zeros_like(left)), (left.detach(), right.detach()))
+
+
+class DecodeHead(nn.Module):
+    """A decoder backbone writes the target, its first input embedding the combined sentence vector (teacher
+    forcing: the target's own tokens follow it; token cross-entropy with padding ignored)."""
+
+    def __init__(self, condition: list, inputs: dict, decoder: str) -> None:
+        super().__init__()
+        self.condition, self.inputs, self.decoder = condition, inputs, decoder
+
+    def forward(self, model: nn.Module, batch: dict) -> HeadOutput:
+        decoder = model.backbones[self.decoder]
+        vector = combine(model, self.condition, self.inputs, batch)
+        ids, mask = batch["target__input_ids"], batch["target__attention_mask"]
+        embedded = torch.cat([vector.unsqueeze(1).to(decoder.dtype), decoder.get_input_embeddings()(ids)], 1)
+        mask = torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
+        labels = torch.cat([torch.full_like(ids[:, :1], -100), batch["labels"]], 1)
+        logits = decoder(inputs_embeds=embedded, attention_mask=mask).logits
+        # Position t predicts token t + 1: the vector predicts the first target token.
+        predicted, wanted = logits[:, :-1], labels[:, 1:]
+        loss = F.cross_entropy(predicted.flatten(0, 1).float(), wanted.flatten(), ignore_index=-100)
+        counted = wanted != -100
+        right = ((predicted.argmax(-1) == wanted) & counted).sum()
+        return HeadOutput(loss, (right.detach(), counted.sum()))
+
+
+@torch.no_grad()
+def generate(decoder: nn.Module, vector: torch.Tensor, stop_ids: set[int], max_new: int) -> list[list[int]]:
+    """Greedy decoding from condition vectors (one row each), as a decode head was trained: the vector is the
+    first input embedding and each chosen token's embedding follows. Stops at a token of `stop_ids`."""
+    embed = decoder.get_input_embeddings()
+    inputs = vector.unsqueeze(1).to(decoder.dtype)
+    out: list[list[int]] = [[] for _ in range(len(vector))]
+    done = [False] * len(vector)
+    for _ in range(max_new):
+        chosen = decoder(inputs_embeds=inputs).logits[:, -1].argmax(-1)
+        for i, token in enumerate(chosen.tolist()):
+            if not done[i]:
+                out[i].append(token)
+                done[i] = token in stop_ids and len(out[i]) > 1     # the first token may be the start marker
+        if all(done):
+            break
+        inputs = torch.cat([inputs, embed(chosen).unsqueeze(1)], 1)
+    return out

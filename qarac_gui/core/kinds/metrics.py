@@ -26,6 +26,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "exact_match": True,
     "f1": True,
     "perplexity": False,
+    "recall_at_1": True,
     "loss": False,
 }
 
@@ -187,6 +188,15 @@ def perplexity(mean_loss: float) -> dict[str, float]:
         return {"perplexity": float(math.exp(mean_loss))}
     except OverflowError:
         return {"perplexity": float("inf")}
+
+
+def recall_at_1(left: np.ndarray, right: np.ndarray) -> dict[str, float]:
+    """Share of rows whose left vector is nearer (Euclidean) to its own right vector than to any other row's."""
+    _check_same_length(left, right, "recall_at_1")
+    if len(left) == 0:
+        return {"recall_at_1": float("nan")}
+    distances = ((left[:, None, :] - right[None, :, :]) ** 2).sum(-1)
+    return {"recall_at_1": float((distances.argmin(1) == np.arange(len(left))).mean())}
 
 
 def is_better(metric: str, new: float, old: float | None) -> bool:

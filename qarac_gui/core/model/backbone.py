@@ -106,7 +106,11 @@ def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None,
     common = dict(trust_remote_code=trusted, cache_dir=cache_dir)
     try:
         config = AutoConfig.from_pretrained(folder, **common)
-        model, info = AutoModel.from_pretrained(
+        model_class = AutoModel
+        if cfg.role == "decoder":       # the same checkpoint, read causally, with its (tied) LM head
+            from transformers import AutoModelForCausalLM
+            config.is_decoder, model_class = True, AutoModelForCausalLM
+        model, info = model_class.from_pretrained(
             folder, config=config, output_loading_info=True,
             use_safetensors=None if cfg.allow_pickle else True, **common)
         tokenizer = AutoTokenizer.from_pretrained(folder, **common)
@@ -122,7 +126,7 @@ def load_backbone(cfg: BackboneConfig, root: Path, cache_dir: str | None = None,
     saved_as = (config.architectures or [type(model).__name__])[0]
     removed = ""
     dropped = sorted(info.get("unexpected_keys", []))
-    if dropped or saved_as != _base_class_name(config):
+    if cfg.role == "encoder" and (dropped or saved_as != _base_class_name(config)):
         heads = sorted({k.split(".")[0] for k in dropped})
         removed = f"{saved_as} head ({', '.join(heads) or 'no weights'}: {len(dropped)} tensors)"
     # Heads pool for themselves: the encoder's own pooler is kept (so exported encoders load without missing

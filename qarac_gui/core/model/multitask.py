@@ -7,27 +7,52 @@ from torch import nn
 
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.model.backbone import embeddings_module, encoder_layers
+from qarac_gui.core.kinds import kind_of
+from qarac_gui.core.kinds.layers import AttentionPooler
 from qarac_gui.core.model.heads import HeadOutput, build_head, own_parameters
-from qarac_gui.core.project.config import Project
+from qarac_gui.core.project.config import Project, task_inputs
 
 
 class MultiTaskModel(nn.Module):
+    """Named backbones, each encoder with its pooler when it pools by attention, and one head per task. A head
+    over named inputs is given the whole model (it reads several backbones); any other head its one encoder."""
+
     def __init__(self, project: Project, backbones: dict[str, nn.Module], num_labels: dict[str, int],
                  pretrained_lms: dict[str, nn.Module] | None = None) -> None:
         super().__init__()
         self.backbones = nn.ModuleDict(backbones)
-        self.task_backbone = {t.name: t.backbone for t in project.tasks}
+        self.backbone_pooling = {name: cfg.pooling for name, cfg in project.backbones.items()}
+        self.poolers = nn.ModuleDict({
+            name: AttentionPooler(backbones[name].config.hidden_size, cfg.pooling_rank)
+            for name, cfg in project.backbones.items() if cfg.pooling == "attention" and cfg.role == "encoder"})
+        self.task_backbone = {t.name: t.main_backbone for t in project.tasks}
+        self.whole_model = {t.name for t in project.tasks if kind_of(t.head).takes_inputs}
         pretrained_lms = pretrained_lms or {}
+        _check_widths(project, backbones)
         self.heads = nn.ModuleDict({
-            t.name: build_head(t.head, backbones[t.backbone], num_labels.get(t.name, 0),
-                               pretrained_lms.get(t.backbone))
+            t.name: kind_of(t.head).build_graph(t, self) if t.name in self.whole_model else
+            build_head(t.head, backbones[t.backbone], num_labels.get(t.name, 0), pretrained_lms.get(t.backbone))
             for t in project.tasks})
 
     def forward(self, task: str, batch: dict) -> HeadOutput:
+        if task in self.whole_model:
+            return self.heads[task](self, batch)
         return self.heads[task](self.backbones[self.task_backbone[task]], batch)
 
     def head_parameters(self, task: str) -> int:
         return own_parameters(self.heads[task], self.backbones[self.task_backbone[task]])
+
+
+def _check_widths(project: Project, backbones: dict[str, nn.Module]) -> None:
+    """Vectors of different backbones are added and fed to decoders: they must have one width."""
+    for task in project.tasks:
+        if task.name and kind_of(task.head).takes_inputs:
+            used = {b for b, _ in task_inputs(task).values()} | ({task.head.decoder} if task.head.decoder else set())
+            widths = {b: backbones[b].config.hidden_size for b in sorted(used) if b in backbones}
+            if len(set(widths.values())) > 1:
+                raise UserError(f"task {task.name}: its backbones have different widths "
+                                f"({', '.join(f'{b}: {w}' for b, w in widths.items())}); vectors of different "
+                                "widths cannot be added or decoded, so use backbones of one size")
 
 
 def apply_freezing(project: Project, model: MultiTaskModel) -> None:
@@ -86,7 +111,7 @@ def param_groups(project: Project, model: MultiTaskModel) -> list[dict]:
             if id(p) not in seen:
                 seen.add(id(p))
                 add(p, name, o.lr * o.layer_decay ** depth.get(id(p), 0), False)
-    for name, p in model.heads.named_parameters():
+    for name, p in [*model.heads.named_parameters(), *model.poolers.named_parameters()]:
         if id(p) not in seen:            # tied LM decoders are already in their encoder's group
             seen.add(id(p))
             add(p, name, o.head_lr or o.lr, True)

@@ -52,7 +52,7 @@ def max_length_problems(project: Any, configs: dict[str, Any], tokenizers: dict[
     model_max_length). A backbone missing from `configs`/`tokenizers` is not checked on that account."""
     problems = []
     for task in project.tasks:
-        name = task.backbone
+        name = task.main_backbone
         cfg = project.backbones.get(name)
         reasons = []
         found = position_limit(configs[name]) if configs.get(name) is not None else None

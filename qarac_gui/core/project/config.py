@@ -24,6 +24,8 @@ SCHEDULERS = (
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLINGS = ("cls", "mean")
+BACKBONE_ROLES = ("encoder", "decoder")
+BACKBONE_POOLINGS = ("cls", "mean", "attention")
 ACTIVATIONS = ("auto", "tanh", "relu", "gelu")
 FORMATS = ("auto", "csv", "tsv", "json", "jsonl", "parquet")
 # Task names become folder names on export: keep them to characters that are safe on every file system.
@@ -41,6 +43,11 @@ class BackboneConfig:
     allow_pickle: bool = False      # allow pytorch_model.bin weights when no safetensors exist
     freeze_embeddings: bool = False
     freeze_layers: int = 0          # freeze the bottom N transformer layers
+    role: str = "encoder"           # encoder | decoder (loaded causally, with its LM head)
+    # How the backbone's sentence vectors are made for heads that take named inputs (vector, decode); shared by
+    # every task that embeds with this backbone. attention: learnt weights over the tokens.
+    pooling: str = "mean"
+    pooling_rank: int = 0           # attention pooling: rank of its two projections; 0: the hidden size
 
 
 @dataclass
@@ -55,6 +62,11 @@ class HeadConfig:
     threshold: float = 0.5           # multilabel decision threshold
     label_separator: str = ";"       # multilabel labels written in one text cell
     mlm_probability: float = 0.15
+    left: str = ""                   # vector: an expression of named inputs, e.g. "q" or "p1 + p2"
+    right: str = ""                  # vector: the expression compared with left
+    compare: str = "cosine"          # vector: cosine (against the label column) | distance (to zero, no label)
+    decoder: str = ""                # decode: the decoder backbone
+    condition: str = ""              # decode: the expression of named inputs the decoder is conditioned on
 
 
 @dataclass
@@ -79,9 +91,19 @@ class TaskConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     data: DataConfig = field(default_factory=DataConfig)
     backbone: str = "encoder"
+    # Named inputs, each "backbone:column" (e.g. q = "question_encoder:question"), for heads over several texts
+    # and backbones; empty: the task reads data.text (and data.text_pair) with its one backbone.
+    inputs: dict[str, str] = field(default_factory=dict)
     weight: float = 1.0
     batch_size: int = 16
     max_length: int = 128
+
+    @property
+    def main_backbone(self) -> str:
+        """The backbone whose tokenizer reads the task's rows in previews (the first input's, with named inputs)."""
+        if self.inputs:
+            return next(iter(self.inputs.values())).partition(":")[0].strip()
+        return self.backbone
 
 
 @dataclass
@@ -334,6 +356,34 @@ def _check_choice(problems: list[str], where: str, value: str, choices: tuple[st
         problems.append(f"{where}: {value!r} is not one of {', '.join(choices)}")
 
 
+EXPRESSION = re.compile(r"\s*([+-]?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+
+
+def task_inputs(task: TaskConfig) -> dict[str, tuple[str, str]]:
+    """name -> (backbone, column) of a task's named inputs; ValueError naming what is wrong."""
+    out = {}
+    for name, spec in task.inputs.items():
+        backbone, sep, column = spec.partition(":")
+        if not sep or not backbone.strip() or not column.strip():
+            raise ValueError(f"inputs.{name}: {spec!r} must be \"backbone:column\", e.g. \"encoder:question\"")
+        out[name] = (backbone.strip(), column.strip())
+    return out
+
+
+def parse_expression(text: str) -> list[tuple[int, str]]:
+    """[(+1 or -1, input name)] of an expression like "p1 + p2" or "q - a"; ValueError naming what is wrong."""
+    terms, at = [], 0
+    while at < len(text):
+        m = EXPRESSION.match(text, at)
+        if m is None or m.end() == at or (terms and not m.group(1)):
+            raise ValueError(f"{text!r}: expected input names joined by + or -, e.g. \"p1 + p2\"")
+        terms.append((-1 if m.group(1) == "-" else 1, m.group(2)))
+        at = m.end()
+    if not terms:
+        raise ValueError("empty: name one input at least")
+    return terms
+
+
 def validate(p: Project) -> list[str]:
     """Every semantic problem of a structurally valid project, each naming its key."""
     from qarac_gui.core.project.limits import MAX_SEED
@@ -347,6 +397,10 @@ def validate(p: Project) -> list[str]:
             problems.append(f"backbones.{shown(name)}.model: give a Hub id, a local folder or package:<module>")
         if bb.freeze_layers < 0:
             problems.append(f"backbones.{shown(name)}.freeze_layers: must be 0 or more")
+        _check_choice(problems, f"backbones.{shown(name)}.role", bb.role, BACKBONE_ROLES)
+        _check_choice(problems, f"backbones.{shown(name)}.pooling", bb.pooling, BACKBONE_POOLINGS)
+        if bb.pooling_rank < 0:
+            problems.append(f"backbones.{shown(name)}.pooling_rank: must be 0 (the hidden size) or more")
     if not p.tasks:
         problems.append("tasks: add at least one [[tasks]] table")
     seen: set[str] = set()
@@ -361,8 +415,12 @@ def validate(p: Project) -> list[str]:
         elif t.name.lower() in seen:
             problems.append(f"{w}.name: two tasks are named {t.name!r}; task names must be unique")
         seen.add(t.name.lower())
-        if t.backbone not in p.backbones:
+        if t.inputs:
+            problems += _input_problems(w, t, p)
+        elif t.backbone not in p.backbones:
             problems.append(f"{w}.backbone: no backbone named {t.backbone!r} (have: {', '.join(p.backbones)})")
+        elif p.backbones[t.backbone].role != "encoder":
+            problems.append(f"{w}.backbone: {t.backbone!r} is a decoder; a {t.head.kind} head reads an encoder")
         _check_choice(problems, f"{w}.head.kind", t.head.kind, tuple(HEAD_KINDS))
         if t.head.pooling is not None:
             _check_choice(problems, f"{w}.head.pooling", t.head.pooling, POOLINGS)
@@ -386,8 +444,8 @@ def validate(p: Project) -> list[str]:
             problems.append(f"{w}.data.validation_fraction: must be in [0, 1)")
         if not t.data.text:
             problems.append(f"{w}.data.text: name the text column")
-        if t.head.kind in HEAD_KINDS and HEAD_KINDS[t.head.kind].needs_pair and not t.data.text_pair:
-            problems.append(f"{w}.data.text_pair: a {t.head.kind} task needs a second text column")
+        if t.head.kind in HEAD_KINDS:
+            problems += HEAD_KINDS[t.head.kind].problems(w, t, p)
         for key in ("batch_size", "max_length"):
             if getattr(t, key) < 1:
                 problems.append(f"{w}.{key}: must be at least 1")
@@ -450,6 +508,23 @@ def validate(p: Project) -> list[str]:
         if name not in {t.name for t in p.tasks}:
             problems.append(f"export.tasks: no task named {name!r}")
     problems += _bound_problems(p)
+    return problems
+
+
+def _input_problems(w: str, t: TaskConfig, p: Project) -> list[str]:
+    try:
+        inputs = task_inputs(t)
+    except ValueError as e:
+        return [f"{w}.{e}"]
+    problems = []
+    for name, (backbone, _) in inputs.items():
+        if not NAME_PATTERN.fullmatch(name) or not name.isidentifier():
+            problems.append(f"{w}.inputs.{shown(name)}: use letters, digits and '_' for an input's name")
+        if backbone not in p.backbones:
+            problems.append(f"{w}.inputs.{shown(name)}: no backbone named {backbone!r} (have: "
+                            f"{', '.join(p.backbones)})")
+        elif p.backbones[backbone].role != "encoder":
+            problems.append(f"{w}.inputs.{shown(name)}: {backbone!r} is a decoder; inputs are read by encoders")
     return problems
 
 

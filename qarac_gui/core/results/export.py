@@ -131,7 +131,7 @@ def _model_card(project: Project, task: TaskConfig, source: str, labels: list[st
 
 def export_task(folder: Path, project: Project, task: TaskConfig, model: Any, tokenizer: Any, source: str,
                 labels: list[str], metrics: dict) -> Path:
-    encoder = model.backbones[task.backbone]
+    encoder = model.backbones[task.main_backbone]
     head = model.heads[task.name]
     problem = export_problem(task, encoder.config.model_type, encoder.config.hidden_size)
     if problem:
@@ -156,9 +156,11 @@ def export_full(folder: Path, project: Project, model: Any, tokenizers: dict[str
         encoder.save_pretrained(folder / "backbones" / name)
         tokenizers[name].save_pretrained(folder / "backbones" / name)
     save_model(model.heads, str(folder / "heads.safetensors"))
+    if len(model.poolers):
+        save_model(model.poolers, str(folder / "poolers.safetensors"))
     (folder / "project.toml").write_text(dumps_project(project), encoding="utf-8")
     manifest = {"format": FULL_FORMAT, "app_version": qarac_gui.__version__, "step": step,
-                "tasks": {t.name: {"kind": t.head.kind, "backbone": t.backbone, "labels": labels.get(t.name, [])}
+                "tasks": {t.name: {"kind": t.head.kind, "backbone": t.main_backbone, "labels": labels.get(t.name, [])}
                           for t in project.tasks}}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return folder
@@ -167,7 +169,7 @@ def export_full(folder: Path, project: Project, model: Any, tokenizers: dict[str
 def load_full_model(folder: Path) -> tuple[Project, Any, dict[str, Any], dict[str, list[str]]]:
     """(project, model, tokenizers, labels) from a folder written by export_full."""
     from safetensors.torch import load_model
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     from qarac_gui.core.model.multitask import MultiTaskModel
     from qarac_gui.core.project.config import load_project
@@ -179,13 +181,16 @@ def load_full_model(folder: Path) -> tuple[Project, Any, dict[str, Any], dict[st
         raise ExportError(f"{folder}: unknown model format {manifest.get('format')!r}")
     project = load_project(folder / "project.toml")
     backbones, tokenizers = {}, {}
-    for name in project.backbones:
+    for name, cfg in project.backbones.items():
         path = folder / "backbones" / name
-        backbones[name] = AutoModel.from_pretrained(path, use_safetensors=True)
+        model_class = AutoModelForCausalLM if cfg.role == "decoder" else AutoModel
+        backbones[name] = model_class.from_pretrained(path, use_safetensors=True)
         tokenizers[name] = AutoTokenizer.from_pretrained(path)
     labels = {name: info["labels"] for name, info in manifest["tasks"].items()}
     model = MultiTaskModel(project, backbones, {n: len(v) for n, v in labels.items()})
     load_model(model.heads, str(folder / "heads.safetensors"))
+    if len(model.poolers):
+        load_model(model.poolers, str(folder / "poolers.safetensors"))
     return project, model.eval(), tokenizers, labels
 
 

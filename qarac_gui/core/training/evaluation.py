@@ -16,7 +16,7 @@ def default_monitor(tasks: list[TaskData]) -> str:
     """The main metric of the first task that has validation data ("" when none has)."""
     for data in tasks:
         if data.valid is not None and len(data.valid):
-            return f"{data.name}/{kind_of(data.task.head).main_metric}"
+            return f"{data.name}/{kind_of(data.task.head).main(data.task.head)}"
     return ""
 
 
@@ -31,7 +31,7 @@ def evaluate_task(model: Any, data: TaskData, device: torch.device, batch_size: 
         with autocast():
             out = model(data.name, batch)
         losses.append(out.loss.float())
-        weights.append(len(rows["input_ids"]))
+        weights.append(len(next(iter(rows.values()))))
         outputs.append(_to_cpu(out.logits))
         extras.append(kind.host_labels(batch, rows))
     n = sum(weights)

@@ -78,12 +78,15 @@ def prepare_tasks(project: Project, tokenizers: dict, emit: Emit, stop: threadin
         if kind.has_classes and len(labels) < 2:
             raise UserError(f"task {task.name}: found {len(labels)} label(s) ({', '.join(labels)}); a classifier "
                             "needs at least two; check the label column or list head.labels")
-        tok = tokenizers[task.backbone]
+        tok = tokenizers[task.main_backbone]
         if kind.tokenizer_problem(task, tok):
             raise UserError(kind.tokenizer_problem(task, tok))
-        out[task.name] = TaskData(task, labels, tokenize(task, tok, labels, train, "train"),
-                                  tokenize(task, tok, labels, valid, "valid") if valid is not None else None,
-                                  tok.pad_token_id or 0, tok.mask_token_id, len(tok))
+        # A kind over named inputs reads each column with its own backbone's tokenizer.
+        reader = tokenizers if kind.takes_inputs else tok
+        pad_ids = {prefix: tokenizers[b].pad_token_id or 0 for prefix, b in kind.prefixes(task).items() if b}
+        out[task.name] = TaskData(task, labels, tokenize(task, reader, labels, train, "train"),
+                                  tokenize(task, reader, labels, valid, "valid") if valid is not None else None,
+                                  tok.pad_token_id or 0, tok.mask_token_id, len(tok), pad_ids)
     emit(Progress("data", "Data ready", len(project.tasks), len(project.tasks)))
     return out
 
@@ -145,7 +148,7 @@ def monitor_of(project: Project, tasks: dict[str, TaskData]) -> str:
         return monitor
     name, _, metric = project.eval.metric.partition("/")
     kind = project.task(name).head.kind
-    offered = ("loss",) + kind_of(project.task(name).head).metrics
+    offered = ("loss",) + kind_of(project.task(name).head).reported(project.task(name).head)
     if metric not in offered:
         raise UserError(f"eval.metric: a {kind} task reports {', '.join(offered)}, not {metric!r}")
     if tasks[name].valid is None or not len(tasks[name].valid):
@@ -172,6 +175,13 @@ def _init_from(project: Project, model: MultiTaskModel, emit: Emit) -> None:
         if own:
             _load_into(head, own, f"task {name}")
             loaded.append(f"head {name}")
+    poolers_file = folder / "poolers.safetensors"
+    saved = load_file(poolers_file) if poolers_file.is_file() else {}
+    for name, pooler in model.poolers.items():
+        own = {k.removeprefix(f"{name}."): v for k, v in saved.items() if k.startswith(f"{name}.")}
+        if own:
+            _load_into(pooler, own, f"the pooler of backbone {name}")
+            loaded.append(f"pooler {name}")
     emit(Progress("model", f"Initialised from {folder.name}: {', '.join(loaded) or 'nothing matched'}"))
 
 
@@ -204,7 +214,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     check_max_lengths(project, {n: b.model.config for n, b in loaded.items()}, tokenizers)
     tasks = prepare_tasks(project, tokenizers, emit, stop)
     _check_stop(stop)
-    wants_lm = {t.backbone for t in project.tasks if kind_of(t.head).uses_lm_head}
+    wants_lm = {t.main_backbone for t in project.tasks if kind_of(t.head).uses_lm_head}
     pretrained_lms = {n: load_pretrained_lm(project.backbones[n], b, name=n) for n, b in loaded.items()
                       if n in wants_lm and b.architecture.endswith("ForMaskedLM")}
     # Seed again so head initialisation does not depend on how much randomness loading used.

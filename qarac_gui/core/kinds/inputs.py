@@ -1,0 +1,191 @@
+"""Kinds over named inputs: each input is a column read by one backbone into one sentence vector (pooled by that
+backbone's own pooler), and the head combines the vectors with + and -. `vector` compares two combinations;
+`decode` conditions a decoder backbone on one and trains it to write a target column."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from qarac_gui.core.kinds import cells
+from qarac_gui.core.kinds.base import HeadKind
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from qarac_gui.core.data.tokenize import TaskData
+    from qarac_gui.core.project.config import HeadConfig, Project, TaskConfig
+
+SEPARATOR = "__"           # input name + SEPARATOR + input_ids / attention_mask / token_type_ids
+COMPARISONS = ("cosine", "distance")
+
+
+def _inputs(task: TaskConfig) -> dict[str, tuple[str, str]]:
+    from qarac_gui.core.project.config import task_inputs
+    return task_inputs(task)
+
+
+def _terms(text: str) -> list[tuple[int, str]]:
+    from qarac_gui.core.project.config import parse_expression
+    return parse_expression(text)
+
+
+class _OverInputs(HeadKind):
+    takes_inputs = True
+    export_as = "backbones"         # no head of its own to write: the backbones (and their poolers) are the model
+    expressions: tuple[str, ...] = ()   # head options holding expressions of input names
+
+    def problems(self, where: str, task: TaskConfig, project: Project) -> list[str]:
+        if not task.inputs:
+            return [f"{where}.inputs: a {self.name} head reads named inputs, e.g. inputs = {{ q = "
+                    "\"encoder:question\" }"]
+        try:
+            names = set(_inputs(task))
+        except ValueError:
+            return []               # named by the inputs' own check
+        out = []
+        for key in self.expressions:
+            text = getattr(task.head, key)
+            try:
+                unknown = sorted({name for _, name in _terms(text)} - names)
+            except ValueError as e:
+                out.append(f"{where}.head.{key}: {e}")
+                continue
+            if unknown:
+                out.append(f"{where}.head.{key}: no input named {', '.join(map(repr, unknown))} (inputs: "
+                           f"{', '.join(sorted(names))})")
+        return out
+
+    def text_columns(self, task: TaskConfig) -> list[str]:
+        return list(dict.fromkeys(column for _, column in _inputs(task).values()))
+
+    def columns(self, task: TaskConfig) -> list[str]:
+        label = [task.data.label] if self.label_role_for(task.head) else []
+        return list(dict.fromkeys(self.text_columns(task) + label))
+
+    def bad_cells(self, task: TaskConfig, columns: dict[str, list]) -> list[tuple[int, str] | None]:
+        return [cells.first_where(columns[c], lambda v, c=c: cells.text_problem(v, c)) for c in self.text_columns(task)]
+
+    def prefixes(self, task: TaskConfig) -> dict[str, str]:
+        return {name + SEPARATOR: backbone for name, (backbone, _) in _inputs(task).items()}
+
+    def encode(self, task: TaskConfig, tokenizer: Any, batch: dict, label_id: Any, split: str) -> dict:
+        out = {}
+        for name, (backbone, column) in _inputs(task).items():
+            enc = tokenizer[backbone](batch[column], truncation=True, max_length=task.max_length)
+            out.update({name + SEPARATOR + k: v for k, v in enc.items()})
+        return out
+
+    def outputs(self, num_labels: int) -> int:
+        return 0
+
+    def export_problem(self, spec: HeadConfig, model_type: str, hidden_size: int) -> str:
+        return (f"a {self.name} head has no weights of its own: its backbones, with their poolers, are exported "
+                "in export/full")
+
+
+class Vector(_OverInputs):
+    name, title = "vector", "Vector comparison"
+    help = ("Compare two sums of sentence vectors: by cosine against a score in [-1, 1], or by distance to zero "
+            "(the pairs in a row should embed alike).")
+    label_role = "score"
+    score_range = (-1.0, 1.0)
+    options = ("left", "right", "compare")
+    expressions = ("left", "right")
+    metrics = ("mse", "pearson", "spearman", "recall_at_1")
+    main_metric = "spearman"
+
+    def problems(self, where: str, task: TaskConfig, project: Project) -> list[str]:
+        out = super().problems(where, task, project)
+        if task.head.compare not in COMPARISONS:
+            out.append(f"{where}.head.compare: {task.head.compare!r} is not one of {', '.join(COMPARISONS)}")
+        return out
+
+    def label_role_for(self, spec: HeadConfig) -> str:
+        return "score" if spec.compare == "cosine" else ""
+
+    def main(self, spec: HeadConfig) -> str:
+        return "spearman" if spec.compare == "cosine" else "recall_at_1"
+
+    def reported(self, spec: HeadConfig) -> tuple[str, ...]:
+        return ("mse", "pearson", "spearman") if spec.compare == "cosine" else ("mse", "recall_at_1")
+
+    def encode(self, task: TaskConfig, tokenizer: Any, batch: dict, label_id: Any, split: str) -> dict:
+        out = super().encode(task, tokenizer, batch, label_id, split)
+        if task.head.compare == "cosine":
+            out["labels"] = [cells.score(task, v, *self.score_range) for v in batch[task.data.label]]
+        return out
+
+    def collate(self, data: TaskData, rows: dict, batch: dict, seed: int) -> None:
+        if "labels" in rows:
+            super().collate(data, rows, batch, seed)
+
+    def build_graph(self, task: TaskConfig, model: nn.Module) -> nn.Module:
+        from qarac_gui.core.kinds.layers import VectorHead
+        return VectorHead(_terms(task.head.left), _terms(task.head.right), _inputs(task), task.head.compare)
+
+    def host_labels(self, batch: dict, rows: dict) -> Any:
+        return batch["labels"].cpu() if "labels" in batch else None
+
+    def scores(self, data: TaskData, outputs: list, extras: list, mean_loss: float) -> dict[str, float]:
+        import torch
+
+        from qarac_gui.core.kinds import metrics
+        if data.task.head.compare == "cosine":
+            return metrics.regression_metrics(torch.cat(extras).tolist(), torch.cat(outputs).tolist())
+        left = torch.cat([o[0] for o in outputs])
+        right = torch.cat([o[1] for o in outputs])
+        return {"mse": float(((left - right) ** 2).mean()), **metrics.recall_at_1(left.numpy(), right.numpy())}
+
+
+class Decode(_OverInputs):
+    name, title = "decode", "Decode (generate text)"
+    help = ("A decoder backbone writes the target column, conditioned on a sum of sentence vectors given as its "
+            "first input embedding.")
+    label_role = "target"
+    options = ("decoder", "condition")
+    expressions = ("condition",)
+    metrics, main_metric = ("token_accuracy", "perplexity"), "token_accuracy"
+
+    def problems(self, where: str, task: TaskConfig, project: Project) -> list[str]:
+        out = super().problems(where, task, project)
+        decoder = project.backbones.get(task.head.decoder)
+        if decoder is None:
+            out.append(f"{where}.head.decoder: no backbone named {task.head.decoder!r}; name a backbone with "
+                       f"role = \"decoder\" (have: {', '.join(project.backbones)})")
+        elif decoder.role != "decoder":
+            out.append(f"{where}.head.decoder: backbone {task.head.decoder!r} is an encoder; set its role = "
+                       "\"decoder\" or name another")
+        return out
+
+    def bad_cells(self, task: TaskConfig, columns: dict[str, list]) -> list[tuple[int, str] | None]:
+        label = task.data.label
+        return super().bad_cells(task, columns) + [cells.first_where(columns[label],
+                                                                     lambda v: cells.text_problem(v, label))]
+
+    def prefixes(self, task: TaskConfig) -> dict[str, str]:
+        return {**super().prefixes(task), "target" + SEPARATOR: task.head.decoder}
+
+    def encode(self, task: TaskConfig, tokenizer: Any, batch: dict, label_id: Any, split: str) -> dict:
+        out = super().encode(task, tokenizer, batch, label_id, split)
+        # One position goes to the condition vector, in front of the target's tokens.
+        enc = tokenizer[task.head.decoder](batch[task.data.label], truncation=True, max_length=task.max_length - 1)
+        out.update({"target" + SEPARATOR + k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")})
+        return out
+
+    def collate(self, data: TaskData, rows: dict, batch: dict, seed: int) -> None:
+        import torch
+        ids, mask = batch["target" + SEPARATOR + "input_ids"], batch["target" + SEPARATOR + "attention_mask"]
+        batch["labels"] = torch.where(mask.bool(), ids, torch.full_like(ids, -100))
+
+    def build_graph(self, task: TaskConfig, model: nn.Module) -> nn.Module:
+        from qarac_gui.core.kinds.layers import DecodeHead
+        return DecodeHead(_terms(task.head.condition), _inputs(task), task.head.decoder)
+
+    def host_labels(self, batch: dict, rows: dict) -> Any:
+        return None
+
+    def scores(self, data: TaskData, outputs: list, extras: list, mean_loss: float) -> dict[str, float]:
+        from qarac_gui.core.kinds import metrics
+        right = sum(float(o[0]) for o in outputs)
+        total = sum(float(o[1]) for o in outputs)
+        return {"token_accuracy": right / max(1.0, total), **metrics.perplexity(mean_loss)}
