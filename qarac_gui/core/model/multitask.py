@@ -64,7 +64,8 @@ def _no_decay(name: str) -> bool:
 
 
 def param_groups(project: Project, model: MultiTaskModel) -> list[dict]:
-    """AdamW groups with per-layer lr (layer-wise decay), a head lr, and no weight decay on biases/norms.
+    """Optimiser groups (AdamW or NAdam) with per-layer lr (layer-wise decay), a head lr, and no weight decay on
+    biases/norms.
 
     Each group carries `is_head` so the scheduler can hold encoder groups at 0 during the head-only phase.
     """
