@@ -57,9 +57,6 @@ def write_recipe_data(folder: Path, n: int = 40, seed: int = 0) -> dict[str, Pat
     for name, rows in tables.items():
         paths[name] = folder / f"{name}.jsonl"
         paths[name].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    scored = [{**r, "score": {0: 1, 1: 0, 2: -1}[r["label"]]} for r in tables["snli"] if r["label"] != -1]
-    paths["snli_scored"] = folder / "snli_scored.jsonl"
-    paths["snli_scored"].write_text("".join(json.dumps(r) + "\n" for r in scored), encoding="utf-8")
     sentences = sorted({r[c] for r in tables["wiki_qa"] if r["label"] == 1 for c in ("question", "answer")}
                        | {r[c] for r in tables["snli"] for c in ("premise", "hypothesis")}
                        | {r[c] for r in tables["syllogisms"] for c in ("premise1", "premise2", "conclusion")})
@@ -85,7 +82,7 @@ def recipe_project(model: Path, data: dict[str, Path], steps: int = 40) -> dict:
         {"name": "question_answering", **common,
          "inputs": {"q": "question_encoder:question", "a": "answer_encoder:answer"},
          "head": {"kind": "vector", "left": "q", "right": "a", "compare": "distance"},
-         "data": {"train": str(data["wiki_qa"]), "validation_fraction": 0.2}},
+         "data": {"train": str(data["wiki_qa"]), "filter": "label == 1", "validation_fraction": 0.2}},
         {"name": "reasoning", **common,
          "inputs": {"p1": "answer_encoder:premise1", "p2": "answer_encoder:premise2"},
          "head": {"kind": "decode", "decoder": "decoder", "condition": "p1 + p2"},
@@ -93,7 +90,8 @@ def recipe_project(model: Path, data: dict[str, Path], steps: int = 40) -> dict:
         {"name": "consistency", **common,
          "inputs": {"s1": "answer_encoder:premise", "s2": "answer_encoder:hypothesis"},
          "head": {"kind": "vector", "left": "s1", "right": "s2", "compare": "cosine"},
-         "data": {"train": str(data["snli_scored"]), "label": "score", "validation_fraction": 0.2}},
+         "data": {"train": str(data["snli"]), "filter": "label != -1", "label_map": {"0": 1, "1": 0, "2": -1},
+                  "validation_fraction": 0.2}},
     ]
     return {"version": 1, "name": "recipe", "backbones": backbones, "tasks": tasks,
             "optim": {"lr": 1e-3, "warmup_steps": 0, "scheduler": "constant"},

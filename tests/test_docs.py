@@ -287,6 +287,10 @@ def _type_word(tp: typing.Any) -> str:
         tp = args[0]
     if typing.get_origin(tp) is list and typing.get_args(tp) == (str,):
         return "list of strings"
+    if typing.get_origin(tp) is dict and not dataclasses.is_dataclass(typing.get_args(tp)[-1]):
+        values = typing.get_args(typing.get_args(tp)[-1]) or (typing.get_args(tp)[-1],)
+        plural = {"integer": "numbers", "number": "numbers", "string": "strings", "bool": "bools"}
+        return "table of " + " or ".join(dict.fromkeys(plural[TYPE_WORDS[v]] for v in values))
     if typing.get_origin(tp) is dict:
         return "table of tables"
     if typing.get_origin(tp) is list:

@@ -226,7 +226,10 @@ def test_deb_puts_files_where_they_belong(extracted_deb, packaging_modules):
         launcher = root / "usr" / "bin" / tool
         assert os.access(launcher, os.X_OK) and f"/opt/qarac-gui/{tool}" in launcher.read_text()
     assert os.access(root / "opt" / "qarac-gui" / "qarac-gui", os.X_OK)
-    assert (root / "opt" / "qarac-gui" / "_internal" / "resources" / "demo" / "project.toml").is_file()
+    resources = root / "opt" / "qarac-gui" / "_internal" / "resources"
+    assert (resources / "demo" / "project.toml").is_file()
+    presets = sorted(p.relative_to(ROOT / "resources") for p in (ROOT / "resources" / "presets").glob("*.toml"))
+    assert presets and all((resources / preset).is_file() for preset in presets)     # the index and its presets
     assert read_desktop(root / "usr" / "share" / "applications" / "qarac-gui.desktop")["Icon"] == "qarac-gui"
     icons = root / "usr" / "share" / "icons" / "hicolor"
     for size in SIZES:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qarac_gui.core.data.preview import length_summary, preview_task, start_problems
+from qarac_gui.core.data.preview import filter_summary, length_summary, preview_task, start_problems
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.model.backbone import resolve_source
 from qarac_gui.core.model.code_trust import remote_code_allowed
@@ -19,7 +19,7 @@ from qarac_gui.core.training.plan import plan_run
 
 def preflight(project: Project) -> tuple[list[str], list[str], list[str]]:
     """(errors, warnings, notes) of every task, read before a run starts: the checks the GUI shows in its report,
-    and the notes a summary of token lengths."""
+    and the notes: what each filter kept, and a summary of token lengths."""
     from datasets.utils.logging import disable_progress_bar
     disable_progress_bar()              # the caller reports; datasets' own bars would garble a terminal
     tokenizers: dict[str, Any] = {}
@@ -31,7 +31,7 @@ def preflight(project: Project) -> tuple[list[str], list[str], list[str]]:
     previews = {t.name: preview_task(project, t, tokenizers.get(t.main_backbone)) for t in project.tasks}
     model_problems += _limit_problems(project, tokenizers, previews)     # max_length, run length
     warnings = [w for p in previews.values() for w in p.warnings]
-    notes = [line for p in previews.values() if (line := length_summary(p))]
+    notes = [line for p in previews.values() for line in (filter_summary(p), length_summary(p)) if line]
     return model_problems + start_problems(project, previews), warnings, notes
 
 

@@ -119,7 +119,7 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
 # What a checkpoint's tensors and stream positions depend on; the rest (steps, evaluation, checkpoints, export)
 # may change when a run is continued.
 RESUME_KEYS = ("backbones", "tasks", "train.mixing", "train.temperature", "train.seed", "train.epoch_task",
-               "optim.grad_accum")
+               "optim.grad_accum", "optim.optimizer")
 
 
 def _differences(a: Any, b: Any, where: str) -> list[str]:

@@ -138,7 +138,9 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         }
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        for key in ("new", "open", "demo"):
+        file_menu.addAction(a["new"])
+        self.preset_menu = file_menu.addMenu("New from &preset")
+        for key in ("open", "demo"):
             file_menu.addAction(a[key])
         self.recent_menu = file_menu.addMenu("Open &recent")
         for key in ("save", "save_as", None, "export", None, "quit"):
@@ -150,6 +152,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         for key in ("start", "pause", "stop", None, "find_batch", None, "continue", "history", "runs_folder"):
             run_menu.addSeparator() if key is None else run_menu.addAction(a[key])
         bar.addMenu("&Help").addAction(a["about"])
+        self._fill_preset_menu()
         self._fill_recent_menu()
 
     def _connect(self) -> None:

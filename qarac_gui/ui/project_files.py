@@ -1,21 +1,42 @@
-"""Project files for the main window: new, open, save, save as, recent files, autosave and recovery."""
+"""Project files for the main window: new, presets, open, save, save as, recent files, autosave and recovery."""
 
 from __future__ import annotations
 
 import functools
 import os
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from qarac_gui.core import paths
-from qarac_gui.core.project.config import ConfigError
+from qarac_gui.core.project.config import ConfigError, load_project
 from qarac_gui.ui.dialogs.error_dialog import show_error
 from qarac_gui.ui.dialogs.run_offers import offer_continue
 
 RECENT_LIMIT = 10
 FILE_FILTER = "qarac_gui projects (*.toml);;All files (*)"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A recipe of File > New from preset: an ordinary project file, and how the menu names it."""
+
+    title: str
+    description: str
+    path: Path
+
+
+def presets() -> list[Preset]:
+    """The presets that resources/presets/presets.toml lists, in menu order (none when the index is absent)."""
+    index = paths.resource_path("presets", "presets.toml")
+    try:
+        entries = tomllib.loads(index.read_text(encoding="utf-8")).get("presets", [])
+    except OSError:
+        return []
+    return [Preset(e["title"], e["description"], index.parent / e["file"]) for e in entries]
 
 
 def settings() -> QSettings:
@@ -46,6 +67,15 @@ class ProjectFilesMixin:
             self.recent_menu.addAction(path, functools.partial(self.open_project, Path(path)))
         self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
 
+    def _fill_preset_menu(self) -> None:
+        self.preset_menu.clear()
+        self.preset_menu.setToolTipsVisible(True)
+        for preset in presets():
+            action = self.preset_menu.addAction(preset.title, functools.partial(self.new_from_preset, preset))
+            action.setToolTip(preset.description)
+            action.setStatusTip(preset.description)
+        self.preset_menu.setEnabled(not self.preset_menu.isEmpty())
+
     def confirm_discard(self) -> bool:
         """Ask before unsaved changes are lost; True when it is fine to go on."""
         if not self.document.dirty:
@@ -62,6 +92,24 @@ class ProjectFilesMixin:
         if self.confirm_discard():
             self.document.reset()
             self.charts.clear()
+
+    def new_from_preset(self, preset: Preset) -> bool:
+        """A new, unsaved project holding a copy of the preset: Save asks where, so the bundled file stays as is."""
+        if not self.confirm_discard():
+            return False
+        try:
+            project = load_project(preset.path, check=False)
+        except ConfigError as e:
+            show_error(self, "Cannot open the preset", str(e))
+            self.log.add(str(e), "error")
+            return False
+        project = project.with_absolute_paths()     # a local file a preset names is still found after Save as
+        project.root = Path.cwd()                   # where File > New starts too
+        self.document.reset(project)                # undo starts fresh: the preset is the first state
+        self.document.mark_unsaved()
+        self.charts.clear()
+        self.log.add(f"New project from the preset {preset.title!r}: {preset.description}. Save it to keep it.")
+        return True
 
     def open_dialog(self) -> None:
         if not self.confirm_discard():

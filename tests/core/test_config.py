@@ -443,21 +443,21 @@ def test_values_that_break_the_run_later_are_refused(mutate, key):
 def test_a_missing_version_is_an_error():
     raw = base_raw()
     del raw["version"]
-    assert _error(raw).startswith("version: expected an integer (this app writes version 1), got None")
+    assert _error(raw).startswith("version: expected an integer (this app writes version 2), got None")
 
 
 @pytest.mark.parametrize("version", [True, 1.0, "1"])
 def test_a_version_that_is_not_an_integer_is_an_error(version):
     raw = base_raw()
     raw["version"] = version
-    assert _error(raw) == f"version: expected an integer (this app writes version 1), got {version!r}"
+    assert _error(raw) == f"version: expected an integer (this app writes version 2), got {version!r}"
 
 
 def test_a_newer_version_is_refused_with_a_hint():
     raw = base_raw()
-    raw["version"] = 2
+    raw["version"] = 3
     message = _error(raw)
-    assert message.startswith("version: the file is version 2, newer than this app understands (1)")
+    assert message.startswith("version: the file is version 3, newer than this app understands (2)")
     assert "update qarac_gui" in message
 
 
@@ -473,13 +473,13 @@ def _v0_to_v1(raw: dict) -> dict:
 
 
 def test_a_v0_project_is_upgraded_and_its_version_bumped(monkeypatch):
-    monkeypatch.setattr(config, "MIGRATIONS", {0: _v0_to_v1})
+    monkeypatch.setattr(config, "MIGRATIONS", {0: _v0_to_v1, 1: config.MIGRATIONS[1]})
     raw = base_raw()
     raw["version"] = 0
     del raw["name"]
     raw["title"] = "old"
     project = parse_project(raw)
-    assert project.version == 1 and project.name == "old"
+    assert project.version == 2 and project.name == "old"
     assert raw["version"] == 0 and "title" in raw          # the caller's dict is left as it was
 
 
@@ -508,7 +508,7 @@ def test_a_missing_step_in_the_middle_is_an_error(monkeypatch):
 
 
 def test_load_project_migrates_before_applying_overrides(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "MIGRATIONS", {0: _v0_to_v1})
+    monkeypatch.setattr(config, "MIGRATIONS", {0: _v0_to_v1, 1: config.MIGRATIONS[1]})
     path = tmp_path / "old.toml"
     import tomli_w
     raw = base_raw()

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qarac_gui.core.data.filters import MAX_DEPTH, FilterError, compile_filter, filter_rows
+from qarac_gui.core.data.adapters import filter_rows
+from qarac_gui.core.project.filters import MAX_DEPTH, FilterError, compile_filter
 
 ROWS = [
     {"label": 1, "score": 0.5, "split": "train", "flag": True, "note": None, "odd name": "x"},

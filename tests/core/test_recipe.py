@@ -78,7 +78,8 @@ def test_the_graph_is_checked_in_words(tmp_path, tiny_bert):
         parse_project(raw, tmp_path)
     lines = str(e.value).splitlines()
     assert "tasks.question_answering.head.right: no input named 'answer' (inputs: a, q)" in lines
-    assert any(line.startswith("tasks.reasoning.head.decoder: backbone 'answer_encoder' is an encoder") for line in lines)
+    assert any(line.startswith("tasks.reasoning.head.decoder: backbone 'answer_encoder' is an encoder")
+               for line in lines)
     assert any(line.startswith("tasks.consistency.inputs.s2: 'hypothesis' must be \"backbone:column\"")
                for line in lines)
     assert any(line.startswith("tasks.encode_decode.head.condition: 's +': expected input names joined by + or -")

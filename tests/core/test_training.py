@@ -121,13 +121,15 @@ def _params(folder):
 
 # Every mixing, in process; one (temperature) is also killed and resumed in a new process (test_kill.py), and
 # the command line's Ctrl-C and --resume are in test_cli.py.
-@pytest.mark.parametrize("mixing", ["all_tasks", pytest.param("proportional", marks=pytest.mark.slow),
-                                    pytest.param("temperature", marks=pytest.mark.slow),
-                                    pytest.param("uniform", marks=pytest.mark.slow),
-                                    pytest.param("round_robin", marks=pytest.mark.slow)])
-def test_stop_then_resume_continues_exactly(tmp_path, tiny_bert, mixing):
+@pytest.mark.parametrize("mixing, optimizer", [
+    ("all_tasks", "adamw"), ("all_tasks", "nadam"), pytest.param("proportional", "adamw", marks=pytest.mark.slow),
+    pytest.param("temperature", "adamw", marks=pytest.mark.slow),
+    pytest.param("uniform", "adamw", marks=pytest.mark.slow),
+    pytest.param("round_robin", "adamw", marks=pytest.mark.slow)])
+def test_stop_then_resume_continues_exactly(tmp_path, tiny_bert, mixing, optimizer):
     kinds = ["classification", "masked_lm", "similarity"]
-    sections = dict(train={"max_steps": 9, "mixing": mixing}, optim={"lr": 1e-3, "grad_accum": 2})
+    sections = dict(train={"max_steps": 9, "mixing": mixing},
+                    optim={"lr": 1e-3, "grad_accum": 2, "optimizer": optimizer})
     _, straight, _ = _run(tmp_path, tiny_bert, kinds, "straight", **sections)
 
     stop = threading.Event()

@@ -494,3 +494,22 @@ def test_integer_check_choice_commit_through_document(qtbot):
     assert (doc.project.train.seed, doc.project.eval.keep_best) == (42, False) and not doc.can_undo()
     binder.refresh()
     assert (seed.value(), keep.isChecked(), mixing.currentText()) == (42, False, "all_tasks")
+
+
+def test_the_training_panel_picks_the_optimiser(qtbot):
+    from PySide6.QtWidgets import QGroupBox
+
+    from qarac_gui.ui.panels.training_panel import TrainingPanel
+    doc = ProjectDocument()
+    panel = TrainingPanel(doc)
+    qtbot.addWidget(panel)
+    assert "Optimiser" in [box.title() for box in panel.findChildren(QGroupBox)]
+    combo = next(f.widget for f in panel.binder.fields if f.key == "optim.optimizer")
+    assert [combo.itemText(i) for i in range(combo.count())] == ["AdamW", "NAdam"]
+    assert combo.currentText() == "AdamW" and doc.project.optim.optimizer == "adamw"
+    combo.setFocus()
+    qtbot.keyClick(combo, Qt.Key.Key_Down)              # the user picks NAdam
+    assert doc.project.optim.optimizer == "nadam" and doc.dirty
+    assert 'optimizer = "nadam"' in config.dumps_project(doc.project)
+    doc.undo()
+    assert doc.project.optim.optimizer == "adamw" and combo.currentText() == "AdamW"

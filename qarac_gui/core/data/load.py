@@ -196,19 +196,30 @@ def load_hub(task: TaskConfig, split: str, cache_dir: str | None) -> Any:
                         f"{split!r}) could not be loaded: {_first_line(e)}") from e
 
 
-def load_train(project: Project, task: TaskConfig, cache_dir: str | None = None) -> Any:
-    """The training rows as stored, before any validation split or row limit."""
+def load_train(project: Project, task: TaskConfig, cache_dir: str | None = None, adapt: bool = True) -> Any:
+    """The training rows, through the task's filter and label map (adapt=False: as stored), before any validation
+    split or row limit."""
     d = task.data
     if d.hub:
-        return load_hub(task, d.train_split, cache_dir)
-    if not d.train:
+        train = load_hub(task, d.train_split, cache_dir)
+    elif not d.train:
         raise DataError(f"task {task.name}: choose a training data file or a Hub dataset")
-    return load_path(project.resolve(d.train), d.format, cache_dir)
+    else:
+        train = load_path(project.resolve(d.train), d.format, cache_dir)
+    return _adapted(task, train, "training data") if adapt else train
+
+
+def _adapted(task: TaskConfig, ds: Any, what: str) -> Any:
+    """The rows through data.filter and data.label_map, once their columns are known to be there."""
+    from qarac_gui.core.data.adapters import adapt_rows  # imported here: adapters builds on this module's errors
+    check_columns(task, ds, what)
+    return adapt_rows(task, ds, what)
 
 
 def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None,
                 train: Any = None) -> tuple[Any, Any]:
-    """(train, validation) datasets of raw rows; validation is None when there is none and none is held out.
+    """(train, validation) datasets of rows through the task's filter and label map; validation is None when there
+    is none and none is held out. Rows held out for validation are drawn from the rows the filter kept.
 
     `train`: the rows load_train() already read, so a caller that needed them first does not read them twice.
     """
@@ -222,6 +233,8 @@ def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None
         if d.validation:
             valid = load_path(project.resolve(d.validation), d.format, cache_dir)
     check_columns(task, train, "training data")
+    if valid is not None:
+        valid = _adapted(task, valid, "validation data")
     if valid is None and d.validation_fraction > 0:
         held_out = math.ceil(d.validation_fraction * len(train))        # how datasets rounds a fraction
         if len(train) < 2 or held_out >= len(train):
@@ -230,8 +243,6 @@ def load_splits(project: Project, task: TaskConfig, cache_dir: str | None = None
                             "validation file, or add rows")
         parts = train.train_test_split(test_size=d.validation_fraction, seed=project.train.seed, shuffle=True)
         train, valid = parts["train"], parts["test"]
-    elif valid is not None:
-        check_columns(task, valid, "validation data")
     if d.limit:
         train = train.select(range(min(d.limit, len(train))))
     if len(train) == 0:
@@ -288,9 +299,11 @@ def file_row(ds: Any, position: int) -> int:
     return position + 1
 
 
-def is_held_out(ds: Any) -> bool:
-    """Whether `ds` is a view of another table: the validation rows held out of the training file."""
-    return getattr(ds, "_indices", None) is not None
+def is_held_out(task: TaskConfig) -> bool:
+    """Whether the task's validation rows are held out of its training data (it names no validation file or split
+    of their own). Asked of the task, not of the rows: a filtered file is a view of its table too."""
+    d = task.data
+    return not (d.validation_split if d.hub else d.validation)
 
 
 def header_warnings(project: Project, task: TaskConfig) -> list[str]:

@@ -33,6 +33,8 @@ class TaskPreview:
     warnings: list[str] = field(default_factory=list)
     token_lengths: list[int] = field(default_factory=list)  # tokens per sampled training row (for a histogram)
     max_length: int = 0
+    filter_kept: int = 0            # training rows data.filter kept, before the held-out split and the limit
+    filter_read: int = 0            # training rows before it; 0: the task has no filter
 
 
 def _cell(value: Any) -> str:
@@ -43,9 +45,10 @@ def _cell(value: Any) -> str:
 def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: int = PREVIEW_ROWS,
                  cache_dir: str | None = None) -> TaskPreview:
     """Read a task's data the way a run will, and report what a user should fix or know before training."""
+    from qarac_gui.core.data.adapters import adapt_rows
     from qarac_gui.core.data.load import check_columns, header_warnings, load_splits, load_train, required_columns
     try:
-        raw = load_train(project, task, cache_dir)
+        raw = load_train(project, task, cache_dir, adapt=False)     # its columns, even when the filter is wrong
     except UserError as e:
         return TaskPreview(task.name, errors=[str(e)])
     columns = list(raw.column_names)
@@ -54,20 +57,21 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
         return TaskPreview(task.name, columns=columns)
     try:
         check_columns(task, raw, "training data")
-        train, valid = load_splits(project, task, cache_dir, train=raw)
+        adapted = adapt_rows(task, raw, "training data")
+        train, valid = load_splits(project, task, cache_dir, train=adapted)
     except UserError as e:
         return TaskPreview(task.name, columns=columns, errors=[str(e)])
     headers = required_columns(task)
-    # Rows and row numbers as they are in the file, not as the held-out split shuffled them.
-    head_rows = raw.select(range(min(n, len(raw))))
+    # Rows as the filter and the label map leave them, in the file's order, not as the held-out split shuffled them.
+    head_rows = adapted.select(range(min(n, len(adapted))))
     rows = [[_cell(head_rows[c][i]) for c in headers] for i in range(len(head_rows))]
     separate = task.data.validation or (task.data.hub and task.data.validation_split)
-    errors, warnings = _check_values(task, raw, valid if separate else None)
+    errors, warnings = _check_values(task, adapted, valid if separate else None)
     labels, counts = _labels(task, train, valid, errors)
     warnings += _label_warnings(task, counts, valid)
     warnings += header_warnings(project, task)
     warnings += _balance_warnings(task, counts)
-    warnings += _duplicate_warnings(task, raw, valid if separate else None)
+    warnings += _duplicate_warnings(task, adapted, valid if separate else None)
     share, lengths = None, []
     if tokenizer is not None and not errors:
         lengths = _token_lengths(task, tokenizer, train)
@@ -80,7 +84,16 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
     if valid is None or len(valid) == 0:
         warnings.append(f"task {task.name}: no validation data, so no metrics; set a validation file or fraction")
     return TaskPreview(task.name, columns, headers, rows, len(train), 0 if valid is None else len(valid),
-                       labels, counts, share, errors, warnings, lengths, task.max_length)
+                       labels, counts, share, errors, warnings, lengths, task.max_length,
+                       len(adapted) if task.data.filter else 0, len(raw) if task.data.filter else 0)
+
+
+def filter_summary(preview: TaskPreview) -> str:
+    """One line on what the task's filter kept, e.g. for a terminal; empty when the task has none."""
+    if not preview.filter_read:
+        return ""
+    return (f"task {preview.task}: data.filter kept {preview.filter_kept} of the {preview.filter_read} rows of the "
+            "training data")
 
 
 def length_summary(preview: TaskPreview) -> str:
@@ -99,14 +112,14 @@ def length_summary(preview: TaskPreview) -> str:
 
 
 def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], list[str]]:
-    from qarac_gui.core.data.load import first_bad_value, required_columns
+    from qarac_gui.core.data.load import file_row, first_bad_value, required_columns
     errors, warnings = [], []
     for what, ds in (("training data", train), ("validation data", valid)):
         if ds is None:
             continue
         bad = first_bad_value(task, {c: ds[c] for c in required_columns(task)})
         if bad is not None:         # the same check refuses the row when the run tokenises it
-            errors.append(f"task {task.name}: {what}, row {bad[0] + 1}, {bad[1]}")
+            errors.append(f"task {task.name}: {what}, row {file_row(ds, bad[0])}, {bad[1]}")
         kind = kind_of(task.head)
         for column in kind.text_columns(task)[:1 if not kind.takes_inputs else None]:
             empty = sum(1 for v in ds[column] if isinstance(v, str) and not v.strip())   # no text at all: an error
@@ -117,23 +130,25 @@ def _check_values(task: TaskConfig, train: Any, valid: Any) -> tuple[list[str], 
             bad = _first_non_number(scores)
             if bad is not None:
                 row, value = bad
-                errors.append(f"task {task.name}: {what}, row {row + 1}, has {value!r} in {task.data.label!r}, "
-                              f"but a {task.head.kind} head needs a number; fix the row or map another column")
+                errors.append(f"task {task.name}: {what}, row {file_row(ds, row)}, has {value!r} in "
+                              f"{task.data.label!r}, but a {task.head.kind} head needs a number; fix the row or map "
+                              "another column")
             elif kind.score_range is not None:
                 low_end, high_end = kind.score_range
                 outside = next(((i, v) for i, v in enumerate(scores) if not low_end <= float(v) <= high_end), None)
                 if outside is not None:
                     low, high = min(map(float, scores)), max(map(float, scores))
-                    errors.append(f"task {task.name}: {what}, row {outside[0] + 1}, has score {outside[1]!r}, but "
-                                  f"a {task.head.kind} head learns a cosine in [{low_end:g}, {high_end:g}]; rescale "
-                                  f"the column (scores from {low:g} to {high:g}: (score - {low:g}) / "
-                                  f"{(high - low) / (high_end - low_end):g} {'-' if low_end < 0 else '+'} "
-                                  f"{abs(low_end):g})")
+                    errors.append(f"task {task.name}: {what}, row {file_row(ds, outside[0])}, has score "
+                                  f"{outside[1]!r}, but a {task.head.kind} head learns a cosine in [{low_end:g}, "
+                                  f"{high_end:g}]; rescale the column (scores from {low:g} to {high:g}: (score - "
+                                  f"{low:g}) / {(high - low) / (high_end - low_end):g} "
+                                  f"{'-' if low_end < 0 else '+'} {abs(low_end):g})")
     return errors, warnings
 
 
 def _duplicate_warnings(task: TaskConfig, train: Any, valid: Any) -> list[str]:
     """Rows repeated in the training data, and validation rows that are also training rows (optimistic metrics)."""
+    from qarac_gui.core.data.load import file_row
     columns = kind_of(task.head).columns(task)
 
     def keys(ds: Any) -> list[str]:
@@ -150,8 +165,8 @@ def _duplicate_warnings(task: TaskConfig, train: Any, valid: Any) -> list[str]:
             seen[key] = i
     if repeated:
         out.append(f"task {task.name}: {repeated} training row(s) repeat an earlier one exactly (first: row "
-                   f"{first[0] + 1} repeats row {first[1] + 1}); repeats weigh more in training, so remove them "
-                   "unless that is intended")
+                   f"{file_row(train, first[0])} repeats row {file_row(train, first[1])}); repeats weigh more in "
+                   "training, so remove them unless that is intended")
     if valid is not None and len(valid):
         leaked = sum(1 for key in keys(valid) if key in seen)
         if leaked:

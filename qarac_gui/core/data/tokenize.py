@@ -98,7 +98,7 @@ def tokenize(task: TaskConfig, tokenizer: Any, labels: list[str], ds: Any, split
             inner = inner.__cause__ or inner.__context__
         if isinstance(inner, BadRow):
             # Rows are named as in the file, as the preview names them; held-out rows are rows of the training file.
-            what = "validation data" if split == "valid" and not is_held_out(ds) else "training data"
+            what = "validation data" if split == "valid" and not is_held_out(task) else "training data"
             raise DataError(f"task {task.name}: {what}, row {file_row(ds, inner.position)}, {inner.problem}") from None
         if isinstance(inner, DataError):
             raise inner from None

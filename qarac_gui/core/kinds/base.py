@@ -36,6 +36,7 @@ class HeadKind:
     label_role: str = "label"
     needs_pair: bool = False
     words_input: bool = False       # the text column holds a list of words per row, not a text
+    maps_labels: bool = True        # data.label_map may rewrite the label column's values
     has_classes: bool = False       # label names: listed, declared by the dataset or seen in the data; two or more
     single_label: bool = False      # one class per row (class balance is worth a warning)
     score_range: tuple[float, float] | None = None     # a score column's values must lie in this range

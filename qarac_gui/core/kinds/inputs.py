@@ -4,6 +4,7 @@ backbone's own pooler), and the head combines the vectors with + and -. `vector`
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from qarac_gui.core.kinds import cells
@@ -19,14 +20,35 @@ SEPARATOR = "__"           # input name + SEPARATOR + input_ids / attention_mask
 COMPARISONS = ("cosine", "distance")
 
 
-def _inputs(task: TaskConfig) -> dict[str, tuple[str, str]]:
-    from qarac_gui.core.project.config import task_inputs
-    return task_inputs(task)
+EXPRESSION = re.compile(r"\s*([+-]?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 
-def _terms(text: str) -> list[tuple[int, str]]:
-    from qarac_gui.core.project.config import parse_expression
-    return parse_expression(text)
+def task_inputs(task: TaskConfig) -> dict[str, tuple[str, str]]:
+    """name -> (backbone, column) of a task's named inputs; ValueError naming what is wrong."""
+    out = {}
+    for name, spec in task.inputs.items():
+        backbone, sep, column = spec.partition(":")
+        if not sep or not backbone.strip() or not column.strip():
+            raise ValueError(f"inputs.{name}: {spec!r} must be \"backbone:column\", e.g. \"encoder:question\"")
+        out[name] = (backbone.strip(), column.strip())
+    return out
+
+
+def parse_expression(text: str) -> list[tuple[int, str]]:
+    """[(+1 or -1, input name)] of an expression like "p1 + p2" or "q - a"; ValueError naming what is wrong."""
+    terms, at = [], 0
+    while at < len(text):
+        m = EXPRESSION.match(text, at)
+        if m is None or m.end() == at or (terms and not m.group(1)):
+            raise ValueError(f"{text!r}: expected input names joined by + or -, e.g. \"p1 + p2\"")
+        terms.append((-1 if m.group(1) == "-" else 1, m.group(2)))
+        at = m.end()
+    if not terms:
+        raise ValueError("empty: name one input at least")
+    return terms
+
+
+_inputs, _terms = task_inputs, parse_expression
 
 
 class _OverInputs(HeadKind):

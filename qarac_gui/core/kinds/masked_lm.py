@@ -18,6 +18,7 @@ class MaskedLM(HeadKind):
     name, title = "masked_lm", "Masked language modelling"
     help = "Keep training the pre-training objective on plain text."
     label_role = ""
+    maps_labels = False
     options = ("mlm_probability",)
     uses_lm_head = True
     metrics, main_metric = ("perplexity",), "perplexity"

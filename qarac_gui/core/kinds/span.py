@@ -22,6 +22,7 @@ class SpanQA(HeadKind):
     help = "Find the answer span of a question in a context."
     text_role, pair_role = "Question column", "Context column"
     label_role = "answers"
+    maps_labels = False
     needs_pair = True
     metrics, main_metric = ("exact_match", "f1"), "f1"
     # Validation rows keep what turns start and end logits back into text.

@@ -6,11 +6,12 @@ import torch
 from torch import nn
 
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.model.backbone import embeddings_module, encoder_layers
 from qarac_gui.core.kinds import kind_of
+from qarac_gui.core.kinds.inputs import task_inputs
 from qarac_gui.core.kinds.layers import AttentionPooler
+from qarac_gui.core.model.backbone import embeddings_module, encoder_layers
 from qarac_gui.core.model.heads import HeadOutput, build_head, own_parameters
-from qarac_gui.core.project.config import Project, task_inputs
+from qarac_gui.core.project.config import Project
 
 
 class MultiTaskModel(nn.Module):
@@ -89,7 +90,8 @@ def _no_decay(name: str) -> bool:
 
 
 def param_groups(project: Project, model: MultiTaskModel) -> list[dict]:
-    """AdamW groups with per-layer lr (layer-wise decay), a head lr, and no weight decay on biases/norms.
+    """Optimiser groups (AdamW or NAdam) with per-layer lr (layer-wise decay), a head lr, and no weight decay on
+    biases/norms.
 
     Each group carries `is_head` so the scheduler can hold encoder groups at 0 during the head-only phase.
     """

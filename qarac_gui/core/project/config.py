@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from qarac_gui.core.kinds import HEAD_KINDS
+from qarac_gui.core.kinds.inputs import task_inputs
 from qarac_gui.core.project.convert import ConfigError, build, shown, to_dict
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 
 MIXING = ("all_tasks", "proportional", "temperature", "uniform", "round_robin")
 SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
     "constant_with_warmup", "inverse_sqrt", "exponential",
 )
+OPTIMIZERS = ("adamw", "nadam")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLINGS = ("cls", "mean")
@@ -83,6 +85,9 @@ class DataConfig:
     text_pair: str = ""              # second text, context (span_qa)
     label: str = "label"             # label, labels, score, tags or answers column
     limit: int = 0                   # use at most this many training rows (0: all)
+    filter: str = ""                 # keep only the rows it holds for, e.g. label != -1 (core/project/filters.py)
+    # Label cells (by their text, "0" for the integer 0) replaced after the filter; a value not in it is an error.
+    label_map: dict[str, int | float | str] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,6 +119,7 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    optimizer: str = "adamw"         # adamw | nadam (decoupled weight decay, like AdamW's)
     layer_decay: float = 1.0         # lr multiplier per layer going down the encoder
     scheduler: str = "linear"
     warmup_steps: int = 0
@@ -208,8 +214,15 @@ class Project:
         return p if p.is_absolute() else (self.root / p)
 
 
+def _v1_to_v2(raw: dict) -> dict:
+    """Version 2 added keys (tasks.data.filter and label_map, optim.optimizer) whose defaults mean what a version 1
+    file meant, and changed none: only the version number moves (migrate() sets it). A version 2 file is written
+    so that an older app, which would refuse the new keys as unknown, says the file is newer instead."""
+    return raw
+
+
 # Each entry upgrades a raw dict from version N to N + 1. Pure functions, so each one is unit-tested alone.
-MIGRATIONS: dict[int, Any] = {}
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
 
 
 def migrate(raw: dict) -> dict:
@@ -356,32 +369,27 @@ def _check_choice(problems: list[str], where: str, value: str, choices: tuple[st
         problems.append(f"{where}: {value!r} is not one of {', '.join(choices)}")
 
 
-EXPRESSION = re.compile(r"\s*([+-]?)\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
-
-
-def task_inputs(task: TaskConfig) -> dict[str, tuple[str, str]]:
-    """name -> (backbone, column) of a task's named inputs; ValueError naming what is wrong."""
-    out = {}
-    for name, spec in task.inputs.items():
-        backbone, sep, column = spec.partition(":")
-        if not sep or not backbone.strip() or not column.strip():
-            raise ValueError(f"inputs.{name}: {spec!r} must be \"backbone:column\", e.g. \"encoder:question\"")
-        out[name] = (backbone.strip(), column.strip())
-    return out
-
-
-def parse_expression(text: str) -> list[tuple[int, str]]:
-    """[(+1 or -1, input name)] of an expression like "p1 + p2" or "q - a"; ValueError naming what is wrong."""
-    terms, at = [], 0
-    while at < len(text):
-        m = EXPRESSION.match(text, at)
-        if m is None or m.end() == at or (terms and not m.group(1)):
-            raise ValueError(f"{text!r}: expected input names joined by + or -, e.g. \"p1 + p2\"")
-        terms.append((-1 if m.group(1) == "-" else 1, m.group(2)))
-        at = m.end()
-    if not terms:
-        raise ValueError("empty: name one input at least")
-    return terms
+def _adapter_problems(w: str, t: TaskConfig) -> list[str]:
+    """A task's row filter (its grammar here; its columns when the data is read) and label map."""
+    from qarac_gui.core.project.filters import FilterError, compile_filter
+    d, problems = t.data, []
+    if d.filter:
+        try:
+            compile_filter(d.filter)
+        except FilterError as e:
+            problems.append(f"{w}.data.filter: {str(e).removeprefix('filter').lstrip(': ')}")
+    if d.label_map:
+        if t.head.kind in HEAD_KINDS and not HEAD_KINDS[t.head.kind].maps_labels:
+            problems.append(f"{w}.data.label_map: a {t.head.kind} task has no labels to map; remove label_map")
+        texts = [isinstance(v, str) for v in d.label_map.values()]
+        if any(texts) and not all(texts):
+            problems.append(f"{w}.data.label_map: mixes numbers and text; map every key to a number, or every key "
+                            "to a text, so that the label column holds one type")
+        big = next((k for k, v in d.label_map.items() if isinstance(v, int) and not -2**63 <= v < 2**63), None)
+        if big is not None:
+            problems.append(f"{w}.data.label_map: the value of {big!r} is beyond the 64-bit integers a label column "
+                            "holds; use a smaller number")
+    return problems
 
 
 def validate(p: Project) -> list[str]:
@@ -442,6 +450,7 @@ def validate(p: Project) -> list[str]:
             problems.append(f"{w}.data.limit: must be 0 (all rows) or more")
         if not 0 <= t.data.validation_fraction < 1:
             problems.append(f"{w}.data.validation_fraction: must be in [0, 1)")
+        problems += _adapter_problems(w, t)
         if not t.data.text:
             problems.append(f"{w}.data.text: name the text column")
         if t.head.kind in HEAD_KINDS:
@@ -455,6 +464,7 @@ def validate(p: Project) -> list[str]:
             problems.append(f"{w}.weight: must be 0 or more")
     o = p.optim
     _check_choice(problems, "optim.scheduler", o.scheduler, SCHEDULERS)
+    _check_choice(problems, "optim.optimizer", o.optimizer, OPTIMIZERS)
     if o.lr <= 0:
         problems.append("optim.lr: must be above 0")
     if o.head_lr < 0:

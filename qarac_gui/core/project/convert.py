@@ -32,7 +32,18 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
-        return _convert(options[0], value, where)
+        for option in options[:-1]:          # int | float | str: the first type that takes the value
+            try:
+                return _convert(option, value, where)
+            except ConfigError:
+                pass
+        try:
+            return _convert(options[-1], value, where)
+        except ConfigError:
+            if len(options) == 1:
+                raise
+        words = dict.fromkeys("a number" if o in (int, float) else _describe(o) for o in options)
+        raise ConfigError(f"{where}: expected {' or '.join(words)}, got {value!r}") from None
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")

@@ -118,7 +118,8 @@ def _model_card(project: Project, task: TaskConfig, source: str, labels: list[st
              f"trained together with {len(project.tasks) - 1} other task(s) on one shared encoder.", "",
              "## Training", "", f"- data: {data}, text column `{d.text}`"
              + (f", pair column `{d.text_pair}`" if d.text_pair else "") + f", target column `{d.label}`",
-             f"- optimiser: AdamW, lr {o.lr:g}, scheduler {o.scheduler}, weight decay {o.weight_decay:g}",
+             f"- optimiser: {'NAdam' if o.optimizer == 'nadam' else 'AdamW'}, lr {o.lr:g}, scheduler {o.scheduler}, "
+             f"weight decay {o.weight_decay:g}",
              f"- mixing: {project.train.mixing}; batch size {task.batch_size}; max length {task.max_length}",
              f"- loss weight {task.weight:g}"]
     if labels:

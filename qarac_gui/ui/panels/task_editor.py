@@ -239,8 +239,10 @@ class TaskEditor(QScrollArea):
             counts = ", ".join(f"{k}: {preview.label_counts.get(k, 0)}" for k in preview.labels[:12])
             labels = f" Labels ({len(preview.labels)}): {counts}{' …' if len(preview.labels) > 12 else ''}."
         share = "" if preview.truncated_share is None else f" {preview.truncated_share:.0%} longer than max length."
+        kept = (f" The filter kept {preview.filter_kept} of {preview.filter_read} rows of the training data."
+                if preview.filter_read else "")
         self.summary.setText(f"{preview.train_rows} training rows, {preview.valid_rows} validation rows."
-                             f"{labels}{share}")
+                             f"{kept}{labels}{share}")
         self.table.setColumnCount(len(preview.headers))
         self.table.setHorizontalHeaderLabels(preview.headers)
         self.table.setRowCount(len(preview.rows))

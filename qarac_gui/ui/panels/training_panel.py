@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PySide6.QtWidgets import QFormLayout, QGridLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from qarac_gui.core.project.config import MIXING, PRECISIONS, SCHEDULERS
+from qarac_gui.core.project.config import MIXING, OPTIMIZERS, PRECISIONS, SCHEDULERS
 from qarac_gui.core.project.limits import MAX_STEPS
 from qarac_gui.ui.charts import LiveChart
 from qarac_gui.ui.document import ProjectDocument
@@ -21,7 +21,11 @@ TIPS = {
     "optim.warmup_steps": "Steps over which the lr rises from 0 to its peak. Early gradients from random heads "
                           "are large; warm-up keeps them from damaging the encoder.",
     "optim.warmup_ratio": "Warm-up as a share of all steps (used when warm-up steps is 0).",
-    "optim.weight_decay": "Pulls weights towards zero (AdamW); a mild regulariser.",
+    "optim.optimizer": "AdamW is the usual choice for fine-tuning. NAdam adds Nesterov momentum (a look-ahead "
+                       "along the running average of the gradients), which sometimes converges faster; both "
+                       "decouple the weight decay, so the other settings mean the same.",
+    "optim.weight_decay": "Pulls weights towards zero, apart from the gradient step (decoupled, as in AdamW); a "
+                          "mild regulariser.",
     "optim.layer_decay": "Multiplies the lr for each layer further down the encoder (e.g. 0.9). Lower layers hold "
                          "general knowledge, so they move less.",
     "optim.grad_clip": "Caps the gradient norm (0: off); stops one bad batch from wrecking the weights.",
@@ -49,6 +53,7 @@ TIPS = {
                         "the run stops and offers to roll back to the last checkpoint at a lower learning rate "
                         "(0: never stop).",
 }
+OPTIMIZER_LABELS = {"adamw": "AdamW", "nadam": "NAdam"}
 
 
 class TrainingPanel(QScrollArea):
@@ -85,7 +90,9 @@ class TrainingPanel(QScrollArea):
             forms.addWidget(box, n // 2, n % 2)
 
         t = TIPS
-        group("Optimiser (AdamW)", [
+        group("Optimiser", [
+            ("Optimiser", b.choice("optim.optimizer", [(o, OPTIMIZER_LABELS.get(o, o)) for o in OPTIMIZERS],
+                                   t["optim.optimizer"])),
             ("Learning rate", b.number("optim.lr", t["optim.lr"], 1e-9, 1.0)),
             ("Head learning rate", b.number("optim.head_lr", t["optim.head_lr"], 0.0, 1.0)),
             ("Weight decay", b.number("optim.weight_decay", t["optim.weight_decay"], 0.0, 1.0)),

@@ -260,18 +260,7 @@ def compile_filter(text: str, columns: list[str] | set[str] | None = None) -> Pr
     return _Parser(text, set(columns) if columns is not None else None).parse()
 
 
-def filter_rows(ds: Any, text: str, where: str) -> Any:
-    """A datasets.Dataset with only the rows the filter keeps; an error names the first row it could not judge."""
-    predicate = compile_filter(text, ds.column_names)
-
-    def keep(batch: dict, indices: list[int]) -> list[bool]:
-        names = list(batch)
-        out = []
-        for i, index in enumerate(indices):
-            row = {n: batch[n][i] for n in names}
-            try:
-                out.append(predicate(row))
-            except FilterError as e:
-                raise FilterError(f"{where}, row {index + 1}: {e}") from None
-        return out
-    return ds.filter(keep, batched=True, with_indices=True)
+def filter_columns(text: str) -> list[str]:
+    """The columns a filter reads, in the order it names them first (FilterError for text that is not made of
+    the filter's words)."""
+    return list(dict.fromkeys(t.value for t in _tokens(text) if t.kind == "column"))
