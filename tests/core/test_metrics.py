@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from qarac_gui.core.kinds.metrics import (
     is_better,
     multilabel_metrics,
     perplexity,
+    recall_at_1,
     regression_metrics,
     span_qa_metrics,
 )
@@ -349,6 +351,7 @@ def _all_outputs():
         entity_metrics([["B-PER", "I-PER"]], [["B-PER", "O"]]),
         span_qa_metrics(["a"], [["b"]]),
         perplexity(1.0),
+        recall_at_1(np.array([[0.0, 1.0]]), np.array([[0.0, 1.0]])),
     ]
 
 
@@ -361,6 +364,15 @@ def test_outputs_are_plain_floats_and_keys_are_ranked():
     assert keys | {"loss"} == set(HIGHER_IS_BETTER)
     lower = {k for k, higher in HIGHER_IS_BETTER.items() if not higher}
     assert lower == {"mse", "loss", "perplexity"}
+
+
+def test_recall_at_1_counts_rows_whose_own_partner_is_the_nearest():
+    left = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
+    right = np.array([[0.1, 0.0], [3.0, 0.0], [1.2, 0.0]])      # row 1's partner is farther than row 2's
+    assert recall_at_1(left, right) == {"recall_at_1": approx(1 / 3)}
+    assert recall_at_1(left, left) == {"recall_at_1": 1.0}
+    with pytest.raises(ValueError, match="length mismatch"):
+        recall_at_1(left, right[:2])
 
 
 def test_empty_inputs_give_zero():
@@ -376,6 +388,7 @@ def test_empty_inputs_give_zero():
     assert entity_metrics([], []) == zero_entities
     assert entity_metrics([[]], [[]]) == zero_entities
     assert span_qa_metrics([], []) == {"exact_match": 0.0, "f1": 0.0}
+    assert recall_at_1(np.zeros((0, 2)), np.zeros((0, 2))) == {"recall_at_1": 0.0}
 
 
 def test_module_import_does_not_load_sklearn_or_scipy():

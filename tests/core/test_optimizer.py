@@ -10,7 +10,7 @@ from qarac_gui.core.training.setup import make_optimizer
 
 
 class _Model(nn.Module):
-    """What make_optimizer reads of a multi-task model: its backbones and its heads."""
+    """What make_optimizer reads of a multi-task model: its backbones, their poolers and its heads."""
 
     def __init__(self, folder):
         super().__init__()
@@ -18,6 +18,7 @@ class _Model(nn.Module):
         torch.manual_seed(0)
         self.backbones = nn.ModuleDict({"encoder": AutoModel.from_pretrained(folder)})
         self.heads = nn.ModuleDict({"t": nn.Sequential(nn.Linear(32, 32), nn.LayerNorm(32), nn.Linear(32, 2))})
+        self.poolers = nn.ModuleDict()
 
 
 def _optimizer(tmp_path, folder, **optim):

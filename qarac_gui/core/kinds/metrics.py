@@ -194,7 +194,7 @@ def recall_at_1(left: np.ndarray, right: np.ndarray) -> dict[str, float]:
     """Share of rows whose left vector is nearer (Euclidean) to its own right vector than to any other row's."""
     _check_same_length(left, right, "recall_at_1")
     if len(left) == 0:
-        return {"recall_at_1": float("nan")}
+        return {"recall_at_1": 0.0}
     distances = ((left[:, None, :] - right[None, :, :]) ** 2).sum(-1)
     return {"recall_at_1": float((distances.argmin(1) == np.arange(len(left))).mean())}
 
