@@ -1,11 +1,10 @@
 """Small local stand-ins of the recipe's three datasets, with the column names they have on the Hub:
 microsoft/wiki_qa (question, answer, label 1 for a correct answer), stanfordnlp/snli (premise, hypothesis, label
 0 entailment, 1 neutral, 2 contradiction, -1 no gold label) and a syllogism set (premise1, premise2, conclusion);
-plus the reconstruction text: the union of their sentences."""
+the reconstruction text is the union of their sentences (data.union)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from pathlib import Path
@@ -57,14 +56,6 @@ def write_recipe_data(folder: Path, n: int = 40, seed: int = 0) -> dict[str, Pat
     for name, rows in tables.items():
         paths[name] = folder / f"{name}.jsonl"
         paths[name].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    sentences = sorted({r[c] for r in tables["wiki_qa"] if r["label"] == 1 for c in ("question", "answer")}
-                       | {r[c] for r in tables["snli"] for c in ("premise", "hypothesis")}
-                       | {r[c] for r in tables["syllogisms"] for c in ("premise1", "premise2", "conclusion")})
-    paths["sentences"] = folder / "sentences.csv"
-    with open(paths["sentences"], "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["sentence"])
-        writer.writerows([s] for s in sentences)
     return paths
 
 
@@ -78,7 +69,11 @@ def recipe_project(model: Path, data: dict[str, Path], steps: int = 40) -> dict:
         {"name": "encode_decode", **common,
          "inputs": {"s": "answer_encoder:sentence"},
          "head": {"kind": "decode", "decoder": "decoder", "condition": "s"},
-         "data": {"train": str(data["sentences"]), "label": "sentence", "validation_fraction": 0.2}},
+         "data": {"union": [
+             {"train": str(data["wiki_qa"]), "columns": ["question", "answer"], "filter": "label == 1"},
+             {"train": str(data["snli"]), "columns": ["premise", "hypothesis"]},
+             {"train": str(data["syllogisms"]), "columns": ["premise1", "premise2", "conclusion"]}],
+             "text": "sentence", "label": "sentence", "validation_fraction": 0.2}},
         {"name": "question_answering", **common,
          "inputs": {"q": "question_encoder:question", "a": "answer_encoder:answer"},
          "head": {"kind": "vector", "left": "q", "right": "a", "compare": "distance"},
@@ -93,7 +88,7 @@ def recipe_project(model: Path, data: dict[str, Path], steps: int = 40) -> dict:
          "data": {"train": str(data["snli"]), "filter": "label != -1", "label_map": {"0": 1, "1": 0, "2": -1},
                   "validation_fraction": 0.2}},
     ]
-    return {"version": 1, "name": "recipe", "backbones": backbones, "tasks": tasks,
+    return {"version": 2, "name": "recipe", "backbones": backbones, "tasks": tasks,
             "optim": {"lr": 1e-3, "warmup_steps": 0, "scheduler": "constant"},
             "train": {"max_steps": steps, "log_every": 1, "seed": 3, "mixing": "all_tasks"},
             "eval": {"batch_size": 16}}

@@ -85,3 +85,32 @@ def test_the_graph_is_checked_in_words(tmp_path, tiny_bert):
     assert any(line.startswith("tasks.encode_decode.head.condition: 's +': expected input names joined by + or -")
                for line in lines)
     assert any(line.startswith("backbones.decoder.pooling:") for line in lines)
+
+
+@pytest.mark.slow
+def test_the_qarac_preset_trains_once_its_hub_sources_are_swapped_for_local_stand_ins(tmp_path, tiny_bert):
+    from qarac_gui.core import paths
+    from qarac_gui.core.project.config import load_project
+    project = load_project(paths.resource_path("presets", "qarac.toml")).with_absolute_paths()
+    data = write_recipe_data(tmp_path / "data")
+    stand_ins = {"microsoft/wiki_qa": data["wiki_qa"], "stanfordnlp/snli": data["snli"]}
+    for backbone in project.backbones.values():
+        backbone.model = str(tiny_bert)
+    for task in project.tasks:
+        task.max_length, task.batch_size = 24, 8
+        for source in [task.data, *task.data.union]:
+            if source.hub:
+                source.train, source.hub = str(stand_ins[source.hub]), ""
+        if task.data.validation_split:
+            task.data.validation_split, task.data.validation_fraction = "", 0.2
+    project.train.max_steps, project.train.log_every, project.eval.every, project.checkpoint.every = 4, 1, 0, 0
+    project.optim.warmup_steps = 0
+    from qarac_gui.core.project.config import validate
+    assert validate(project) == []
+
+    from qarac_gui.core import run as run_module
+    events = []
+    ended = run_module.run(project, events.append, threading.Event(), run_dir=tmp_path / "run", min_log_interval=0.0)
+    assert ended.reason == "completed", ended.message
+    steps = [e for e in events if isinstance(e, StepLogged)]
+    assert [sorted(e.task_losses) for e in steps] == [sorted(t.name for t in project.tasks)] * 4

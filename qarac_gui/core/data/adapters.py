@@ -185,3 +185,34 @@ def _keys(value: Any) -> list[str]:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def union_rows(project: Any, task: TaskConfig, cache_dir: str | None) -> Any:
+    """The distinct texts of the union's sources (each source's rows through its own filter), in first-seen
+    order, as one column named data.text."""
+    from datasets import Dataset
+
+    from qarac_gui.core.data.load import load_hub, load_path
+    d, seen = task.data, {}
+    for i, source in enumerate(d.union):
+        where = f"task {task.name}: data.union[{i}] ({source.hub or source.train})"
+        ds = (load_hub(task, source.split, cache_dir, source.hub, source.hub_config) if source.hub
+              else load_path(project.resolve(source.train), source.format, cache_dir))
+        missing = [c for c in source.columns if c not in ds.column_names]
+        if missing:
+            raise DataError(f"{where} has no column {missing[0]!r} (columns: {', '.join(ds.column_names)}); name "
+                            "its text columns in columns")
+        if source.filter:
+            try:
+                ds = filter_rows(ds, source.filter, where)
+            except FilterError as e:
+                raise DataError(str(e)) from None
+        for position, row in enumerate(zip(*(ds[c] for c in source.columns))):     # row by row, its columns in turn
+            for column, value in zip(source.columns, row):
+                if not isinstance(value, str):
+                    raise DataError(f"{where}, row {file_row(ds, position)}: {column!r} holds {value!r}, not text; "
+                                    "take only text columns into a union")
+                seen.setdefault(value, None)
+    if not seen:
+        raise DataError(f"task {task.name}: data.union gathered no text; check its sources and filters")
+    return Dataset.from_dict({d.text: list(seen)})

@@ -186,13 +186,14 @@ def _first_line(e: Exception) -> str:
     return text.splitlines()[0]
 
 
-def load_hub(task: TaskConfig, split: str, cache_dir: str | None) -> Any:
+def load_hub(task: TaskConfig, split: str, cache_dir: str | None, repo: str = "", config: str = "") -> Any:
+    """A split of the task's Hub dataset (or of `repo` with `config`, a source of its union)."""
     from datasets import load_dataset
-    d = task.data
+    repo, config = (repo, config) if repo else (task.data.hub, task.data.hub_config)
     try:
-        return load_dataset(d.hub, d.hub_config or None, split=split, cache_dir=cache_dir)
+        return load_dataset(repo, config or None, split=split, cache_dir=cache_dir)
     except Exception as e:
-        raise DataError(f"task {task.name}: Hub dataset {d.hub!r} (config {d.hub_config or 'default'}, split "
+        raise DataError(f"task {task.name}: Hub dataset {repo!r} (config {config or 'default'}, split "
                         f"{split!r}) could not be loaded: {_first_line(e)}") from e
 
 
@@ -200,7 +201,10 @@ def load_train(project: Project, task: TaskConfig, cache_dir: str | None = None,
     """The training rows, through the task's filter and label map (adapt=False: as stored), before any validation
     split or row limit."""
     d = task.data
-    if d.hub:
+    if d.union:
+        from qarac_gui.core.data.adapters import union_rows
+        train = union_rows(project, task, cache_dir)
+    elif d.hub:
         train = load_hub(task, d.train_split, cache_dir)
     elif not d.train:
         raise DataError(f"task {task.name}: choose a training data file or a Hub dataset")

@@ -72,6 +72,18 @@ class HeadConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One source of a task's union: the texts of some columns of a file or a Hub dataset split."""
+    train: str = ""                  # local file (relative to the project file); or
+    hub: str = ""                    # a Hub dataset id
+    hub_config: str = ""
+    split: str = "train"             # the Hub split
+    format: str = "auto"
+    columns: list[str] = field(default_factory=list)   # the text columns taken
+    filter: str = ""                 # rows kept before their texts are taken
+
+
+@dataclass
 class DataConfig:
     train: str = ""                  # local file (relative to the project file)
     hub: str = ""                    # or a Hub dataset id
@@ -88,6 +100,9 @@ class DataConfig:
     filter: str = ""                 # keep only the rows it holds for, e.g. label != -1 (core/project/filters.py)
     # Label cells (by their text, "0" for the integer 0) replaced after the filter; a value not in it is an error.
     label_map: dict[str, int | float | str] = field(default_factory=dict)
+    # Instead of train/hub: the distinct texts of these sources' columns, in first-seen order, as one column named
+    # by `text` (e.g. the sentences of several datasets for a reconstruction objective).
+    union: list[SourceConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -202,6 +217,9 @@ class Project:
             for key in ("train", "validation"):
                 if getattr(t.data, key):
                     setattr(t.data, key, str(self.resolve(getattr(t.data, key)).resolve()))
+            for source in t.data.union:
+                if source.train:
+                    source.train = str(self.resolve(source.train).resolve())
         return p
 
     def resolve(self, path: str) -> Path:
@@ -369,6 +387,29 @@ def _check_choice(problems: list[str], where: str, value: str, choices: tuple[st
         problems.append(f"{where}: {value!r} is not one of {', '.join(choices)}")
 
 
+def _union_problems(w: str, t: TaskConfig) -> list[str]:
+    from qarac_gui.core.project.filters import FilterError, compile_filter
+    d, problems = t.data, []
+    if d.train or d.hub:
+        problems.append(f"{w}.data.union: the union is the training data; remove train and hub, or the union")
+    if d.validation or d.validation_split:
+        problems.append(f"{w}.data.union: a union holds out its validation rows with validation_fraction; remove "
+                        "validation and validation_split")
+    for i, source in enumerate(d.union):
+        where = f"{w}.data.union[{i}]"
+        if bool(source.train) == bool(source.hub):
+            problems.append(f"{where}: give either train (a local file) or hub (a Hub dataset id)")
+        if not source.columns:
+            problems.append(f"{where}.columns: name the text columns to take, e.g. columns = [\"premise\"]")
+        _check_choice(problems, f"{where}.format", source.format, FORMATS)
+        if source.filter:
+            try:
+                compile_filter(source.filter)
+            except FilterError as e:
+                problems.append(f"{where}.filter: {str(e).removeprefix('filter').lstrip(': ')}")
+    return problems
+
+
 def _adapter_problems(w: str, t: TaskConfig) -> list[str]:
     """A task's row filter (its grammar here; its columns when the data is read) and label map."""
     from qarac_gui.core.project.filters import FilterError, compile_filter
@@ -442,7 +483,9 @@ def validate(p: Project) -> list[str]:
             problems.append(f"{w}.head.mlm_probability: must be between 0 and 1")
         if len(set(t.head.labels)) != len(t.head.labels):
             problems.append(f"{w}.head.labels: a label is listed twice")
-        if bool(t.data.train) == bool(t.data.hub):
+        if t.data.union:
+            problems += _union_problems(w, t)
+        elif bool(t.data.train) == bool(t.data.hub):
             problems.append(f"{w}.data: give either train (a local file) or hub (a Hub dataset id)")
         if t.data.hub and t.data.validation:
             problems.append(f"{w}.data.validation: a Hub dataset takes its validation from validation_split")

@@ -69,7 +69,7 @@ def prepare_tasks(project: Project, tokenizers: dict, emit: Emit, stop: threadin
     out = {}
     for i, task in enumerate(project.tasks):
         _check_stop(stop)
-        if task.data.hub:
+        if task.data.hub or task.data.union:
             _fetch_hub_data(task, emit, stop)
         emit(Progress("data", f"Loading and tokenising {task.name}", i, len(project.tasks)))
         train, valid = load_splits(project, task, cache)
@@ -94,7 +94,7 @@ def prepare_tasks(project: Project, tokenizers: dict, emit: Emit, stop: threadin
 def fetch_hub_data(project: Project, emit: Emit, stop: threading.Event) -> None:
     """Every Hub dataset of the project, downloaded into the shared cache with byte progress."""
     for task in project.tasks:
-        if task.data.hub:
+        if task.data.hub or task.data.union:
             _fetch_hub_data(task, emit, stop)
 
 
@@ -105,10 +105,21 @@ def download_reporter(repo_id: str, emit: Emit):
 
 
 def _fetch_hub_data(task, emit: Emit, stop: threading.Event) -> None:
-    """A Hub dataset's files, downloaded with byte progress (load_dataset would fetch them silently)."""
+    """A task's Hub datasets' files (its own, or its union's), downloaded with byte progress (load_dataset would
+    fetch them silently)."""
+    from qarac_gui.core.project.config import DataConfig
+    if task.data.union:
+        for source in task.data.union:
+            if source.hub:
+                _fetch_one(task, DataConfig(hub=source.hub, hub_config=source.hub_config, train_split=source.split),
+                           emit, stop)
+    elif task.data.hub:
+        _fetch_one(task, task.data, emit, stop)
+
+
+def _fetch_one(task, d, emit: Emit, stop: threading.Event) -> None:
     from qarac_gui.core.data.hub import fetch_task_data
     from qarac_gui.core.model.hub import DownloadCancelled, HubDown, HubError
-    d = task.data
     try:
         got = fetch_task_data(d, progress=download_reporter(d.hub, emit), cancel=stop)
     except DownloadCancelled:
