@@ -5,11 +5,38 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
 
 from qarac_gui.ui.document import ProjectDocument, get_path
 
 INVALID_STYLE = "border: 1px solid #d04040;"
+
+
+class _WheelWhenFocused:
+    """The mouse wheel changes the value only once the field has focus: scrolling a form past it leaves it be."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)     # the default (wheel focus) takes focus on a scroll
+
+    def wheelEvent(self, event: Any) -> None:
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()          # passed on to the scroll area around the form
+
+
+class ComboBox(_WheelWhenFocused, QComboBox):
+    pass
+
+
+class SpinBox(_WheelWhenFocused, QSpinBox):
+    pass
+
+
+class DoubleSpinBox(_WheelWhenFocused, QDoubleSpinBox):
+    pass
 
 
 class _Field:
@@ -29,6 +56,10 @@ class Binder:
         return f"{self.prefix}.{key}" if self.prefix else key
 
     def _commit(self, key: str, value: Any) -> None:
+        try:
+            self.value(key)
+        except (IndexError, KeyError, AttributeError):
+            return          # what it edited is gone: a field that loses focus after New, Open or Undo
         self.document.set_value(self._full(key), value)
 
     def value(self, key: str) -> Any:
@@ -77,7 +108,7 @@ class Binder:
 
     def integer(self, key: str, tip: str = "", minimum: int = 0, maximum: int = 10**9,
                 special: str = "") -> QSpinBox:
-        box = QSpinBox()
+        box = SpinBox()
         box.setRange(minimum, maximum)
         box.setKeyboardTracking(False)
         if special:
@@ -87,7 +118,7 @@ class Binder:
 
     def decimal(self, key: str, tip: str = "", minimum: float = 0.0, maximum: float = 1.0,
                 step: float = 0.05, decimals: int = 3) -> QDoubleSpinBox:
-        box = QDoubleSpinBox()
+        box = DoubleSpinBox()
         box.setRange(minimum, maximum)
         box.setSingleStep(step)
         box.setDecimals(decimals)
@@ -101,7 +132,7 @@ class Binder:
         return self._add(key, box, box.setChecked, tip)
 
     def choice(self, key: str, choices: list[tuple[Any, str]], tip: str = "") -> QComboBox:
-        combo = QComboBox()
+        combo = ComboBox()
         values = [value for value, _ in choices]          # by index: values may be None or bool
         for _, label in choices:
             combo.addItem(label)
@@ -125,7 +156,7 @@ class Binder:
 
     def column(self, key: str, tip: str = "") -> QComboBox:
         """An editable combo box offering the data's real columns; set_columns() fills it."""
-        combo = QComboBox()
+        combo = ComboBox()
         combo.setEditable(True)
         combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
 

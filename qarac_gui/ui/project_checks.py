@@ -30,7 +30,7 @@ def _load_model(project: Project, name: str) -> tuple[ModelInfo, Any, Any]:
 def _task_key(project: Project, index: int) -> tuple:
     t = project.tasks[index]
     return (str(project.root), project.train.seed, t.name, repr(t.data), t.head.kind, tuple(t.head.labels),
-            t.head.label_separator, t.max_length)
+            t.head.label_separator, t.max_length, repr(t.inputs), t.head.compare, t.head.decoder)
 
 
 class ProjectChecks(QObject):
@@ -54,6 +54,7 @@ class ProjectChecks(QObject):
         self.model_error = ""
         self.model_spec = ""
         self.model_backbone = "encoder"
+        self.chosen_backbone = ""             # the backbone the Model tab shows; "" or gone: the main one
         self.previews: dict[str, TaskPreview] = {}
         self.pending: set[str] = set()
         self._keys: dict[str, tuple] = {}
@@ -87,8 +88,27 @@ class ProjectChecks(QObject):
         self._update_plan()
         self._update_problems()
 
+    def use_backbone(self, name: str) -> None:
+        """Read this backbone's model for the facts, the head sizes and the token counts (when it differs)."""
+        self.chosen_backbone = name
+        if self._model_spec(self.document.project) == self.model_spec and name in self.document.project.backbones:
+            self.model_backbone = name        # the same model read the same way: nothing to load again
+        self.refresh()
+
+    def _reads_like_loaded(self, project: Project) -> set[str]:
+        """The backbones the loaded model's tokenizer and limits stand for: those of the same model."""
+        loaded = project.backbones.get(self.model_backbone)
+        if loaded is None:
+            return set()
+        return {n for n, bb in project.backbones.items() if (bb.model, bb.revision) == (loaded.model, loaded.revision)}
+
+    def _backbone_name(self, project: Project) -> str:
+        if self.chosen_backbone in project.backbones:
+            return self.chosen_backbone
+        return "encoder" if "encoder" in project.backbones else next(iter(project.backbones), "")
+
     def _model_spec(self, project: Project) -> str:
-        bb = project.backbones.get("encoder") or next(iter(project.backbones.values()), None)
+        bb = project.backbones.get(self._backbone_name(project))
         if bb is None or not bb.model.strip():
             return ""
         return repr((str(project.root), bb))
@@ -100,7 +120,7 @@ class ProjectChecks(QObject):
         self.model_error = ""
         if not self.model_spec:
             return
-        name = "encoder" if "encoder" in project.backbones else next(iter(project.backbones))
+        name = self._backbone_name(project)
         self.model_backbone = name
         parent = self.parent()
         code_consent.confirm(parent if isinstance(parent, QWidget) else None, project, [name])
@@ -113,7 +133,7 @@ class ProjectChecks(QObject):
             task = project.task(name)
         except KeyError:
             return
-        tokenizer = self.tokenizer if task.backbone == "encoder" else None
+        tokenizer = self.tokenizer if task.main_backbone in self._reads_like_loaded(project) else None
         self.pending.add(name)
 
         def job() -> TaskPreview:
@@ -205,8 +225,9 @@ class ProjectChecks(QObject):
         problems = start_problems(project, self.previews, self.model_error)
         if self.encoder is not None:     # the loaded backbone's position limit, known without a run
             from qarac_gui.core.model.positions import max_length_problems
-            name = self.model_backbone
-            problems += max_length_problems(project, {name: self.encoder.config}, {name: self.tokenizer})
+            names = self._reads_like_loaded(project)
+            problems += max_length_problems(project, dict.fromkeys(names, self.encoder.config),
+                                            dict.fromkeys(names, self.tokenizer))
         waiting = [t.name for t in project.tasks if t.name in self.pending or t.name not in self.previews]
         if waiting and not problems:
             problems = [f"reading the data of {', '.join(waiting)}…"]

@@ -51,8 +51,8 @@ def head_parameters(project: Project, encoder: Any, labels: dict[str, list[str]]
     from qarac_gui.core.model.heads import build_head, own_parameters
     counts = {}
     for task in project.tasks:
-        if task.head.kind not in HEAD_KINDS:
-            continue
+        if task.head.kind not in HEAD_KINDS or HEAD_KINDS[task.head.kind].takes_inputs:
+            continue                # a head over named inputs has no layers of its own: the backbones are its model
         n = len(labels.get(task.name) or task.head.labels) or 2
         counts[task.name] = own_parameters(build_head(task.head, encoder, n), encoder)
     return counts

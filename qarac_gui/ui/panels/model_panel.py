@@ -1,4 +1,5 @@
-"""The base model: where it comes from, what it is, which head is removed, and the encoder's options."""
+"""The backbones: their list, and for the selected one where its model comes from, what it is, which head is removed,
+and its options; a drawing of how the tasks use them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -21,9 +23,12 @@ from PySide6.QtWidgets import (
 from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.model import code_trust
 from qarac_gui.core.model.info import ModelInfo
+from qarac_gui.core.project.config import BACKBONE_POOLINGS, BACKBONE_ROLES
 from qarac_gui.ui.dialogs import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder
+from qarac_gui.ui.panels.backbone_graph import BackboneGraph
+from qarac_gui.ui.panels.backbones_list import BackbonesList
 
 TIPS = {
     "model": "A Hugging Face Hub id (e.g. roberta-base), a local model folder, or package:<module>. "
@@ -36,7 +41,19 @@ TIPS = {
                          "memory; useful with little data.",
     "freeze_layers": "Keep the bottom N transformer layers fixed. Lower layers hold general language knowledge; "
                      "freezing them fights forgetting and speeds up training.",
+    "role": "An encoder reads text into vectors (every head but decode reads one). A decoder is the same kind of "
+            "checkpoint loaded to write text: decode heads write their target with it.",
+    "pooling": "How this encoder makes one vector per text for vector and decode heads (the other heads pool on "
+               "their own): the mean of the tokens, the first token, or learnt attention over the tokens. Every "
+               "task that reads through this encoder shares it.",
+    "pooling_rank": "Attention pooling: the width of its two learnt projections (the hidden size when 0). Smaller "
+                    "means fewer parameters to learn.",
 }
+ROLE_WORDS = {"encoder": "encoder: reads text into vectors", "decoder": "decoder: writes text (for decode heads)"}
+POOLING_WORDS = {"mean": "mean of the tokens", "cls": "first token (CLS)",
+                 "attention": "attention over the tokens (learnt)"}
+ROLES = [(r, ROLE_WORDS.get(r, r)) for r in BACKBONE_ROLES]
+POOLINGS = [(p, POOLING_WORDS.get(p, p)) for p in BACKBONE_POOLINGS]
 
 
 def _count(n: int) -> str:
@@ -44,19 +61,32 @@ def _count(n: int) -> str:
 
 
 class ModelPanel(QWidget):
-    """Choose and inspect the shared encoder."""
+    """Choose and inspect the backbones: the shared encoder, or several encoders and decoders."""
 
     load_requested = Signal()
     hub_requested = Signal()
+    backbone_selected = Signal(str)
 
     def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.document = document
-        self.backbone = "encoder"
+        self.backbones = BackbonesList(document)
+        self.backbone = self.backbones.current()
         self.binder = Binder(document, f"backbones.{self.backbone}")
-        layout = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setObjectName("model_scroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        outer.addWidget(scroll)
+        body = QWidget()
+        scroll.setWidget(body)
+        layout = QVBoxLayout(body)
+        self.backbones.selected.connect(self._on_backbones_selected)
+        layout.addWidget(self.backbones)
 
-        source = QGroupBox("Base model")
+        self.source = source = QGroupBox("Base model")
         form = QFormLayout(source)
         row = QHBoxLayout()
         self.model_edit = self.binder.text("model", TIPS["model"], "Hub id, model folder or package:<module>")
@@ -107,8 +137,15 @@ class ModelPanel(QWidget):
             self.facts.addRow(title, label)
         layout.addWidget(facts)
 
-        freeze = QGroupBox("Shared encoder")
-        ff = QFormLayout(freeze)
+        self.options = freeze = QGroupBox("Shared encoder")
+        ff = self.options_form = QFormLayout(freeze)
+        self.role = self.binder.choice("role", ROLES, TIPS["role"])
+        ff.addRow("Role", self.role)
+        self.pooling = self.binder.choice("pooling", POOLINGS, TIPS["pooling"])
+        ff.addRow("Sentence vector", self.pooling)
+        self.pooling_rank = self.binder.integer("pooling_rank", TIPS["pooling_rank"], 0, 100_000,
+                                                special="hidden size")
+        ff.addRow("Attention width", self.pooling_rank)
         ff.addRow("", self.binder.check("freeze_embeddings", "Freeze embeddings", TIPS["freeze_embeddings"]))
         ff.addRow("Freeze bottom layers", self.binder.integer("freeze_layers", TIPS["freeze_layers"], 0, 1000,
                                                                special="none"))
@@ -117,19 +154,62 @@ class ModelPanel(QWidget):
         self.summary.setHeaderLabels(["Part", "Trains", "Parameters"])
         self.summary.setRootIsDecorated(False)
         ff.addRow(self.summary)
-        layout.addWidget(freeze, 1)
+        layout.addWidget(freeze)
+        self.graph_box = QGroupBox("How the tasks use the backbones")
+        gl = QVBoxLayout(self.graph_box)
+        self.graph = BackboneGraph(document)
+        self.graph.set_selected(self.backbone)
+        gl.addWidget(self.graph)
+        layout.addWidget(self.graph_box)
+        layout.addStretch(1)
+        self.body_layout = layout
         self.info: ModelInfo | None = None
         self.head_params: dict[str, int] = {}
         document.changed.connect(self._on_document_changed)
         self.refresh()
 
     def refresh(self) -> None:
-        if self.backbone not in self.document.project.backbones and self.document.project.backbones:
-            self.backbone = next(iter(self.document.project.backbones))
-            self.binder.prefix = f"backbones.{self.backbone}"
-        if self.backbone in self.document.project.backbones:
+        project = self.document.project
+        self.backbones.refresh()
+        if self.backbones.current() != self.backbone:       # removed, renamed or undone
+            self._on_backbones_selected(self.backbones.current())
+            return
+        bb = project.backbones.get(self.backbone)
+        if bb is not None:
             self.binder.refresh()
+        several = len(project.backbones) > 1
+        # One encoder read by ordinary heads is the usual project: its role and pooling do not matter there.
+        plain = not several and (bb is None or bb.role == "encoder") and not any(
+            getattr(HEAD_KINDS.get(t.head.kind), "takes_inputs", False) for t in project.tasks)
+        encoder = bb is not None and bb.role == "encoder"
+        self.backbones.set_compact(plain)
+        ff = self.options_form
+        ff.setRowVisible(self.role, not plain)
+        ff.setRowVisible(self.pooling, not plain and encoder)
+        ff.setRowVisible(self.pooling_rank, not plain and encoder and bb.pooling == "attention")
+        # With several backbones the drawing is the overview, right under their list; otherwise it closes the tab.
+        lay, after = self.body_layout, self.backbones if several else self.options
+        if lay.indexOf(self.graph_box) != lay.indexOf(after) + 1:
+            lay.removeWidget(self.graph_box)
+            lay.insertWidget(lay.indexOf(after) + 1, self.graph_box)
+        self.source.setTitle(f"Base model of {self.backbone}" if several else "Base model")
+        self.options.setTitle(f"Backbone {self.backbone}" if several else "Shared encoder")
+        if self.info is not None and (bb is None or self.info.spec != bb.model):
+            self._clear_facts()             # the facts of another model: the new one's come once it is read
+            self.status.setText("No model loaded yet.")
         self._show_summary()
+
+    def _on_backbones_selected(self, name: str) -> None:
+        self.backbone = name
+        self.binder.prefix = f"backbones.{name}"
+        self.graph.set_selected(name)
+        self.refresh()
+        self.backbone_selected.emit(name)
+
+    def _clear_facts(self) -> None:
+        self.info = None
+        for label in self.fact_labels.values():
+            label.setText("–")
 
     def _on_document_changed(self, section: str) -> None:
         if section in ("", "tasks") or section.startswith(("backbones", "tasks.")):
@@ -153,9 +233,7 @@ class ModelPanel(QWidget):
         self._show_summary()
 
     def show_error(self, message: str) -> None:
-        self.info = None
-        for label in self.fact_labels.values():
-            label.setText("–")
+        self._clear_facts()
         self.set_busy(False, f"<span style='color:#d04040'>{message}</span>")
         self._show_summary()
 
@@ -198,18 +276,34 @@ class ModelPanel(QWidget):
     def _show_summary(self) -> None:
         self.summary.clear()
         project = self.document.project
-        bb = project.backbones.get(self.backbone)
-        if self.info is not None and bb is not None:
-            frozen = min(bb.freeze_layers, self.info.layers)
-            trains = f"{self.info.layers - frozen} of {self.info.layers} layers"
+        several = len(project.backbones) > 1
+        shown = project.backbones.get(self.backbone)
+        for name, bb in project.backbones.items():
+            if not several and self.info is None:
+                continue
+            if self.info is not None and shown is not None and (bb.model, bb.role) == (self.info.spec, shown.role):
+                frozen = min(bb.freeze_layers, self.info.layers)
+                trains = f"{self.info.layers - frozen} of {self.info.layers} layers"
+                params = _count(self.info.parameters)
+                part = f"{bb.role.capitalize()} ({self.info.model_type})"
+            else:
+                trains = f"all but the bottom {bb.freeze_layers} layers" if bb.freeze_layers else "all layers"
+                params, part = "select it to read", bb.role.capitalize()
             if bb.freeze_embeddings:
                 trains += ", embeddings frozen"
-            QTreeWidgetItem(self.summary, [f"Encoder ({self.info.model_type})", trains,
-                                           _count(self.info.parameters)])
+            QTreeWidgetItem(self.summary, [f"{part}: {name}" if several else part, trains, params])
         for task in project.tasks:
             kind = HEAD_KINDS.get(task.head.kind)
             params = self.head_params.get(task.name)
+            if kind is not None and kind.takes_inputs:
+                size = "none of its own"          # its backbones and their poolers are the whole model
+            else:
+                size = _count(params) if params is not None else "load the model"
             QTreeWidgetItem(self.summary, [f"Head: {task.name} — {kind.title if kind else task.head.kind}", "yes",
-                                           _count(params) if params is not None else "load the model"])
+                                           size])
         for i in range(3):
             self.summary.resizeColumnToContents(i)
+        rows = max(3, min(self.summary.topLevelItemCount(), 12))        # as tall as its rows, within bounds
+        row = self.summary.sizeHintForRow(0) if self.summary.topLevelItemCount() else 18
+        self.summary.setFixedHeight(self.summary.header().sizeHint().height() + rows * max(row, 16)
+                                    + 2 * self.summary.frameWidth() + 4)

@@ -30,14 +30,18 @@ from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.project.config import FORMATS
 from qarac_gui.ui.charts import LengthHistogram
 from qarac_gui.ui.document import ProjectDocument
-from qarac_gui.ui.form import Binder, set_columns
+from qarac_gui.ui.form import Binder, ComboBox, set_columns
+from qarac_gui.ui.panels.inputs_editor import InputsEditor
 
 DATA_FILTER = "Data files (*.csv *.tsv *.tab *.json *.jsonl *.ndjson *.parquet *.pq);;All files (*)"
 
 COLUMN_ROLES = {   # what the label column holds, per head, in the user's words
     "label": "Label column", "labels": "Labels column", "score": "Score column", "tags": "Tags column",
-    "answers": "Answers column",
+    "answers": "Answers column", "target": "Target text column",
 }
+COMPARISONS = [("cosine", "cosine, regressed onto a score column"),
+               ("distance", "distance to zero (the two should embed alike)")]
+EXPRESSION_TIP = "Names of the inputs above joined by + and -, e.g. q, or p1 + p2."
 
 
 def is_data_file(path: str) -> bool:
@@ -70,16 +74,47 @@ class TaskEditor(QScrollArea):
         self.kind_help = QLabel()
         self.kind_help.setWordWrap(True)
         hf.addRow("", self.kind_help)
+        self.head_form = hf
+        self.inputs = InputsEditor(document)          # the names the expressions below combine
+        hf.addRow(self.inputs)
+        self.encoder = ComboBox()
+        self.encoder.setObjectName("task_backbone")
+        self.encoder.setToolTip("The encoder this task's head sits on (the project has several backbones).")
+        self.encoder.activated.connect(lambda _: self._set_backbone("backbone", self.encoder))
+        hf.addRow("Encoder", self.encoder)
+        self.left = b.text("head.left", "What is compared: " + EXPRESSION_TIP, "e.g. q")
+        hf.addRow("Left", self.left)
+        self.right = b.text("head.right", "What it is compared with: " + EXPRESSION_TIP, "e.g. a")
+        hf.addRow("Right", self.right)
+        self.compare = b.choice("head.compare", COMPARISONS, "cosine: the cosine of left and right learns the "
+                                "score column, in [-1, 1]. distance: left - right is pulled to zero; no label "
+                                "column.")
+        hf.addRow("Compare by", self.compare)
+        self.decoder = ComboBox()
+        self.decoder.setObjectName("head_decoder")
+        self.decoder.setToolTip("The backbone of role decoder that writes the target text. To have one, add a "
+                                "backbone in tab 1 and set its role to decoder.")
+        self.decoder.setPlaceholderText("none yet (see tab 1)")
+        self.decoder.activated.connect(lambda _: self._set_backbone("head.decoder", self.decoder))
+        hf.addRow("Decoder", self.decoder)
+        self.condition = b.text("head.condition", "The vector the decoder starts from: " + EXPRESSION_TIP,
+                                "e.g. s, or p1 + p2")
+        hf.addRow("Condition", self.condition)
+        for combo in (self.encoder, self.decoder):     # long names and the placeholder must not widen the form
+            combo.setSizeAdjustPolicy(ComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
         self.pooling = b.choice("head.pooling", [(None, "default for the head"), ("cls", "first token (CLS)"),
                                                  ("mean", "mean of all tokens")],
                                 "How one vector is taken from the encoder's token vectors.")
         hf.addRow("Pooling", self.pooling)
-        hf.addRow("Dropout", b.decimal("head.dropout", "Dropout before the head's layers; regularises small "
-                                       "datasets.", 0.0, 0.9, 0.05, 2))
-        hf.addRow("Hidden layer", b.choice("head.hidden_layer", [(None, "default for the head"), (True, "yes"),
-                                                                 (False, "no")],
-                                           "A dense layer plus activation before the output layer, like the "
-                                           "architecture's own classifier."))
+        self.dropout = b.decimal("head.dropout", "Dropout before the head's layers; regularises small datasets.",
+                                 0.0, 0.9, 0.05, 2)
+        hf.addRow("Dropout", self.dropout)
+        self.hidden_layer = b.choice("head.hidden_layer", [(None, "default for the head"), (True, "yes"),
+                                                           (False, "no")],
+                                     "A dense layer plus activation before the output layer, like the "
+                                     "architecture's own classifier.")
+        hf.addRow("Hidden layer", self.hidden_layer)
         self.labels_edit = QLineEdit()
         self.labels_edit.setObjectName("head_labels")
         self.labels_edit.setPlaceholderText("detected from the data")
@@ -131,7 +166,7 @@ class TaskEditor(QScrollArea):
                                          0, 10**9, "all rows"))
         layout.addWidget(data)
 
-        columns = QGroupBox("Columns")
+        self.columns_box = columns = QGroupBox("Columns")
         self.columns_form = QFormLayout(columns)
         self.text_column = b.column("data.text", "The column with the input text.")
         self.pair_column = b.column("data.text_pair", "A second text for pair tasks (optional for classification "
@@ -201,10 +236,29 @@ class TaskEditor(QScrollArea):
         self.labels_edit.setText(", ".join(task.head.labels))
         self.pooling.setEnabled(bool(kind and kind.pooled))
         options = kind.options if kind else ()
-        self.threshold.setEnabled("threshold" in options)
-        self.mlm_probability.setEnabled("mlm_probability" in options)
-        label_role = kind.label_role if kind else "label"
+        named = bool(kind and kind.takes_inputs)
+        hf, cf = self.head_form, self.columns_form
+        for key, widget in (("threshold", self.threshold), ("mlm_probability", self.mlm_probability),
+                            ("left", self.left), ("right", self.right), ("compare", self.compare),
+                            ("decoder", self.decoder), ("condition", self.condition)):
+            widget.setEnabled(key in options)
+            hf.setRowVisible(widget, key in options)
+        for widget in (self.pooling, self.dropout, self.hidden_layer, self.labels_edit):
+            hf.setRowVisible(widget, not named)    # a head over named inputs has no layers: its backbones pool
+        backbones = self.document.project.backbones
+        encoders = [n for n, bb in backbones.items() if bb.role == "encoder"]
+        self._offer(self.encoder, encoders, task.backbone)
+        hf.setRowVisible(self.encoder, not named and (len(backbones) > 1 or task.backbone not in encoders))
+        self._offer(self.decoder, [n for n, bb in backbones.items() if bb.role == "decoder"], task.head.decoder)
+        self.inputs.set_task(index)
+        hf.setRowVisible(self.inputs, named or bool(task.inputs))     # shown while there are inputs to remove
+        cf.setRowVisible(self.text_column, not named)
+        cf.setRowVisible(self.pair_column, not named)
+        label_role = kind.label_role_for(task.head) if kind else "label"
         self.label_column.setEnabled(bool(label_role))
+        cf.setRowVisible(self.label_column, bool(label_role) or not named)
+        self.columns_box.setVisible(bool(label_role) or not named)      # the inputs name every column read
+        self.inputs.set_columns(preview.columns if preview else [])
         self.columns_form.labelForField(self.label_column).setText(COLUMN_ROLES.get(label_role, "Label column"))
         self.columns_form.labelForField(self.text_column).setText(kind.text_role if kind else "Text column")
         self.columns_form.labelForField(self.pair_column).setText(kind.pair_role if kind else "Second text")
@@ -221,6 +275,7 @@ class TaskEditor(QScrollArea):
             return
         for combo, empty in ((self.text_column, False), (self.pair_column, True), (self.label_column, False)):
             set_columns(combo, preview.columns, allow_empty=empty)
+        self.inputs.set_columns(preview.columns)
         for text in preview.errors:
             item = QListWidgetItem(f"Error: {text}")
             item.setForeground(QColor("#d04040"))
@@ -252,6 +307,21 @@ class TaskEditor(QScrollArea):
         self.table.resizeColumnsToContents()
         for c in range(self.table.columnCount()):     # long texts must not push the label column out of view
             self.table.setColumnWidth(c, min(self.table.columnWidth(c), 300))
+
+    @staticmethod
+    def _offer(combo: ComboBox, names: list[str], current: str) -> None:
+        """Fill a backbone choice; a name that is not among them (gone, or of the other role) shows too."""
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names)
+        if current and current not in names:
+            combo.addItem(current)
+        combo.setCurrentIndex(combo.findText(current) if current else -1)
+        combo.blockSignals(False)
+
+    def _set_backbone(self, key: str, combo: ComboBox) -> None:
+        if self.index >= 0 and combo.currentText():
+            self.document.set_value(f"tasks.{self.index}.{key}", combo.currentText())
 
     def _browse(self, key: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a data file", "", DATA_FILTER)

@@ -112,7 +112,7 @@ class TasksPanel(QWidget):
             self.buttons[key].setEnabled(bool(tasks))
 
     def _on_document_changed(self, section: str) -> None:
-        if section in ("", "tasks") or section.startswith("tasks."):
+        if section in ("", "tasks") or section.startswith(("tasks.", "backbones")):    # the editor offers backbones
             self.refresh()
 
     def _on_list_row_changed(self, row: int) -> None:
