@@ -71,7 +71,7 @@ class CheckpointSaved:
 @dataclass(frozen=True)
 class ExportDone:
     path: str
-    folders: dict[str, str] = field(default_factory=dict)   # task (or "full") -> folder
+    folders: dict[str, str] = field(default_factory=dict)   # task (or "full", "backbones") -> folder
 
 
 @dataclass(frozen=True)

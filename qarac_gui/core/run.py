@@ -291,6 +291,8 @@ def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emi
 
 
 def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: Emit):
+    from qarac_gui.core.kinds import kind_of
+    from qarac_gui.core.results.backbone_export import FOLDER, export_backbones, exported_backbones
     from qarac_gui.core.results.export import export_full, export_problem, export_task
     from qarac_gui.core.training.checkpoint import best_weights_path
     portable = project.with_absolute_paths()
@@ -306,6 +308,8 @@ def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: E
     trainee.model.eval()
     for i, name in enumerate(wanted):
         task = project.task(name)
+        if kind_of(task.head).export_as == FOLDER:
+            continue            # no head of its own: the backbones it reads are written below
         data = trainee.tasks[name]
         encoder = trainee.model.backbones[task.main_backbone]
         emit(Progress("export", f"Exporting {name}", i, len(wanted)))
@@ -316,6 +320,11 @@ def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: E
         folder = export_task(work / name, portable, task, trainee.model, trainee.tokenizers[task.main_backbone],
                              trainee.sources[task.main_backbone], data.labels, last.get(name, {}))
         folders[name] = str(folder)
+    tasks = [portable.task(name) for name in wanted]
+    if exported_backbones(tasks):
+        emit(Progress("export", "Exporting the backbones of the tasks over named inputs", len(wanted), len(wanted)))
+        export_backbones(work / FOLDER, portable, tasks, trainee.model, trainee.tokenizers, trainee.sources, last)
+        folders[FOLDER] = str(work / FOLDER)
     if project.export.full_model:
         emit(Progress("export", "Exporting the multi-task model", len(wanted), len(wanted)))
         labels = {n: d.labels for n, d in trainee.tasks.items()}

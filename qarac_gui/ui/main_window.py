@@ -132,6 +132,9 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             "find_batch": self._action("Find the largest &batch sizes", self.runs.find_batch_sizes,
                                        tip="Try each task's longest rows in growing batches on the GPU"),
             "history": self._action("Run &history…", self.history_dialog, "Ctrl+H"),
+            "try_it": self._action("&Try it…", self.try_it_dialog,
+                                   tip="Type text and see what a run's model predicts, from its export or its latest "
+                                       "checkpoint"),
             "runs_folder": self._action("Runs &folder…", self.choose_runs_folder,
                                         tip="Where new runs (checkpoints, charts, exports) are kept"),
             "about": self._action("&About qarac_gui", self.about),
@@ -148,9 +151,11 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         edit = bar.addMenu("&Edit")
         for key in ("undo", "redo", None, "add_task"):
             edit.addSeparator() if key is None else edit.addAction(a[key])
-        run_menu = bar.addMenu("&Run")
-        for key in ("start", "pause", "stop", None, "find_batch", None, "continue", "history", "runs_folder"):
+        run_menu = self.run_menu = bar.addMenu("&Run")
+        for key in ("start", "pause", "stop", None, "find_batch", None, "continue", "history", "try_it", "runs_folder"):
             run_menu.addSeparator() if key is None else run_menu.addAction(a[key])
+        run_menu.aboutToShow.connect(self.update_try_it)
+        self.update_try_it()
         bar.addMenu("&Help").addAction(a["about"])
         self._fill_preset_menu()
         self._fill_recent_menu()
@@ -169,6 +174,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         ch.download_progress.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         self.model_panel.load_requested.connect(self.checks.load_model)
         self.model_panel.hub_requested.connect(self.hub_dialog)
+        self.model_panel.backbone_selected.connect(self.checks.use_backbone)
         self.jobs.finished.connect(self._on_jobs_finished)
         self.tasks_panel.preview_requested.connect(self.checks.request_preview)
         self.tasks_panel.hub_dataset_requested.connect(self.dataset_dialog)
@@ -299,6 +305,24 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         dialog.overlay_run.connect(self.run_view.overlay_past_run)
         dialog.continue_run.connect(self.runs.start)
         dialog.open()
+
+    def update_try_it(self) -> None:
+        """Try it is for runs with a model: an export or a checkpoint (the current run's, or any in the folder)."""
+        from qarac_gui.core.results.predict import has_model, runs_with_models
+        current = self.last_run_dir
+        found = (current is not None and has_model(current)) or bool(runs_with_models(self.runs_base()))
+        self.actions_by_name["try_it"].setEnabled(found)
+
+    def try_it_dialog(self):
+        from qarac_gui.ui.dialogs.try_it import TryItDialog
+        dialog = getattr(self, "_try_it", None)
+        if dialog is None:          # one window, kept: its model stays loaded between openings
+            dialog = self._try_it = TryItDialog(self.runs_base(), self.last_run_dir, self)
+        else:
+            dialog.refresh_runs(self.last_run_dir)
+        dialog.show()
+        dialog.raise_()
+        return dialog
 
     def about(self) -> None:
         import qarac_gui

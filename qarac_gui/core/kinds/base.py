@@ -1,15 +1,18 @@
 """What a head kind is and does.
 
 One subclass of HeadKind per kind is the only place that knows that kind: its words for the window, the columns it
-reads, how its rows are checked, tokenised and batched, the head it builds, its metrics and how it is exported.
+reads, how its rows are checked, tokenised and batched, the head it builds, its metrics, how it is exported and what
+it predicts for typed text.
 Validation, the window, the data checks, the run and the export ask the kind; none of them names one. The kinds
 load without torch (the window lists them before any model loads): what needs torch imports it when called.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from qarac_gui.core.errors import UserError
 from qarac_gui.core.kinds import cells
 
 if TYPE_CHECKING:
@@ -22,6 +25,24 @@ if TYPE_CHECKING:
 # it lets a default head be exported as that class with identical outputs.
 NATIVE_ACTIVATION = {"bert": "tanh", "roberta": "tanh", "xlm-roberta": "tanh", "camembert": "tanh",
                      "mpnet": "tanh", "distilbert": "relu", "electra": "gelu", "deberta-v2": "gelu"}
+
+
+@dataclass(frozen=True)
+class TypedInput:
+    """A text a person types to try a task: its name (the key of predict's `inputs`) and what it is."""
+    name: str
+    label: str
+    lines: bool = False             # one text per line: several rows at once
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a head predicts for typed inputs, as plain values: a line of words, a table of details, and the
+    numbers behind them by name (e.g. label and probabilities, tags, answer and score, cosine, ranking, texts)."""
+    text: str
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 class HeadKind:
@@ -58,6 +79,9 @@ class HeadKind:
     layout: str = ""
 
     takes_inputs: bool = False      # reads named inputs (several texts, several backbones), not data.text
+    # Trying the head on typed text: what the first and second texts are.
+    typed_text: str = "Text"
+    typed_pair: str = "Second text"
 
     # ------------------------------------------------------------------ the project file
     def problems(self, where: str, task: TaskConfig, project: Project) -> list[str]:
@@ -146,6 +170,40 @@ class HeadKind:
             return (f"{model_type}'s own {self.name} head is a single linear layer; set hidden_layer = false to "
                     "export it")
         return ""
+
+    def backbones(self, task: TaskConfig) -> list[str]:
+        """The backbones a task of this kind reads, in order."""
+        return [task.backbone]
+
+    # ------------------------------------------------------------------ trying it on typed text
+    def typed_inputs(self, task: TaskConfig) -> list[TypedInput]:
+        """The texts a person types to try the task: `text`, and `pair` when the task reads a second text."""
+        out = [TypedInput("text", self.typed_text)]
+        if self.needs_pair or task.data.text_pair:
+            out.append(TypedInput("pair", self.typed_pair))
+        return out
+
+    def typed_hint(self, task: TaskConfig) -> str:
+        """What to type, in a line for the window ("" when the inputs' names say it all)."""
+        return ""
+
+    def predict(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any], inputs: dict[str, str],
+                labels: list[str]) -> Prediction:
+        """The head's answer for typed inputs (named as typed_inputs names them), the model in eval mode."""
+        raise NotImplementedError
+
+    def typed_batch(self, task: TaskConfig, tokenizer: Any, inputs: dict[str, str]) -> dict:
+        """The typed text (and pair) as a batch of one row, cut to the task's max_length."""
+        text = typed_value(inputs, "text", self.typed_text)
+        pair = typed_value(inputs, "pair", self.typed_pair) if self.needs_pair or task.data.text_pair else None
+        return dict(tokenizer(text, pair, truncation=True, max_length=task.max_length, return_tensors="pt"))
+
+
+def typed_value(inputs: dict[str, str], name: str, label: str) -> str:
+    text = (inputs.get(name) or "").strip()
+    if not text:
+        raise UserError(f"type something into {label!r} first")
+    return text
 
 
 def kind_of(spec: HeadConfig) -> HeadKind:

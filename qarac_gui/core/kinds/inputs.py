@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from qarac_gui.core.errors import UserError
 from qarac_gui.core.kinds import cells
-from qarac_gui.core.kinds.base import HeadKind
+from qarac_gui.core.kinds.base import HeadKind, Prediction, TypedInput
 
 if TYPE_CHECKING:
     from torch import nn
@@ -102,7 +103,46 @@ class _OverInputs(HeadKind):
 
     def export_problem(self, spec: HeadConfig, model_type: str, hidden_size: int) -> str:
         return (f"a {self.name} head has no weights of its own: its backbones, with their poolers, are exported "
-                "in export/full")
+                "in export/backbones and export/full")
+
+    def backbones(self, task: TaskConfig) -> list[str]:
+        return list(dict.fromkeys(backbone for backbone, _ in _inputs(task).values()))
+
+    def used_inputs(self, task: TaskConfig) -> list[str]:
+        """The inputs the head's expressions name, in the order of the task's inputs."""
+        named = {name for key in self.expressions for _, name in _terms(getattr(task.head, key))}
+        return [name for name in task.inputs if name in named]
+
+    def typed_inputs(self, task: TaskConfig) -> list[TypedInput]:
+        inputs = _inputs(task)
+        return [TypedInput(name, f"{name}: {inputs[name][1]} (read by {inputs[name][0]})", lines=True)
+                for name in self.used_inputs(task)]
+
+    def typed_hint(self, task: TaskConfig) -> str:
+        return "One text per line gives a row each; an input with a single line serves every row."
+
+    def typed_rows(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any],
+                   inputs: dict[str, str]) -> tuple[dict, list[dict[str, str]]]:
+        """The typed texts as a batch of rows (one line each; a single line serves every row), and the rows."""
+        from qarac_gui.core.kinds.layers import on_device_of
+        names, lines = self.used_inputs(task), {}
+        for name in names:
+            lines[name] = [line.strip() for line in (inputs.get(name) or "").splitlines() if line.strip()]
+            if not lines[name]:
+                raise UserError(f"type something into {name!r} first")
+        count = max(len(v) for v in lines.values())
+        uneven = {name: len(v) for name, v in lines.items() if len(v) not in (1, count)}
+        if uneven:
+            raise UserError(f"give each input one line (used for every row) or {count} lines, one per row; "
+                            + ", ".join(f"{name!r} has {n}" for name, n in uneven.items()))
+        rows = [{name: v[i] if len(v) > 1 else v[0] for name, v in lines.items()} for i in range(count)]
+        batch = {}
+        for name in names:
+            backbone = _inputs(task)[name][0]
+            enc = tokenizers[backbone]([row[name] for row in rows], padding=True, truncation=True,
+                                       max_length=task.max_length, return_tensors="pt")
+            batch.update({name + SEPARATOR + k: v for k, v in enc.items()})
+        return on_device_of(model, batch), rows
 
 
 class Vector(_OverInputs):
@@ -148,6 +188,39 @@ class Vector(_OverInputs):
     def host_labels(self, batch: dict, rows: dict) -> Any:
         return batch["labels"].cpu() if "labels" in batch else None
 
+    def typed_hint(self, task: TaskConfig) -> str:
+        how = "the highest cosine" if task.head.compare == "cosine" else "the shortest distance"
+        left, right = (" and ".join(name for _, name in _terms(getattr(task.head, side))) for side in ("left", "right"))
+        return (super().typed_hint(task) + f" Rows are ranked, {how} first: type one text into {left} and a few "
+                f"into {right}, one per line, to see which comes first.")
+
+    def predict(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any], inputs: dict[str, str],
+                labels: list[str]) -> Prediction:
+        """The cosine and the distance of the two sides for each typed row; several rows are ranked, most alike
+        first (by cosine or by distance, as the head compares)."""
+        import torch
+        from torch.nn import functional as F
+
+        from qarac_gui.core.kinds.layers import combine
+        batch, rows = self.typed_rows(model, task, tokenizers, inputs)
+        with torch.no_grad():
+            left = combine(model, _terms(task.head.left), _inputs(task), batch).float().cpu()
+            right = combine(model, _terms(task.head.right), _inputs(task), batch).float().cpu()
+        cosines = F.cosine_similarity(left, right, dim=-1).tolist()
+        distances = (left - right).norm(dim=-1).tolist()
+        by_cosine = task.head.compare == "cosine"
+        order = sorted(range(len(rows)), key=lambda i: -cosines[i] if by_cosine else distances[i])
+        varying = [n for n in rows[0] if len(rows) == 1 or len({row[n] for row in rows}) > 1] or list(rows[0])
+        shown = [" | ".join(rows[i][n] for n in varying) for i in range(len(rows))]
+        best = order[0]
+        text = f"cosine {cosines[best]:.4f}, distance {distances[best]:.4g}"
+        if len(rows) > 1:
+            text = f"most alike: {shown[best]} ({text})"
+        table = tuple((str(rank + 1), shown[i], f"{cosines[i]:.4f}", f"{distances[i]:.4g}")
+                      for rank, i in enumerate(order))
+        return Prediction(text, ("rank", " | ".join(varying), "cosine", "distance"), table,
+                          {"rows": rows, "cosine": cosines, "distance": distances, "ranking": order})
+
     def scores(self, data: TaskData, outputs: list, extras: list, mean_loss: float) -> dict[str, float]:
         import torch
 
@@ -183,6 +256,32 @@ class Decode(_OverInputs):
         label = task.data.label
         return super().bad_cells(task, columns) + [cells.first_where(columns[label],
                                                                      lambda v: cells.text_problem(v, label))]
+
+    def backbones(self, task: TaskConfig) -> list[str]:
+        return list(dict.fromkeys([*super().backbones(task), task.head.decoder]))
+
+    def stop_ids(self, tokenizer: Any) -> set[int]:
+        """The tokens that end a generated text: the decoder tokenizer's separator and end of text."""
+        return {tokenizer.sep_token_id, tokenizer.eos_token_id} - {None}
+
+    def predict(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any], inputs: dict[str, str],
+                labels: list[str]) -> Prediction:
+        """The decoder's greedy text for each typed row, conditioned as in training."""
+        import torch
+
+        from qarac_gui.core.kinds.layers import combine, generate
+        batch, rows = self.typed_rows(model, task, tokenizers, inputs)
+        tokenizer = tokenizers[task.head.decoder]
+        with torch.no_grad():
+            vector = combine(model, _terms(task.head.condition), _inputs(task), batch)
+        # The target was cut to max_length - 1 tokens in training: the vector took the first position.
+        ids = generate(model.backbones[task.head.decoder], vector, self.stop_ids(tokenizer), task.max_length - 1)
+        texts = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+        if len(rows) == 1:
+            return Prediction(texts[0] or "(an empty text)", values={"texts": texts, "rows": rows})
+        table = tuple((" | ".join(row.values()), text) for row, text in zip(rows, texts))
+        return Prediction(f"{len(texts)} texts", (" | ".join(rows[0]), "generated"), table,
+                          {"texts": texts, "rows": rows})
 
     def prefixes(self, task: TaskConfig) -> dict[str, str]:
         return {**super().prefixes(task), "target" + SEPARATOR: task.head.decoder}

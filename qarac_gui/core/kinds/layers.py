@@ -27,6 +27,12 @@ class HeadOutput:
     logits: Any                  # what evaluation turns into predictions
 
 
+def on_device_of(module: nn.Module, batch: dict) -> dict:
+    """The batch's tensors on the device of the module's weights."""
+    device = next(module.parameters()).device
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def encode(encoder: nn.Module, batch: dict, prefix: str = "") -> torch.Tensor:
     inputs = {k: batch[prefix + k] for k in ENCODER_INPUTS if prefix + k in batch}
     return encoder(**inputs).last_hidden_state
@@ -63,9 +69,11 @@ class PooledHead(nn.Module):
         self.pooling, self.loss = pooling_of(spec), loss
         self.proj = Projection(spec, hidden, outputs, model_type)
 
+    def logits(self, encoder: nn.Module, batch: dict) -> torch.Tensor:
+        return self.proj(pool(encode(encoder, batch), batch["attention_mask"], self.pooling))
+
     def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
-        logits = self.proj(pool(encode(encoder, batch), batch["attention_mask"], self.pooling))
-        loss, logits = self.loss(logits, batch["labels"])
+        loss, logits = self.loss(self.logits(encoder, batch), batch["labels"])
         return HeadOutput(loss, logits)
 
 
@@ -76,8 +84,11 @@ class TokenHead(nn.Module):
         super().__init__()
         self.proj = Projection(spec, hidden, num_labels, model_type)
 
+    def logits(self, encoder: nn.Module, batch: dict) -> torch.Tensor:
+        return self.proj(encode(encoder, batch))
+
     def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
-        logits = self.proj(encode(encoder, batch))
+        logits = self.logits(encoder, batch)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100)
         return HeadOutput(loss, logits)
 
@@ -89,8 +100,12 @@ class SpanHead(nn.Module):
         super().__init__()
         self.proj = Projection(spec, hidden, 2, model_type)
 
-    def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
+    def logits(self, encoder: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.proj(encode(encoder, batch)).float().unbind(-1)
+        return start, end
+
+    def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
+        start, end = self.logits(encoder, batch)
         loss = (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
         return HeadOutput(loss, (start, end))
 
@@ -120,8 +135,11 @@ class MaskedLMHead(nn.Module):
         self.lm_head = lm_head
         self.vocab_size = vocab_size
 
+    def logits(self, encoder: nn.Module, batch: dict) -> torch.Tensor:
+        return self.lm_head(encode(encoder, batch))
+
     def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
-        logits = self.lm_head(encode(encoder, batch))
+        logits = self.logits(encoder, batch)
         loss = F.cross_entropy(logits.view(-1, self.vocab_size).float(), batch["labels"].view(-1), ignore_index=-100)
         return HeadOutput(loss, logits)
 

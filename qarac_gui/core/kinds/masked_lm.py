@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qarac_gui.core.kinds.base import HeadKind
+from qarac_gui.core.errors import UserError
+from qarac_gui.core.kinds.base import HeadKind, Prediction, TypedInput, typed_value
 
 if TYPE_CHECKING:
     import torch
@@ -12,6 +13,9 @@ if TYPE_CHECKING:
 
     from qarac_gui.core.data.tokenize import TaskData
     from qarac_gui.core.project.config import HeadConfig, TaskConfig
+
+
+TOP_FILLS = 5                       # the tokens shown for each mask when trying the head
 
 
 class MaskedLM(HeadKind):
@@ -23,6 +27,7 @@ class MaskedLM(HeadKind):
     uses_lm_head = True
     metrics, main_metric = ("perplexity",), "perplexity"
     auto_class, layout = "AutoModelForMaskedLM", "lm"
+    typed_text = "Text with [MASK] where a word is missing"
 
     def tokenizer_problem(self, task: TaskConfig, tokenizer: Any) -> str:
         if tokenizer.mask_token_id is None:
@@ -54,6 +59,35 @@ class MaskedLM(HeadKind):
 
     def export_problem(self, spec: HeadConfig, model_type: str, hidden_size: int) -> str:
         return ""                   # the architecture's own LM head, as it was
+
+    def typed_inputs(self, task: TaskConfig) -> list[TypedInput]:
+        return [TypedInput("text", self.typed_text)]
+
+    def typed_hint(self, task: TaskConfig) -> str:
+        return "The most likely tokens for each [MASK] (or <mask>), with their probabilities."
+
+    def predict(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any], inputs: dict[str, str],
+                labels: list[str]) -> Prediction:
+        import torch
+
+        from qarac_gui.core.kinds.layers import on_device_of
+        tokenizer, encoder = tokenizers[task.backbone], model.backbones[task.backbone]
+        mask = tokenizer.mask_token
+        # Either spelling of the mask works, whichever the tokenizer's own is.
+        text = typed_value(inputs, "text", self.typed_text).replace("[MASK]", mask).replace("<mask>", mask)
+        batch = dict(tokenizer(text, truncation=True, max_length=task.max_length, return_tensors="pt"))
+        where = (batch["input_ids"][0] == tokenizer.mask_token_id).nonzero().flatten().tolist()
+        if not where:
+            raise UserError(f"write {mask} where a word is missing (e.g. \"the film was {mask}\")")
+        with torch.no_grad():
+            logits = model.heads[task.name].logits(encoder, on_device_of(encoder, batch))[0].float().cpu()
+        fills = []
+        for position in where:
+            top = logits[position].softmax(-1).topk(TOP_FILLS)
+            fills.append([(tokenizer.decode([int(i)]).strip(), float(p)) for p, i in zip(top.values, top.indices)])
+        text = " | ".join(f"{words[0][0]} ({words[0][1]:.1%})" for words in fills)
+        rows = tuple((str(n + 1), token, f"{p:.4f}") for n, words in enumerate(fills) for token, p in words)
+        return Prediction(text, ("mask", "token", "probability"), rows, {"fills": fills})
 
 
 def _mask(data: TaskData, ids: torch.Tensor, special: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

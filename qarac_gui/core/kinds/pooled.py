@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from qarac_gui.core.errors import DataError
 from qarac_gui.core.kinds import cells
-from qarac_gui.core.kinds.base import NATIVE_ACTIVATION, HeadKind, activation_of, hidden_layer_of, pooling_of
+from qarac_gui.core.kinds.base import (
+    NATIVE_ACTIVATION,
+    HeadKind,
+    Prediction,
+    activation_of,
+    hidden_layer_of,
+    pooling_of,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,6 +43,21 @@ class _Pooled(HeadKind):
         from qarac_gui.core.kinds.layers import PooledHead
         config = encoder.config
         return PooledHead(spec, config.hidden_size, self.outputs(num_labels), config.model_type, self.loss)
+
+    def predict(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any], inputs: dict[str, str],
+                labels: list[str]) -> Prediction:
+        import torch
+
+        from qarac_gui.core.kinds.layers import on_device_of
+        encoder = model.backbones[task.backbone]
+        batch = on_device_of(encoder, self.typed_batch(task, tokenizers[task.backbone], inputs))
+        with torch.no_grad():
+            logits = model.heads[task.name].logits(encoder, batch)[0].float().cpu()
+        return self.read(task, logits, labels)
+
+    def read(self, task: TaskConfig, logits: Any, labels: list[str]) -> Prediction:
+        """The prediction from the head's outputs for one row."""
+        raise NotImplementedError
 
     def export_problem(self, spec: HeadConfig, model_type: str, hidden_size: int) -> str:
         native = NATIVE_ACTIVATION[model_type]
@@ -81,6 +103,12 @@ class Classification(_Pooled):
         from torch.nn import functional as F
         return F.cross_entropy(logits.float(), labels), logits
 
+    def read(self, task: TaskConfig, logits: Any, labels: list[str]) -> Prediction:
+        probabilities = dict(zip(labels, logits.softmax(-1).tolist(), strict=True))
+        label = labels[int(logits.argmax())]
+        return Prediction(f"{label} ({probabilities[label]:.1%})", ("label", "probability"),
+                          _by_probability(probabilities), {"label": label, "probabilities": probabilities})
+
     def scores(self, data: TaskData, outputs: list, extras: list, mean_loss: float) -> dict[str, float]:
         import torch
 
@@ -111,6 +139,14 @@ class Multilabel(_Pooled):
         from torch.nn import functional as F
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float()), logits
 
+    def read(self, task: TaskConfig, logits: Any, labels: list[str]) -> Prediction:
+        threshold = task.head.threshold
+        probabilities = dict(zip(labels, logits.sigmoid().tolist(), strict=True))
+        chosen = [name for name, p in probabilities.items() if p > threshold]
+        text = ", ".join(chosen) if chosen else f"no label (none is above the threshold {threshold:g})"
+        return Prediction(text, ("label", "probability"), _by_probability(probabilities),
+                          {"labels": chosen, "probabilities": probabilities, "threshold": threshold})
+
     def scores(self, data: TaskData, outputs: list, extras: list, mean_loss: float) -> dict[str, float]:
         import torch
 
@@ -137,8 +173,16 @@ class Regression(_Pooled):
         logits = logits.squeeze(-1)
         return F.mse_loss(logits.float(), labels.float()), logits
 
+    def read(self, task: TaskConfig, logits: Any, labels: list[str]) -> Prediction:
+        value = float(logits[0])
+        return Prediction(f"{value:.4g}", values={"value": value})
+
     def scores(self, data: TaskData, outputs: list, extras: list, mean_loss: float) -> dict[str, float]:
         import torch
 
         from qarac_gui.core.kinds import metrics
         return metrics.regression_metrics(torch.cat(extras).tolist(), torch.cat(outputs).tolist())
+
+
+def _by_probability(probabilities: dict[str, float]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, f"{p:.4f}") for name, p in sorted(probabilities.items(), key=lambda item: -item[1]))

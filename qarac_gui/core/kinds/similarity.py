@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from qarac_gui.core.kinds import cells
-from qarac_gui.core.kinds.base import HeadKind
+from qarac_gui.core.kinds.base import HeadKind, Prediction, typed_value
 
 if TYPE_CHECKING:
     from torch import nn
@@ -25,6 +25,7 @@ class Similarity(HeadKind):
     default_pooling = "mean"
     metrics, main_metric = ("mse", "pearson", "spearman"), "spearman"
     export_as = "sentence_transformers"
+    typed_text, typed_pair = "First sentence", "Second sentence"
 
     def encode(self, task: TaskConfig, tokenizer: Any, batch: dict, label_id: Any, split: str) -> dict:
         d = task.data
@@ -47,3 +48,19 @@ class Similarity(HeadKind):
 
     def export_problem(self, spec: HeadConfig, model_type: str, hidden_size: int) -> str:
         return ""                   # a sentence-transformers folder takes any pooling and dense layer
+
+    def predict(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any], inputs: dict[str, str],
+                labels: list[str]) -> Prediction:
+        import torch
+        from torch.nn import functional as F
+
+        from qarac_gui.core.kinds.layers import on_device_of
+        tokenizer, encoder, head = tokenizers[task.backbone], model.backbones[task.backbone], model.heads[task.name]
+        vectors = []
+        for name, label in (("text", self.typed_text), ("pair", self.typed_pair)):
+            batch = dict(tokenizer(typed_value(inputs, name, label), truncation=True, max_length=task.max_length,
+                                   return_tensors="pt"))
+            with torch.no_grad():
+                vectors.append(head.embed(encoder, on_device_of(encoder, batch)).float().cpu())
+        cosine = float(F.cosine_similarity(*vectors)[0])
+        return Prediction(f"cosine {cosine:.4f}", values={"cosine": cosine})

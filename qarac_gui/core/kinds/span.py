@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from qarac_gui.core.kinds import cells
-from qarac_gui.core.kinds.base import HeadKind
+from qarac_gui.core.kinds.base import HeadKind, Prediction, typed_value
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +28,7 @@ class SpanQA(HeadKind):
     # Validation rows keep what turns start and end logits back into text.
     eval_columns = ("offset_mapping", "context", "answer_texts")
     auto_class, layout = "AutoModelForQuestionAnswering", "qa"
+    typed_text, typed_pair = "Question", "Context"
 
     def bad_cells(self, task: TaskConfig, columns: dict[str, list]) -> list[tuple[int, str] | None]:
         d = task.data
@@ -77,6 +78,33 @@ class SpanQA(HeadKind):
     def host_labels(self, batch: dict, rows: dict) -> Any:
         return {k: rows[k] for k in self.eval_columns} | {"ids": rows["input_ids"]}
 
+    def predict(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any], inputs: dict[str, str],
+                labels: list[str]) -> Prediction:
+        import torch
+
+        from qarac_gui.core.kinds.layers import on_device_of
+        question = typed_value(inputs, "text", self.typed_text)
+        context = typed_value(inputs, "pair", self.typed_pair)
+        enc = tokenizers[task.backbone](question, context, truncation="only_second", max_length=task.max_length,
+                                        return_offsets_mapping=True, return_tensors="pt")
+        offsets = [list(o) if s == 1 else [-1, -1] for o, s in zip(enc.pop("offset_mapping")[0].tolist(),
+                                                                     enc.sequence_ids(0))]
+        encoder = model.backbones[task.backbone]
+        with torch.no_grad():
+            start, end = model.heads[task.name].logits(encoder, on_device_of(encoder, dict(enc)))
+        start, end = start[0].cpu(), end[0].cpu()
+        found = best_tokens(start, end, offsets)
+        if found is None:
+            return Prediction("no answer: the context was cut off before any of it fit (max_length)",
+                              values={"answer": "", "score": 0.0})
+        a, b = found
+        # The span's score: the probability of its start times that of its end.
+        score = float(start.softmax(-1)[a] * end.softmax(-1)[b])
+        answer = context[offsets[a][0]:offsets[b][1]]
+        return Prediction(f"{answer} ({score:.1%})", ("answer", "score", "characters"),
+                          ((answer, f"{score:.4f}", f"{offsets[a][0]}-{offsets[b][1]}"),),
+                          {"answer": answer, "score": score, "start": offsets[a][0], "end": offsets[b][1]})
+
     def scores(self, data: TaskData, outputs: list, extras: list, mean_loss: float) -> dict[str, float]:
         from qarac_gui.core.kinds import metrics
         predictions, references = [], []
@@ -89,6 +117,12 @@ class SpanQA(HeadKind):
 
 def best_span(start: torch.Tensor, end: torch.Tensor, offsets: list, context: str) -> str:
     """Highest start+end score over spans inside the context, at most MAX_ANSWER_TOKENS long."""
+    found = best_tokens(start, end, offsets)
+    return "" if found is None else context[offsets[found[0]][0]:offsets[found[1]][1]]
+
+
+def best_tokens(start: torch.Tensor, end: torch.Tensor, offsets: list) -> tuple[int, int] | None:
+    """The first and last token of best_span (None when no span fits)."""
     import numpy as np
     valid = np.array([o[0] >= 0 for o in offsets])
     n = len(offsets)
@@ -97,7 +131,7 @@ def best_span(start: torch.Tensor, end: torch.Tensor, offsets: list, context: st
     i, j = np.indices(scores.shape)
     allowed = (j >= i) & (j - i < MAX_ANSWER_TOKENS) & valid[:, None] & valid[None, :]
     if not allowed.any():
-        return ""
+        return None
     scores = np.where(allowed, scores, -np.inf)
     a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return context[offsets[a][0]:offsets[b][1]]
+    return int(a), int(b)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qarac_gui.core.errors import DataError
+from qarac_gui.core.errors import DataError, UserError
 from qarac_gui.core.kinds import cells
-from qarac_gui.core.kinds.base import HeadKind
+from qarac_gui.core.kinds.base import HeadKind, Prediction, TypedInput
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,6 +24,7 @@ class TokenClassification(HeadKind):
     metrics = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
     main_metric = "entity_f1"
     auto_class, layout = "AutoModelForTokenClassification", "token"
+    typed_text = "Words (separated by spaces)"
 
     def labels_in(self, task: TaskConfig, value: Any) -> list:
         if value is not None and not isinstance(value, (list, tuple)):
@@ -76,3 +77,35 @@ class TokenClassification(HeadKind):
                 true_tags.append([data.labels[j] for j in labels[i][keep].tolist()])
                 pred_tags.append([data.labels[j] for j in pred[i][keep].tolist()])
         return metrics.entity_metrics(true_tags, pred_tags)
+
+    def typed_inputs(self, task: TaskConfig) -> list[TypedInput]:
+        return [TypedInput("text", self.typed_text)]
+
+    def predict(self, model: nn.Module, task: TaskConfig, tokenizers: dict[str, Any], inputs: dict[str, str],
+                labels: list[str]) -> Prediction:
+        import torch
+
+        from qarac_gui.core.kinds.layers import on_device_of
+        from qarac_gui.core.kinds.metrics import _entities
+        words = (inputs.get("text") or "").split()
+        if not words:
+            raise UserError(f"type some words into {self.typed_text!r} first")
+        encoder = model.backbones[task.backbone]
+        enc = tokenizers[task.backbone]([words], is_split_into_words=True, truncation=True,
+                                        max_length=task.max_length, return_tensors="pt")
+        with torch.no_grad():
+            logits = model.heads[task.name].logits(encoder, on_device_of(encoder, dict(enc)))[0].float().cpu()
+        first: dict[int, int] = {}
+        for position, word in enumerate(enc.word_ids(0)):
+            if word is not None:
+                first.setdefault(word, position)       # a word's first sub-token carries its tag, as in training
+        # Words beyond max_length tokens were cut off: they get no tag.
+        tags = [labels[int(logits[first[i]].argmax())] if i in first else "" for i in range(len(words))]
+        tagged = [t for t in tags if t]
+        found = [(" ".join(words[a:b + 1]), etype) for etype, a, b in sorted(_entities(tagged), key=lambda e: e[1])]
+        text = "; ".join(f"{span} ({etype})" for span, etype in found) or "no entity"
+        cut = len(tagged) < len(words)
+        if cut:
+            text += f" (the last {len(words) - len(tagged)} word(s) are beyond max_length = {task.max_length})"
+        return Prediction(text, ("word", "tag"), tuple((w, t or "(cut off)") for w, t in zip(words, tags)),
+                          {"tags": list(zip(words, tags)), "entities": found})

@@ -32,8 +32,8 @@ ACTIVATIONS = ("auto", "tanh", "relu", "gelu")
 FORMATS = ("auto", "csv", "tsv", "json", "jsonl", "parquet")
 # Task names become folder names on export: keep them to characters that are safe on every file system.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")      # used with fullmatch
-# Names Windows cannot give a folder, and the export folder of the whole multi-task model.
-RESERVED_NAMES = {"con", "prn", "aux", "nul", "full", *(f"com{i}" for i in range(1, 10)),
+# Names Windows cannot give a folder, and the export folders of the whole multi-task model and of its backbones.
+RESERVED_NAMES = {"con", "prn", "aux", "nul", "full", "backbones", *(f"com{i}" for i in range(1, 10)),
                   *(f"lpt{i}" for i in range(1, 10))}
 
 
@@ -459,8 +459,8 @@ def validate(p: Project) -> list[str]:
             problems.append(f"{w}.name: {t.name!r} must start with a letter or digit and use only letters, "
                             "digits, '-' and '_' (it becomes a folder name on export)")
         elif t.name.lower() in RESERVED_NAMES:
-            problems.append(f"{w}.name: {t.name!r} is reserved (a device name on Windows, or the folder of the "
-                            "whole multi-task model on export); choose another name")
+            problems.append(f"{w}.name: {t.name!r} is reserved (a device name on Windows, or an export folder of "
+                            "the whole multi-task model or its backbones); choose another name")
         elif t.name.lower() in seen:
             problems.append(f"{w}.name: two tasks are named {t.name!r}; task names must be unique")
         seen.add(t.name.lower())
