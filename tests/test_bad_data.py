@@ -5,16 +5,15 @@ it was."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import stat
 import threading
 from pathlib import Path
 
 import pytest
 import tomli_w
+from deadline import deadline
 from tiny import project_dict
 
 from qarac_gui.cli import main
@@ -26,20 +25,6 @@ from qarac_gui.core.project.config import BackboneConfig, parse_project
 from qarac_gui.core.training.setup import prepare_tasks
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
-
-
-@contextlib.contextmanager
-def _within(seconds: int):
-    """Fail fast instead of hanging: opening a FIFO for reading blocks until a writer comes, which none will."""
-    def alarm(signum, frame):
-        raise TimeoutError(f"still blocked after {seconds} s: something opened the data file")
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _jsonl(rows: list[dict]) -> bytes:
@@ -260,7 +245,7 @@ def test_a_fifo_or_device_is_refused_as_not_a_regular_file_without_opening_it(tm
     project = parse_project(project_dict(tiny_bert, tmp_path / "data", ["classification"]), tmp_path)
     task = project.tasks[0]
     task.data.train, task.data.format = str(path), "csv"
-    with _within(20):
+    with deadline(20):
         with pytest.raises(DataError) as info:
             load_splits(project, task)
         preview = preview_task(project, task)
@@ -274,7 +259,7 @@ def test_a_fifo_validation_file_is_refused_too(tmp_path, tiny_bert):
     os.mkfifo(fifo)
     project = parse_project(project_dict(tiny_bert, tmp_path / "data", ["classification"]), tmp_path)
     project.tasks[0].data.validation = str(fifo)
-    with _within(20), pytest.raises(DataError, match="valid.csv: not a regular file"):
+    with deadline(20), pytest.raises(DataError, match="valid.csv: not a regular file"):
         load_splits(project, project.tasks[0])
 
 
@@ -416,7 +401,7 @@ def test_cli_refuses_a_fifo_without_hanging(tmp_path, tiny_bert, capsys):
     fifo = tmp_path / "t.csv"
     os.mkfifo(fifo)
     out = tmp_path / "out"
-    with _within(60):
+    with deadline(60):
         code = main([str(_project_file(tmp_path, tiny_bert, "classification", fifo)), "--out", str(out)])
     assert code == 1
     assert _one_error_line(capsys.readouterr().err) == (

@@ -12,11 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import tomli_w
+from deadline import deadline
 from tiny import project_dict
 
 from qarac_gui import cli
@@ -34,20 +34,6 @@ pytestmark = pytest.mark.usefixtures("torch_threads")
 def _snapshot(folder: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
             for p in sorted(Path(folder).rglob("*"))}
-
-
-@contextmanager
-def _deadline(seconds: int):
-    """A hang (reading a FIFO) fails the test instead of stalling the suite."""
-    def expired(signum, frame):
-        raise TimeoutError(f"still waiting after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _project_file(tmp_path: Path, model: Path, kinds=("classification",), **sections) -> Path:
@@ -87,7 +73,7 @@ def test_a_project_path_that_is_not_a_plain_file_is_refused_without_reading_it(t
         with open(path, "wb") as f:
             f.truncate(20 * 2**20)              # sparse: costs no disk, but reading it whole would cost 20 MB
         fragment = "20 MB is far too large for a project file"
-    with _deadline(30):
+    with deadline(30):
         code, line = _main(capsys, path, "--out", tmp_path / "out")
     assert code == 1 and line.startswith(f"error: {path}: ") and fragment in line
     assert not (tmp_path / "out").exists()
