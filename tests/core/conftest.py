@@ -64,5 +64,5 @@ def kinds_run(tmp_path_factory, tiny_bert) -> Path:
     from tiny import TASK_COLUMNS, project_dict
     root = tmp_path_factory.mktemp("kinds")
     raw = project_dict(tiny_bert, root / "data", list(TASK_COLUMNS), optim={"lr": 3e-3, "warmup_steps": 0},
-                       train={"max_steps": 40, "log_every": 10})
+                       train={"max_steps": 100, "log_every": 10})
     return train_once(tmp_path_factory, "kinds", raw, root)

@@ -113,7 +113,7 @@ def test_the_latest_checkpoint_predicts_as_the_export_of_the_same_step(ordinary,
     stopped = tmp_path / "stopped"                  # the same run as it was before its export: checkpoints only
     shutil.copytree(run_dir, stopped, ignore=shutil.ignore_patterns("export"))
     model = load_trial_model(stopped)
-    assert model.origin == "the checkpoint of step 40" and exported.origin == "the exported model (step 40)"
+    assert model.origin == "the checkpoint of step 100" and exported.origin == "the exported model (step 100)"
     inputs = {NAME["classification"]: {"text": "the staff was fine"},
               NAME["token_classification"]: {"text": "dave was in rome at ten"},
               NAME["span_qa"]: {"text": "where does alice live", "pair": "alice lives in paris near the river"},
