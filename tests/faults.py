@@ -46,7 +46,7 @@ def out_of_memory_above(monkeypatch, rows: int) -> list[int]:
     ran: list[int] = []
 
     def forward(self, name, batch):
-        size = batch["input_ids"].shape[0]
+        size = next(v for k, v in batch.items() if k.endswith("input_ids")).shape[0]
         if self.training and size > rows:
             raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {size} rows (injected)")
         if self.training:

@@ -54,9 +54,9 @@ def probe_batches(project: Project, emit: Emit, stop: threading.Event) -> list[B
 
 def _probe_task(t: Trainee, task: TaskConfig, emit: Emit, stop: threading.Event) -> BatchFit:
     data = t.tasks[task.name]
-    lengths = [len(x) for x in data.train["input_ids"]]
-    if "b_input_ids" in data.train.column_names:
-        lengths = [a + len(b) for a, b in zip(lengths, data.train["b_input_ids"])]
+    # A row's tokens over all its tokenised inputs (the text and its pair, or each named input and a target).
+    columns = [c for c in data.train.column_names if c.endswith("input_ids")]
+    lengths = [sum(len(ids) for ids in row) for row in zip(*(data.train[c] for c in columns))]
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     cap = min(len(order), PROBE_CAP)
 

@@ -109,6 +109,25 @@ def test_the_batch_probe_finds_the_largest_batch_of_the_longest_rows_and_leaves_
     assert [f.largest for f in fits] == [36, 36]
 
 
+@pytest.mark.slow
+def test_the_batch_probe_counts_every_named_input_of_a_several_backbone_task(tmp_path, tiny_bert, monkeypatch):
+    from recipe_data import recipe_project, write_recipe_data
+
+    from qarac_gui.core import probe
+    project = parse_project(recipe_project(tiny_bert, write_recipe_data(tmp_path / "data")), tmp_path)
+    monkeypatch.setattr(probe, "CATCHABLE", ("cuda", "cpu"))
+    out_of_memory_above(monkeypatch, 40)
+    fits = probe.probe_batches(project, lambda e: None, threading.Event())
+    assert [f.task for f in fits] == [t.name for t in project.tasks]
+    assert all(f.largest >= 8 for f in fits)
+    # the longest row of a vector task counts both its inputs' tokens: more than any one input has
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    rows = [json.loads(line) for line in (tmp_path / "data" / "wiki_qa.jsonl").read_text().splitlines()]
+    longest_single = max(len(tok(r[c])["input_ids"]) for r in rows for c in ("question", "answer"))
+    assert next(f for f in fits if f.task == "question_answering").tokens > longest_single
+
+
 def test_the_cli_prints_what_the_probe_found(tmp_path, tiny_bert, monkeypatch, capsys):
     import tomli_w
 
