@@ -79,10 +79,12 @@ class ProjectDocument(QObject):
         self.changed.emit(section)
         self.file_changed.emit()
 
-    def set_value(self, dotted: str, value: Any) -> None:
+    def set_value(self, dotted: str, value: Any, label: str = "") -> None:
+        """`label` names the field as the window shows it; Edit > Undo then reads "Undo change of <label>"."""
         if get_path(self.project, dotted) == value:
             return
-        self.edit(lambda p: set_path(p, dotted, value), dotted.rsplit(".", 1)[0], dotted)
+        self.edit(lambda p: set_path(p, dotted, value), dotted.rsplit(".", 1)[0],
+                  f"change of {label or dotted.rsplit('.', 1)[-1].replace('_', ' ')}")
 
     def can_undo(self) -> bool:
         return bool(self._undo)

@@ -60,7 +60,9 @@ class Binder:
             self.value(key)
         except (IndexError, KeyError, AttributeError):
             return          # what it edited is gone: a field that loses focus after New, Open or Undo
-        self.document.set_value(self._full(key), value)
+        from qarac_gui.ui.field_words import form_label
+        widget = next((f.widget for f in self.fields if f.key == key), None)
+        self.document.set_value(self._full(key), value, form_label(widget) if widget is not None else "")
 
     def value(self, key: str) -> Any:
         return get_path(self.document.project, self._full(key))

@@ -38,11 +38,16 @@ def test_set_value_undo_redo(qtbot):
     with qtbot.waitSignal(doc.changed, timeout=TIMEOUT) as blocker:
         doc.set_value("optim.lr", 3e-4)
     assert blocker.args == ["optim"]
-    assert doc.project.optim.lr == 3e-4 and doc.dirty and doc.undo_label() == "optim.lr"
+    assert doc.project.optim.lr == 3e-4 and doc.dirty and doc.undo_label() == "change of lr"
+    doc.set_value("optim.lr", 5e-4, "Learning rate")
+    assert doc.undo_label() == "change of Learning rate"
+    doc.undo()
     doc.undo()
     assert doc.project.optim.lr == 1e-5 and not doc.dirty and doc.can_redo()
     doc.redo()
-    assert doc.project.optim.lr == 3e-4 and doc.dirty and not doc.can_redo()
+    assert doc.project.optim.lr == 3e-4 and doc.dirty and doc.can_redo()
+    doc.redo()
+    assert doc.project.optim.lr == 5e-4 and not doc.can_redo()
 
 
 def test_edit_without_change_adds_no_undo_step(qtbot):

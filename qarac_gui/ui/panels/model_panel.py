@@ -253,7 +253,7 @@ class ModelPanel(QWidget):
         self._choose(spec)
 
     def _choose(self, spec: str) -> None:
-        self.document.set_value(f"backbones.{self.backbone}.model", spec)
+        self.document.set_value(f"backbones.{self.backbone}.model", spec, "Model")
         self.load_requested.emit()
 
     def _on_browse_clicked(self) -> None:
@@ -268,7 +268,7 @@ class ModelPanel(QWidget):
         code_consent.confirm(self, self.document.project, [self.backbone], again=True)
         source = code_consent.source_of(self.document.project, self.backbone)
         if source is not None and not code_trust.policy().answer(source):
-            self.document.set_value(f"backbones.{self.backbone}.trust_remote_code", False)
+            self.document.set_value(f"backbones.{self.backbone}.trust_remote_code", False, "Trust remote code")
             self.binder.refresh()
         elif source is not None:
             self.load_requested.emit()        # a new answer for the same model: its facts change

@@ -31,6 +31,7 @@ from qarac_gui.core.project.config import FORMATS
 from qarac_gui.ui.charts import LengthHistogram
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder, ComboBox, set_columns
+from qarac_gui.ui.panels.data_adapters_editor import DataAdaptersEditor
 from qarac_gui.ui.panels.inputs_editor import InputsEditor
 
 DATA_FILTER = "Data files (*.csv *.tsv *.tab *.json *.jsonl *.ndjson *.parquet *.pq);;All files (*)"
@@ -42,6 +43,10 @@ COLUMN_ROLES = {   # what the label column holds, per head, in the user's words
 COMPARISONS = [("cosine", "cosine, regressed onto a score column"),
                ("distance", "distance to zero (the two should embed alike)")]
 EXPRESSION_TIP = "Names of the inputs above joined by + and -, e.g. q, or p1 + p2."
+# The task's own data fields, which a union of sources replaces (validate() refuses train, hub, validation and
+# validation_split beside a union; the others are then read by nothing).
+UNION_UNUSED = ("data.train", "data.hub", "data.hub_config", "data.train_split", "data.validation",
+                "data.validation_split", "data.format")
 
 
 def is_data_file(path: str) -> bool:
@@ -164,6 +169,9 @@ class TaskEditor(QScrollArea):
         df.addRow("Format", b.choice("data.format", [(f, f) for f in FORMATS], "auto: from the extension."))
         df.addRow("Row limit", b.integer("data.limit", "Use at most this many training rows (0: all).",
                                          0, 10**9, "all rows"))
+        self.adapters = DataAdaptersEditor(document)
+        df.addRow(self.adapters)
+        self.own_data_buttons = (browse, hub_button, vbrowse)
         layout.addWidget(data)
 
         self.columns_box = columns = QGroupBox("Columns")
@@ -225,6 +233,7 @@ class TaskEditor(QScrollArea):
     def set_task(self, index: int, preview: TaskPreview | None) -> None:
         self.index = index
         self.setEnabled(index >= 0)
+        self.adapters.set_task(index)
         if index < 0:
             self.show_preview(None)
             return
@@ -251,6 +260,12 @@ class TaskEditor(QScrollArea):
         hf.setRowVisible(self.encoder, not named and (len(backbones) > 1 or task.backbone not in encoders))
         self._offer(self.decoder, [n for n, bb in backbones.items() if bb.role == "decoder"], task.head.decoder)
         self.inputs.set_task(index)
+        union = bool(task.data.union)
+        for f in self.binder.fields:
+            if f.key in UNION_UNUSED:
+                f.widget.setEnabled(not union)
+        for button in self.own_data_buttons:
+            button.setEnabled(not union)
         hf.setRowVisible(self.inputs, named or bool(task.inputs))     # shown while there are inputs to remove
         cf.setRowVisible(self.text_column, not named)
         cf.setRowVisible(self.pair_column, not named)
@@ -321,7 +336,8 @@ class TaskEditor(QScrollArea):
 
     def _set_backbone(self, key: str, combo: ComboBox) -> None:
         if self.index >= 0 and combo.currentText():
-            self.document.set_value(f"tasks.{self.index}.{key}", combo.currentText())
+            self.document.set_value(f"tasks.{self.index}.{key}", combo.currentText(),
+                                    "Encoder" if key == "backbone" else "Decoder")
 
     def _browse(self, key: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a data file", "", DATA_FILTER)
@@ -357,7 +373,7 @@ class TaskEditor(QScrollArea):
         if self.index < 0:
             return
         labels = [s.strip() for s in self.labels_edit.text().split(",") if s.strip()]
-        self.document.set_value(f"tasks.{self.index}.head.labels", labels)
+        self.document.set_value(f"tasks.{self.index}.head.labels", labels, "Labels")
 
     def _on_refresh_clicked(self) -> None:
         if self.index >= 0:
@@ -365,7 +381,8 @@ class TaskEditor(QScrollArea):
 
     def dragEnterEvent(self, event) -> None:
         urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
-        if self.index >= 0 and urls and is_data_file(urls[0].toLocalFile()):
+        union = self.index >= 0 and bool(self.document.project.tasks[self.index].data.union)
+        if self.index >= 0 and not union and urls and is_data_file(urls[0].toLocalFile()):
             event.acceptProposedAction()
         else:
             event.ignore()
