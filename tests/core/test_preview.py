@@ -1,5 +1,6 @@
 import csv
 import random
+import re
 
 import pytest
 from tiny import make_model_folder, project_dict
@@ -242,3 +243,17 @@ def test_token_lengths_are_measured_with_the_models_tokenizer_and_summarised(tmp
     assert length_summary(preview) == ("task classification: tokens per row (of 40 sampled): median 23, 95% up to 41, "
                                        "longest 42; 25% longer than max_length 32")
     assert any("25% of the sampled rows are longer than max_length 32" in w for w in preview.warnings)
+
+
+def test_a_validation_split_too_small_to_measure_is_warned_about_with_a_share_that_fixes_it(tmp_path, tiny_bert):
+    train = _classification_csv(tmp_path / "small.csv", {"pos": 30, "neg": 30})
+    p, task = _project(tmp_path, tiny_bert, "classification", train=train, text="review", label="sentiment",
+                       validation_fraction=0.1)
+    pv = preview_task(p, task)
+    [warning] = [w for w in pv.warnings if "validation rows" in w]
+    assert pv.valid_rows == 6 and warning.startswith("task classification: 6 validation rows are too few to measure "
+                                                     "(one row moves accuracy by 17%)")
+    share = float(re.search(r"raise data\.validation_fraction \(to ([\d.]+) ", warning).group(1))
+    task.data.validation_fraction = share
+    pv = preview_task(p, task)
+    assert pv.valid_rows >= 20 and not [w for w in pv.warnings if "validation rows" in w]

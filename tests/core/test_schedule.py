@@ -1,9 +1,17 @@
 import math
+import re
 
 import pytest
 
 from qarac_gui.core.project.config import OptimConfig, parse_project
-from qarac_gui.core.training.plan import lr_curve, lr_factor, plan_run, task_probabilities, warmup_steps
+from qarac_gui.core.training.plan import (
+    lr_curve,
+    lr_factor,
+    plan_run,
+    plan_warnings,
+    task_probabilities,
+    warmup_steps,
+)
 
 HF_NAMES = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
             "inverse_sqrt"]
@@ -87,3 +95,27 @@ def test_temperature_flattens_proportional_weights():
     assert prop["a"] == pytest.approx(0.9)
     assert temp["a"] == pytest.approx(30 / 40)          # sqrt(900) / (sqrt(900) + sqrt(100))
     assert task_probabilities(_project(train={"mixing": "uniform"}), sizes) == {"a": 0.5, "b": 0.5}
+
+
+def test_min_steps_is_a_floor_under_epochs_that_large_data_does_not_reach():
+    small = _project(train={"max_steps": 0, "epochs": 1, "min_steps": 200})
+    assert plan_run(small, {"a": 60, "b": 60}).total_steps == 200       # 60 rows / 10 per batch: 6 steps
+    assert plan_run(small, {"a": 10_000, "b": 60}).total_steps == 1000   # the epoch is longer than the floor
+    fixed = _project(train={"max_steps": 30, "epochs": 1, "min_steps": 200})
+    assert plan_run(fixed, {"a": 60, "b": 60}).total_steps == 30          # max_steps is the user's exact choice
+
+
+def test_a_plan_too_short_to_learn_is_warned_about_with_a_setting_that_fixes_it():
+    sizes = {"a": 60, "b": 60}
+    short = _project(train={"max_steps": 0, "epochs": 1})
+    plan = plan_run(short, sizes)
+    [warning] = plan_warnings(short, plan)
+    assert warning.startswith("train.epochs: 1 epoch(s) of a are 6 optimiser steps, too few")
+    suggested = float(re.search(r"raise train\.epochs to (\d+)", warning).group(1))
+    short.train.epochs = suggested
+    assert plan_warnings(short, plan_run(short, sizes)) == [] and plan_run(short, sizes).total_steps >= 200
+    steps = _project(train={"max_steps": 12, "epochs": 0})
+    [warning] = plan_warnings(steps, plan_run(steps, sizes))
+    assert warning.startswith("train.max_steps: 12 optimiser steps are too few")
+    floor = _project(train={"max_steps": 0, "epochs": 1, "min_steps": 100})
+    assert plan_warnings(floor, plan_run(floor, sizes)) == []

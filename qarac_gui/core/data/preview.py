@@ -83,9 +83,24 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
         warnings.append(f"task {task.name}: only {len(train)} training rows; results will be noisy")
     if valid is None or len(valid) == 0:
         warnings.append(f"task {task.name}: no validation data, so no metrics; set a validation file or fraction")
+    elif len(valid) < FEW_VALIDATION_ROWS:
+        where = ("give a larger validation file" if separate else
+                 f"raise data.validation_fraction (to {_share_for(len(train) + len(valid))} for "
+                 f"{FEW_VALIDATION_ROWS} rows) or give a validation file")
+        warnings.append(f"task {task.name}: {len(valid)} validation rows are too few to measure (one row moves "
+                        f"accuracy by {1 / len(valid):.0%}); {where}")
     return TaskPreview(task.name, columns, headers, rows, len(train), 0 if valid is None else len(valid),
                        labels, counts, share, errors, warnings, lengths, task.max_length,
                        len(adapted) if task.data.filter else 0, len(raw) if task.data.filter else 0)
+
+
+# Fewer validation rows than this measure little: one row moves accuracy by more than 5 %.
+FEW_VALIDATION_ROWS = 20
+
+
+def _share_for(rows: int) -> str:
+    """The held-out share that gives FEW_VALIDATION_ROWS of `rows`, rounded up to a hundredth (at most 0.5)."""
+    return f"{min(0.5, math.ceil(100 * FEW_VALIDATION_ROWS / max(1, rows)) / 100):g}"
 
 
 def filter_summary(preview: TaskPreview) -> str:

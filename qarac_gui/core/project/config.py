@@ -154,6 +154,7 @@ class TrainConfig:
     temperature: float = 2.0
     max_steps: int = 0               # optimiser steps; 0: use epochs
     epochs: float = 0.0              # epochs of epoch_task
+    min_steps: int = 0               # with epochs: at least this many optimiser steps (small data: more epochs)
     epoch_task: str = ""             # empty: the largest task
     precision: str = "auto"
     device: str = "auto"
@@ -531,6 +532,8 @@ def validate(p: Project) -> list[str]:
     _check_choice(problems, "train.device", tr.device, DEVICES)
     if tr.max_steps < 0 or tr.epochs < 0 or (tr.max_steps == 0 and tr.epochs == 0):
         problems.append("train: set max_steps (optimiser steps) or epochs (of epoch_task) above 0")
+    if tr.min_steps < 0:
+        problems.append("train.min_steps: must be 0 (no minimum) or more")
     if tr.epoch_task and tr.epoch_task not in {t.name for t in p.tasks}:
         problems.append(f"train.epoch_task: no task named {tr.epoch_task!r}")
     if not 0 <= tr.seed <= MAX_SEED:
@@ -601,6 +604,7 @@ def _bound_problems(p: Project) -> list[str]:
         ("train.max_steps", tr.max_steps, lim.MAX_STEPS, "the longest run this app plans: months of training even "
          "at tens of steps a second"),
         ("train.epochs", tr.epochs, lim.MAX_STEPS, longest),
+        ("train.min_steps", tr.min_steps, lim.MAX_STEPS, longest),
         ("train.num_threads", tr.num_threads, lim.MAX_THREADS, "more CPU threads than any computer has; this one "
          f"has {os.cpu_count()} cores, and 0 lets torch choose"),
         ("train.log_every", tr.log_every, lim.MAX_STEPS, longest),

@@ -129,9 +129,28 @@ def plan_run(project: Project, sizes: dict[str, int]) -> RunPlan:
         # Each optimiser step consumes `accum` micro-batches of every task (all_tasks), or `accum` draws of one
         # task each; an epoch of the chosen task therefore takes batches / (accum * its share of draws).
         share = 1.0 if all_tasks else task_probabilities(project, sizes)[epoch_task]
-        total = max(1, math.ceil(tr.epochs * batches[epoch_task] / (accum * share)))
+        total = max(1, math.ceil(tr.epochs * batches[epoch_task] / (accum * share)), tr.min_steps)
         if total > MAX_STEPS:
             raise ConfigError(f"train.epochs: {tr.epochs:g} epochs of {epoch_task} ({total / tr.epochs:.3g} steps "
                               f"each) are {total} optimiser steps, more than the {MAX_STEPS} this app plans; "
                               f"lower train.epochs to {MAX_STEPS * tr.epochs / total:.3g} or less")
     return RunPlan(total, batches, epoch_task, accum * (len(batches) if all_tasks else 1))
+
+
+# Below this many optimiser steps a new head has barely moved from its random start: 60 rows in batches of 16 for
+# one epoch is 4 steps, and its classifier stayed at chance on new sentences.
+FEW_STEPS = 50
+
+
+def plan_warnings(project: Project, plan: RunPlan) -> list[str]:
+    """What makes a plan too short to learn, naming the setting to change; empty when it looks fine."""
+    total, tr = plan.total_steps, project.train
+    if total >= FEW_STEPS:
+        return []
+    if tr.max_steps:
+        return [f"train.max_steps: {total} optimiser steps are too few for the heads to learn; raise it to "
+                f"{FEW_STEPS * 4} or more"]
+    per_epoch = total / max(tr.epochs, 1e-9)
+    epochs = math.ceil(FEW_STEPS * 4 / max(per_epoch, 1e-9))
+    return [f"train.epochs: {tr.epochs:g} epoch(s) of {plan.epoch_task} are {total} optimiser steps, too few for the "
+            f"heads to learn; raise train.epochs to {epochs} (about {FEW_STEPS * 4} steps) or set train.min_steps"]
