@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from qarac_gui.core.errors import UserError
-from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepLogged, describe, event_to_json
+from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepDone, StepLogged, describe, event_to_json
 from qarac_gui.core.model import code_trust
 from qarac_gui.core.project.config import load_project
 
@@ -24,16 +24,22 @@ def _format_eta(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-class TerminalPrinter:
-    """A one-line progress bar on a terminal; plain lines (at most every 10 s) when output is redirected."""
+REDRAW_S = 0.1      # the bar's fastest redraw: quicker than the eye wants, slow enough to cost nothing per step
 
-    def __init__(self, stream=None) -> None:
+
+class TerminalPrinter:
+    """A one-line progress bar on a terminal, moved every step; plain lines (at most every 10 s) when output is
+    redirected."""
+
+    def __init__(self, stream=None, clock=time.monotonic) -> None:
         self.out = stream if stream is not None else sys.stderr
         self.tty = self.out.isatty()
+        self.clock = clock
         self.total = 0
         self.start_step = 0
-        self.t0 = time.monotonic()
-        self.last_line = 0.0
+        self.numbers = ""                   # loss, lr and speed of the latest StepLogged, shown until the next
+        self.next_draw = float("-inf")
+        self.last_line = float("-inf")
 
     def _line(self, text: str) -> None:
         if self.tty:
@@ -43,15 +49,19 @@ class TerminalPrinter:
 
     def __call__(self, event) -> None:
         match event:
+            case StepDone():
+                # Every step: only a terminal's bar moves; a log file gets its lines from StepLogged.
+                if self.tty and (event.step == self.total or self.clock() >= self.next_draw):
+                    self._draw(event.step, event.epoch, event.elapsed_s)
             case Progress(phase="download", message=message, done=done, total=total) if done < total:
                 self._transient(f"  {message}")
             case Progress(message=message):
                 self._line(f"  {message}")
             case RunStarted():
-                self.total, self.start_step, self.t0 = event.total_steps, event.start_step, time.monotonic()
+                self.total, self.start_step, self.numbers = event.total_steps, event.start_step, ""
                 self._line(describe(event))
             case StepLogged():
-                self._progress(event)
+                self._logged(event)
             case RunEnded(reason=reason) if reason in ("failed", "diverged"):
                 # The message follows as the "error:" line; it is not printed twice.
                 self._line(describe(dataclasses.replace(event, message="")))
@@ -64,25 +74,33 @@ class TerminalPrinter:
         if self.tty:
             self.out.write("\r\033[K" + text)
             self.out.flush()
-        elif time.monotonic() - self.last_line >= 10:
-            self.last_line = time.monotonic()
+        elif self.clock() - self.last_line >= 10:
+            self.last_line = self.clock()
             self._line(text)
 
-    def _progress(self, e: StepLogged) -> None:
-        done = e.step - self.start_step
-        rate = done / max(time.monotonic() - self.t0, 1e-9)
-        eta = _format_eta((self.total - e.step) / rate) if rate > 0 else "?"
+    def _status(self, step: int, epoch: float, elapsed_s: float) -> str:
+        done = step - self.start_step       # a resumed run's elapsed time counts from where it resumed
+        eta = _format_eta(elapsed_s / done * (self.total - step)) if done > 0 else "?"
+        return " | ".join([f"step {step}/{self.total}", f"epoch {epoch:.2f}", f"ETA {eta}"]
+                          + ([self.numbers] if self.numbers else []))
+
+    def _draw(self, step: int, epoch: float, elapsed_s: float) -> None:
+        # A microsecond of slack: steps exactly REDRAW_S apart must not miss a redraw to float rounding.
+        self.next_draw = self.clock() + REDRAW_S - 1e-6
+        width = 20
+        filled = int(width * step / max(1, self.total))
+        self.out.write("\r\033[K[" + "#" * filled + "." * (width - filled) + "] "
+                       + self._status(step, epoch, elapsed_s))
+        self.out.flush()
+
+    def _logged(self, e: StepLogged) -> None:
         losses = " ".join(f"{k} {v:.4f}" for k, v in e.task_losses.items())
-        text = (f"step {e.step}/{self.total} | epoch {e.epoch:.2f} | loss {losses} | lr {e.lr:.2e} | "
-                f"{e.samples_per_s:.1f} samples/s | ETA {eta}")
+        self.numbers = f"loss {losses} | lr {e.lr:.2e} | {e.samples_per_s:.1f} samples/s"
         if self.tty:
-            width = 20
-            filled = int(width * e.step / max(1, self.total))
-            self.out.write("\r\033[K[" + "#" * filled + "." * (width - filled) + "] " + text)
-            self.out.flush()
-        elif time.monotonic() - self.last_line >= 10 or e.step == self.total:
-            self.last_line = time.monotonic()
-            self._line(text)
+            self._draw(e.step, e.epoch, e.elapsed_s)
+        elif self.clock() - self.last_line >= 10 or e.step == self.total:
+            self.last_line = self.clock()
+            self._line(self._status(e.step, e.epoch, e.elapsed_s))
 
 
 def _jsonl(event) -> None:
@@ -96,6 +114,23 @@ def _find_batch_size(project, stop: threading.Event) -> int:
         verdict = (f"batches of up to {fit.largest} rows fit" if fit.largest else "not even one row fits")
         print(f"{fit.task}: {verdict} (longest row {fit.tokens} tokens; the project sets {fit.configured})")
     return EXIT_OK
+
+
+def _out_refusal(args: argparse.Namespace) -> str | None:
+    """Why --out cannot take a new run, said before the data and the model take their half a minute to load."""
+    out = args.out
+    if out is None or args.resume or args.find_batch_size:     # a resume checks its folder itself; a probe writes none
+        return None
+    if out.exists() and not out.is_dir():
+        return f"{out} is a file, not a folder; choose an empty or new folder for --out"
+    try:
+        taken = out.is_dir() and any(out.iterdir())
+    except OSError as e:
+        return f"{out} cannot be read ({e.strerror or e}); choose an empty or new folder for --out"
+    if taken:
+        return (f"{out} is not empty (it may hold another run); choose an empty or new folder for --out, or "
+                "continue a stopped run there with --resume")
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.resume and args.out is None:
         print("error: --resume needs --out DIR, the folder of the run to continue", file=sys.stderr)
+        return EXIT_ERROR
+    if refusal := _out_refusal(args):
+        print(f"error: {refusal}", file=sys.stderr)
         return EXIT_ERROR
     stop = threading.Event()
 

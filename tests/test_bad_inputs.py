@@ -115,7 +115,7 @@ CONFIG_CASES = [
     ("lr-zero", lambda raw: raw["optim"].update(lr=0), "optim.lr: must be above 0"),
     ("lr-nan", lambda raw: raw["optim"].update(lr=float("nan")), "optim.lr: expected a finite number"),
     ("no-steps-no-epochs", lambda raw: raw["train"].update(max_steps=0, epochs=0),
-     "train: set max_steps (optimiser steps) or epochs (of epoch_task) above 0"),
+     "train: set train.max_steps (optimiser steps) or train.epochs above 0"),
     ("validation-fraction-one", lambda raw: _task(raw)["data"].update(validation_fraction=1.0),
      "tasks.classification.data.validation_fraction: must be in [0, 1)"),
     ("eval-metric-unknown-task", lambda raw: raw["eval"].update(metric="sentiment/accuracy"),

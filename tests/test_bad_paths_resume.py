@@ -110,7 +110,7 @@ def test_out_that_is_an_existing_file_is_refused_and_the_file_kept(tmp_path, tin
     out = tmp_path / "results.csv"
     out.write_text("keep me", encoding="utf-8")
     code, line = _main(capsys, path, "--out", out)
-    assert code == 1 and line == f"error: {out} is a file, not a folder; choose a new folder for the run"
+    assert code == 1 and line == f"error: {out} is a file, not a folder; choose an empty or new folder for --out"
     assert out.read_text(encoding="utf-8") == "keep me"
 
 

@@ -230,6 +230,7 @@ def test_deb_puts_files_where_they_belong(extracted_deb, packaging_modules):
     assert (resources / "demo" / "project.toml").is_file()
     presets = sorted(p.relative_to(ROOT / "resources") for p in (ROOT / "resources" / "presets").glob("*.toml"))
     assert presets and all((resources / preset).is_file() for preset in presets)     # the index and its presets
+    assert (root / "opt" / "qarac-gui" / "_internal" / "docs" / "desktop-app.md").is_file()   # Help > Documentation
     assert read_desktop(root / "usr" / "share" / "applications" / "qarac-gui.desktop")["Icon"] == "qarac-gui"
     icons = root / "usr" / "share" / "icons" / "hicolor"
     for size in SIZES:

@@ -46,6 +46,15 @@ class StepLogged:
 
 
 @dataclass(frozen=True)
+class StepDone:
+    """An optimiser step was applied. Sent every step for progress displays, from host-side counters only (no
+    device sync); the run's log (events.jsonl) leaves it out, since StepLogged keeps what lasts."""
+    step: int
+    epoch: float                            # epochs done of the run's epoch task
+    elapsed_s: float                        # training time so far, paused time left out
+
+
+@dataclass(frozen=True)
 class StepSkipped:
     """An optimiser step was not applied: a loss or the gradient norm was NaN or infinite."""
     step: int
@@ -82,7 +91,8 @@ class RunEnded:
     run_dir: str = ""
 
 
-TrainEvent = Union[Progress, RunStarted, StepLogged, StepSkipped, EvalDone, CheckpointSaved, ExportDone, RunEnded]
+TrainEvent = Union[Progress, RunStarted, StepDone, StepLogged, StepSkipped, EvalDone, CheckpointSaved, ExportDone,
+                   RunEnded]
 Emit = Callable[[TrainEvent], None]
 
 

@@ -42,3 +42,20 @@ def resource_path(*parts: str) -> Path:
         if base.is_dir():
             return base.joinpath(*parts)
     return candidates[-1].joinpath(*parts)
+
+
+def docs_path(*parts: str) -> Path:
+    """A file under docs/ (the Markdown pages the Help menu shows): installed wheel, PyInstaller bundle or checkout.
+
+    The package's own copy comes first: in an installed wheel the checkout's place (the package's parent) is
+    site-packages, where another project's docs/ folder may lie.
+    """
+    here = Path(__file__).resolve().parent.parent            # the qarac_gui package
+    candidates = [here / "docs", here.parent / "docs"]
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        candidates.insert(1, Path(bundle) / "docs")
+    for base in candidates:
+        if any(base.glob("*.md")):
+            return base.joinpath(*parts)
+    return candidates[-1].joinpath(*parts)

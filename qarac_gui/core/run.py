@@ -14,7 +14,16 @@ from typing import Any
 
 from qarac_gui.core import paths
 from qarac_gui.core.errors import RunStopped, UserError
-from qarac_gui.core.events import CallbackList, Emit, ExportDone, Progress, RunEnded, RunStarted, event_to_json
+from qarac_gui.core.events import (
+    CallbackList,
+    Emit,
+    ExportDone,
+    Progress,
+    RunEnded,
+    RunStarted,
+    StepDone,
+    event_to_json,
+)
 from qarac_gui.core.project.config import Project, dumps_project
 from qarac_gui.core.training.disk import describe, write_failure
 
@@ -41,6 +50,8 @@ class _EventLog:
             self._file.write("\n")
 
     def __call__(self, event: Any) -> None:
+        if isinstance(event, StepDone):     # one a step would swell the log; StepLogged keeps what lasts
+            return
         self._file.write(event_to_json(event) + "\n")
         self._file.flush()
 
@@ -83,7 +94,7 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
                                 "continue it without a learning-rate scale, or lower optim.lr")
             resume, restart = False, True
         _check_same_project(project, run_dir)
-    from qarac_gui.core.results.history import lock_owner, lock_run, unlock_run
+    from qarac_gui.core.results.history import lock_owner, lock_run, remember_runs_folder, unlock_run
     if lock_owner(run_dir) not in (None, os.getpid()):
         raise UserError(f"{run_dir} is being trained by another process right now; wait for it or stop it first")
     made = _make_run_dir(run_dir)
@@ -99,6 +110,7 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
             unlock_run(run_dir)
         raise UserError(f"cannot write the run into {run_dir}: {describe(e)}; choose a folder on a disk with space "
                         "that you may write to") from None
+    remember_runs_folder(run_dir.parent)        # the run history lists the runs of every folder runs went to
     started = threading.Event()
 
     def note_start(event: Any) -> None:
@@ -224,6 +236,10 @@ def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Pa
         from qarac_gui.core.training.setup import build_run
         trainee, state, started = build_run(project, run_dir, emit, stop, resume, lr_scale)
         emit(started)
+        # the first step is the slowest (the device warms up): say so rather than show a bar stuck at its start
+        first = state.step + 1
+        emit(Progress("train", "Running the first step" if first == 1 else f"Running step {first}, the first "
+                      "since resuming"))
         from qarac_gui.core.training.loop import fit
         reason = fit(trainee, state, emit, stop, min_log_interval, pause)
         message = ""

@@ -98,8 +98,20 @@ def test_jsonl_prints_one_event_per_line_in_order_and_set_reaches_the_run(tmp_pa
     kept = tomllib.loads((out / "project.toml").read_text(encoding="utf-8"))
     assert kept["train"]["max_steps"] == 2
     assert {t["name"]: t["batch_size"] for t in kept["tasks"]} == {"classification": 8, "regression": 4}
-    # the same events are kept in the run folder
-    assert _names(_events((out / "events.jsonl").read_text(encoding="utf-8"))) == names
+    # the stages between the data and the first step say what runs, in order
+    said = [e["message"] for e in events[:started] if e["event"] == "Progress"]
+    stages = ["Data ready", "Building the model and its heads", f"Moving the model to {events[started]['device']}",
+              "Building the optimiser"]
+    assert [m for m in said if m in stages] == stages
+    assert events[started + 1] == {"event": "Progress", "phase": "train", "message": "Running the first step",
+                                   "done": 0, "total": 0}
+    # every optimiser step reports its progress on the stream, from the first step on, before its log
+    done = _of(events, "StepDone")
+    assert [e["step"] for e in done] == [1, 2] and set(done[0]) == {"event", "step", "epoch", "elapsed_s"}
+    assert started < names.index("StepDone") < steps[0]
+    # the run folder keeps the same events but the per-step progress
+    kept = _names(_events((out / "events.jsonl").read_text(encoding="utf-8")))
+    assert kept == [n for n in names if n != "StepDone"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

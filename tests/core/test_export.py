@@ -413,7 +413,8 @@ def test_task_folder_holds_weights_tokenizer_card_and_project(trained, kind):
     assert AutoTokenizer.from_pretrained(folder)(texts)["input_ids"] == trained.full[2]["encoder"](texts)["input_ids"]
 
     card = (folder / "README.md").read_text(encoding="utf-8")
-    assert card.startswith(f"# tiny: {task}\n")
+    header, body = card.split("\n---\n", 1)               # the Hub's metadata header, then the card
+    assert header.startswith("---\n") and body.lstrip().startswith(f"# tiny: {task}\n")
     assert f"**{kind}**" in card
     metrics = trained.last(EvalDone).metrics[task]
     assert metrics

@@ -257,3 +257,19 @@ def test_a_validation_split_too_small_to_measure_is_warned_about_with_a_share_th
     task.data.validation_fraction = share
     pv = preview_task(p, task)
     assert pv.valid_rows >= 20 and not [w for w in pv.warnings if "validation rows" in w]
+
+
+@pytest.mark.parametrize("columns, expected", [
+    (["review", "sentiment"], ("review", "sentiment")),
+    (["score", "sentence"], ("sentence", "score")),
+    (["question", "answer"], ("question", "answer")),      # no label-like name: the second column
+    (["text", "label"], None),                              # already mapped
+    (["a", "b", "c"], None),
+])
+def test_a_two_column_file_is_mapped_as_text_and_label(tmp_path, tiny_bert, columns, expected):
+    from qarac_gui.core.data.preview import two_column_mapping
+    _, task = _project(tmp_path, tiny_bert, "classification")
+    task.data.text, task.data.label = "text", "label"
+    assert two_column_mapping(task, columns) == expected
+    _, pairs = _project(tmp_path, tiny_bert, "token_classification")
+    assert two_column_mapping(pairs, ["tokens", "ner"]) is None       # words and tags are not a text and a label

@@ -11,9 +11,22 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from qarac_gui.core.model.hub import SORTS, DownloadProgress, HubError, _api, _call, _progress_class, hub_offline
+from qarac_gui.core.model.hub import (
+    SORTS,
+    DownloadProgress,
+    HubDown,
+    HubError,
+    _api,
+    _call,
+    _progress_class,
+    check_reachable,
+    hub_offline,
+)
 
 PREVIEW_ROWS = 10
+REACH_TIMEOUT = 5.0         # seconds the Hub has to answer one small request before it counts as unreachable
+OFFLINE = ("offline (HF_HUB_OFFLINE is set): Hub datasets cannot be searched or looked up; use a local data file "
+           "for this task")
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,8 @@ class DatasetSearch:
     def __init__(self, query: str = "", *, sort: str = "downloads", page_size: int = 20,
                  endpoint: str | None = None, token: str | bool | None = None) -> None:
         if hub_offline():
-            raise HubError("offline (HF_HUB_OFFLINE is set): Hub search is not available; use a local data file")
+            raise HubError(OFFLINE)
+        check_datasets_reachable(endpoint)
         self.page_size = page_size
         self._iter: Iterator[Any] = iter(_call(lambda: _api(endpoint, token).list_datasets(
             search=query or None, sort=SORTS.get(sort, "downloads"), expand=["downloads", "likes",
@@ -59,6 +73,20 @@ class DatasetSearch:
             hits.append(DatasetHit(info.id, int(info.downloads or 0), int(info.likes or 0),
                                    modified.date().isoformat() if hasattr(modified, "date") else ""))
         return hits
+
+
+def check_datasets_reachable(endpoint: str | None = None) -> None:
+    """Fail within REACH_TIMEOUT, in words about datasets, when the Hub cannot be asked: huggingface_hub's and
+    datasets' own retries on a dead network take about 20 s and print each retry to the terminal."""
+    try:
+        check_reachable(endpoint, timeout=REACH_TIMEOUT)
+    except HubDown as e:
+        reason = getattr(e.__cause__, "reason", e.__cause__)
+        if isinstance(reason, TimeoutError):
+            raise HubDown("the Hub did not answer in time, so Hub datasets cannot be searched or looked up now; "
+                          "check the connection and try again, or use a local data file for this task") from None
+        raise HubDown(f"cannot reach the Hub ({reason}), so Hub datasets cannot be searched or looked up now; check "
+                      "the network and try again, or use a local data file for this task") from None
 
 
 def _type_name(value: Any) -> str:
@@ -80,6 +108,8 @@ def _type_name(value: Any) -> str:
 def dataset_details(repo_id: str, config: str | None = None, split: str | None = None,
                     rows: int = PREVIEW_ROWS) -> DatasetDetails:
     """Configs, splits, features and the first rows of a Hub dataset, streamed rather than downloaded."""
+    if not hub_offline():               # offline, datasets reads its own cache
+        check_datasets_reachable()
     import datasets
     from datasets.utils.logging import disable_progress_bar, set_verbosity_error
     disable_progress_bar()

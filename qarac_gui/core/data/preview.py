@@ -87,8 +87,8 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
         where = ("give a larger validation file" if separate else
                  f"raise data.validation_fraction (to {_share_for(len(train) + len(valid))} for "
                  f"{FEW_VALIDATION_ROWS} rows) or give a validation file")
-        warnings.append(f"task {task.name}: {len(valid)} validation rows are too few to measure (one row moves "
-                        f"accuracy by {1 / len(valid):.0%}); {where}")
+        warnings.append(f"task {task.name}: {len(valid)} {SMALL_VALIDATION} (one row moves accuracy by "
+                        f"{1 / len(valid):.0%}); {where}")
     return TaskPreview(task.name, columns, headers, rows, len(train), 0 if valid is None else len(valid),
                        labels, counts, share, errors, warnings, lengths, task.max_length,
                        len(adapted) if task.data.filter else 0, len(raw) if task.data.filter else 0)
@@ -96,11 +96,32 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
 
 # Fewer validation rows than this measure little: one row moves accuracy by more than 5 %.
 FEW_VALIDATION_ROWS = 20
+SMALL_VALIDATION = "validation rows are too few to measure"
 
 
 def _share_for(rows: int) -> str:
     """The held-out share that gives FEW_VALIDATION_ROWS of `rows`, rounded up to a hundredth (at most 0.5)."""
     return f"{min(0.5, math.ceil(100 * FEW_VALIDATION_ROWS / max(1, rows)) / 100):g}"
+
+
+# Column names that hold what a head learns, in files made for training.
+LABEL_NAMES = {"label", "labels", "score", "target", "class", "category", "sentiment", "y", "rating", "stars",
+               "tag", "tags"}
+
+
+def two_column_mapping(task: TaskConfig, columns: list[str]) -> tuple[str, str] | None:
+    """(text, label) for a file of exactly two columns that the task's columns do not name: the one named like a
+    label (label, score, sentiment, …) is the label, else the second; None when there is nothing to map."""
+    kind = kind_of(task.head)
+    if (len(columns) != 2 or kind.takes_inputs or kind.words_input or task.data.text_pair
+            or not kind.label_role_for(task.head) or kind.needs_pair):
+        return None
+    if task.data.text in columns and task.data.label in columns:
+        return None
+    named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
+    label = named[0] if len(named) == 1 else columns[1]
+    text = columns[0] if label == columns[1] else columns[1]
+    return text, label
 
 
 def filter_summary(preview: TaskPreview) -> str:
@@ -324,6 +345,8 @@ def start_problems(project: Project, previews: dict[str, TaskPreview], model_err
         problems.append(model_error)
     for task in project.tasks:
         preview = previews.get(task.name)
-        if preview is not None:
+        # a task whose data settings are wrong already has its problem above; what reading them found says it again
+        said = any(p.startswith((f"tasks.{task.name}.data:", f"tasks.{task.name}.data.")) for p in problems)
+        if preview is not None and not said:
             problems.extend(preview.errors)
     return problems

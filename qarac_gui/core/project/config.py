@@ -178,7 +178,7 @@ class EvalConfig:
 class CheckpointConfig:
     every: int = 0                   # steps; 0: only when the run stops or ends
     minutes: float = 10.0            # also one at least this often (a crash loses at most this much); 0: off
-    keep: int = 2
+    keep: int = 1                    # resuming reads only the newest
 
 
 @dataclass
@@ -221,6 +221,29 @@ class Project:
             for source in t.data.union:
                 if source.train:
                     source.train = str(self.resolve(source.train).resolve())
+        return p
+
+    def with_relative_paths(self, folder: Path) -> Project:
+        """A copy for a project file in `folder`: local data files and model folders inside it are written relative
+        to it, so the project moves with its folder; anything outside it keeps its absolute path."""
+        p = self.with_absolute_paths()
+        folder = Path(folder).resolve()
+
+        def rel(path: str) -> str:
+            if not path or not Path(path).is_absolute():
+                return path
+            try:
+                return Path(path).relative_to(folder).as_posix()
+            except ValueError:
+                return path
+        for bb in p.backbones.values():
+            if not bb.model.startswith("package:"):
+                bb.model = rel(bb.model)
+        for t in p.tasks:
+            t.data.train, t.data.validation = rel(t.data.train), rel(t.data.validation)
+            for source in t.data.union:
+                source.train = rel(source.train)
+        p.root = folder
         return p
 
     def resolve(self, path: str) -> Path:
@@ -531,7 +554,7 @@ def validate(p: Project) -> list[str]:
     _check_choice(problems, "train.precision", tr.precision, PRECISIONS)
     _check_choice(problems, "train.device", tr.device, DEVICES)
     if tr.max_steps < 0 or tr.epochs < 0 or (tr.max_steps == 0 and tr.epochs == 0):
-        problems.append("train: set max_steps (optimiser steps) or epochs (of epoch_task) above 0")
+        problems.append("train: set train.max_steps (optimiser steps) or train.epochs above 0")
     if tr.min_steps < 0:
         problems.append("train.min_steps: must be 0 (no minimum) or more")
     if tr.epoch_task and tr.epoch_task not in {t.name for t in p.tasks}:

@@ -12,6 +12,7 @@ import qarac_gui
 from qarac_gui.core.kinds import kind_of
 from qarac_gui.core.kinds.inputs import task_inputs
 from qarac_gui.core.project.config import Project, TaskConfig, dumps_project
+from qarac_gui.core.results.export import SENTENCE_TAGS, card_header, described_base, share_modes, write_card
 
 FOLDER = "backbones"            # export/backbones/<name>/, beside the task folders and full/
 
@@ -146,20 +147,26 @@ def exported_backbones(tasks: list[TaskConfig]) -> dict[str, list[TaskConfig]]:
 
 def export_backbones(folder: Path, project: Project, tasks: list[TaskConfig], model: Any,
                      tokenizers: dict[str, Any], sources: dict[str, str], metrics: dict[str, dict]) -> dict[str, Path]:
-    """export/backbones/<name>/ for each backbone the tasks over named inputs read; {} when none does."""
+    """export/backbones/<name>/ for each backbone the tasks over named inputs read; {} when none does. The cards name
+    each base model as the project gives it, not by `sources` (folders of this machine)."""
     readers = exported_backbones(tasks)
     written = {}
     for name, users in readers.items():
         out = folder / name
         out.mkdir(parents=True)
+        kinds = list(dict.fromkeys(t.head.kind for t in users))
         if project.backbones[name].role == "decoder":
             card = _write_decoder(out, project, name, model, tokenizers, users)
+            header = card_header(project, name, users, library="transformers", pipeline="text-generation",
+                                 tags=kinds)
         else:
             card = _write_encoder(out, project, name, model, users)
+            header = card_header(project, name, users, library="sentence-transformers",
+                                 pipeline="sentence-similarity", tags=SENTENCE_TAGS + kinds)
         tokenizers[name].save_pretrained(out)
-        trained = _trained_by(project, name, sources.get(name, project.backbones[name].model), users, metrics)
-        (out / "README.md").write_text(card + trained, encoding="utf-8")
+        write_card(out / "README.md", header + card + _trained_by(project, name, users, metrics))
         (out / "project.toml").write_text(dumps_project(project), encoding="utf-8")
+        share_modes(out)
         written[name] = out
     return written
 
@@ -324,9 +331,10 @@ The paths are relative to the run's `export/` folder (or wherever its `{FOLDER}`
 """
 
 
-def _trained_by(project: Project, name: str, source: str, users: list[TaskConfig], metrics: dict[str, dict]) -> str:
+def _trained_by(project: Project, name: str, users: list[TaskConfig], metrics: dict[str, dict]) -> str:
     o = project.optim
-    lines = ["", "## Training", "", f"Fine-tuned from `{source}` together with the project's other backbones "
+    lines = ["", "## Training", "", f"Fine-tuned from {described_base(project, name)} together with the project's "
+             "other backbones "
              f"({', '.join(f'`{b}`' for b in project.backbones)}); the tasks that read this one:", ""]
     for task in users:
         scores = metrics.get(task.name, {})

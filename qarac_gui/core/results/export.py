@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,12 @@ TOKEN_LAYOUT = {t: "classifier" for t in SEQ_CLS_LAYOUT}
 QA_LAYOUT = {t: "qa_outputs" for t in SEQ_CLS_LAYOUT}
 LAYOUTS = {"sequence": SEQ_CLS_LAYOUT, "token": TOKEN_LAYOUT, "qa": QA_LAYOUT}
 FULL_FORMAT = "qarac_gui.multitask/1"
+# The Hub's pipeline tag of each transformers class an export is written as (the widget and the search filter).
+PIPELINE_TAGS = {"AutoModelForSequenceClassification": "text-classification",
+                 "AutoModelForTokenClassification": "token-classification",
+                 "AutoModelForQuestionAnswering": "question-answering", "AutoModelForMaskedLM": "fill-mask"}
+SENTENCE_TAGS = ["sentence-transformers", "feature-extraction"]     # as the Hub tags sentence-transformers models
+APP_TAGS = ["qarac-gui", "multi-task"]
 
 
 class ExportError(UserError):
@@ -110,12 +119,88 @@ def _write_similarity(folder: Path, task: TaskConfig, encoder: Any, head: Any) -
                                                                   "do_lower_case": False}, indent=2))
 
 
-def _model_card(project: Project, task: TaskConfig, source: str, labels: list[str], metrics: dict) -> str:
+def base_model_name(project: Project, backbone: str) -> tuple[str, bool]:
+    """How a model card names a backbone's base model, and whether that name is a Hub id: the Hub id, the model
+    package's name, or a local folder's own name (a path of this machine means nothing to whoever reads the card)."""
+    spec = project.backbones[backbone].model.strip()
+    if spec.startswith("package:"):
+        return spec.removeprefix("package:").strip(), False
+    local = project.resolve(spec)
+    if spec.startswith((".", "/", "~", "\\")) or Path(spec).is_absolute() or spec.count("/") > 1 or local.exists():
+        return Path(os.path.normpath(local)).name or spec, False
+    return spec, True
+
+
+def described_base(project: Project, backbone: str) -> str:
+    """The base model in words, for the card's text."""
+    name, hub = base_model_name(project, backbone)
+    spec, revision = project.backbones[backbone].model.strip(), project.backbones[backbone].revision
+    if hub:
+        return f"the Hub model `{name}`" + (f" (revision `{revision}`)" if revision else "")
+    if spec.startswith("package:"):
+        return f"the model of the installed package `{name}`"
+    return f"the local model folder `{name}`"
+
+
+def hub_datasets(tasks: list[TaskConfig]) -> list[str]:
+    """The Hub dataset ids the tasks' rows came from (local files have none)."""
+    ids = []
+    for task in tasks:
+        ids += [task.data.hub] if task.data.hub else []
+        ids += [source.hub for source in task.data.union if source.hub]
+    return list(dict.fromkeys(ids))
+
+
+def card_header(project: Project, backbone: str, tasks: list[TaskConfig], *, library: str, pipeline: str,
+                tags: list[str]) -> str:
+    """The metadata block the Hub reads at the top of a README.md (written by huggingface_hub, so it stays in the
+    Hub's format). base_model is set only for a Hub id: the Hub links it, and refuses names it does not know."""
+    from huggingface_hub import ModelCardData
+    name, hub = base_model_name(project, backbone)
+    metrics = list(dict.fromkeys(m for t in tasks for m in kind_of(t.head).reported(t.head)))
+    data = ModelCardData(base_model=name if hub else None, library_name=library, pipeline_tag=pipeline,
+                         tags=list(dict.fromkeys(tags + APP_TAGS)), datasets=hub_datasets(tasks) or None,
+                         metrics=metrics or None)
+    return f"---\n{data.to_yaml()}\n---\n\n"
+
+
+def write_card(path: Path, text: str) -> None:
+    """Write a model card through huggingface_hub, which checks that its metadata block parses."""
+    from huggingface_hub import ModelCard
+    ModelCard(text).save(path)
+
+
+def _together(project: Project, task: TaskConfig) -> str:
+    """Which of the project's other tasks trained the same encoder, and how many trained others."""
+    sharing = [t.name for t in project.tasks
+               if t.name != task.name and task.main_backbone in kind_of(t.head).backbones(t)]
+    elsewhere = len(project.tasks) - 1 - len(sharing)
+    if not sharing and not elsewhere:
+        return "It was the project's only task."
+    text = (f"Its encoder was trained together with {_count(len(sharing), 'other task')} of the project "
+            f"({', '.join(f'`{n}`' for n in sharing)})" if sharing else "No other task trained its encoder")
+    if elsewhere:
+        text += f"; {_count(elsewhere, 'more task')} trained other backbones"
+    return text + "."
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _model_card(project: Project, task: TaskConfig, labels: list[str], metrics: dict) -> str:
     o, d = project.optim, task.data
+    kind = kind_of(task.head)
     data = d.hub + (f" ({d.hub_config})" if d.hub_config else "") if d.hub else Path(d.train).name
+    if kind.export_as == "sentence_transformers":
+        header = card_header(project, task.main_backbone, [task], library="sentence-transformers",
+                             pipeline="sentence-similarity", tags=SENTENCE_TAGS + [kind.name])
+    else:
+        header = card_header(project, task.main_backbone, [task], library="transformers",
+                             pipeline=PIPELINE_TAGS[kind.auto_class], tags=[kind.name.replace("_", "-")])
     lines = [f"# {project.name}: {task.name}", "",
-             f"Fine-tuned with qarac_gui {qarac_gui.__version__} from `{source}` as a **{task.head.kind}** task,",
-             f"trained together with {len(project.tasks) - 1} other task(s) on one shared encoder.", "",
+             f"Fine-tuned with qarac_gui {qarac_gui.__version__} from {described_base(project, task.main_backbone)} "
+             f"as a **{task.head.kind}** task.", _together(project, task), "",
              "## Training", "", f"- data: {data}, text column `{d.text}`"
              + (f", pair column `{d.text_pair}`" if d.text_pair else "") + f", target column `{d.label}`",
              f"- optimiser: {'NAdam' if o.optimizer == 'nadam' else 'AdamW'}, lr {o.lr:g}, scheduler {o.scheduler}, "
@@ -127,11 +212,45 @@ def _model_card(project: Project, task: TaskConfig, source: str, labels: list[st
     lines += ["", "## Validation metrics", ""]
     lines += [f"- {k}: {v:.4f}" for k, v in sorted(metrics.items())] or ["- (no validation data)"]
     lines += ["", "The project file that produced this model is `project.toml` in this folder."]
-    return "\n".join(lines) + "\n"
+    return header + "\n".join(lines) + "\n"
+
+
+def share_modes(folder: Path) -> None:
+    """Give every file and folder under `folder` the mode a new one gets here (what the umask allows).
+
+    safetensors and atomic temporary files are created private (0600); an export is made to be copied, shared and
+    served like any other file, so one file readable only by its owner in a folder of readable ones is a trap."""
+    file_mode, dir_mode = _plain_modes(folder)
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chmod(path, dir_mode)
+        elif path.is_file():
+            os.chmod(path, dir_mode if path.stat().st_mode & 0o111 else file_mode)
+
+
+def _plain_modes(folder: Path) -> tuple[int, int]:
+    """(file, folder) modes that new ones get in `folder`: made and read back, since asking the process for its
+    umask means changing it for every thread for a moment, and a default ACL of the folder counts too."""
+    probe = folder / f".mode-probe-{os.getpid()}-{threading.get_ident()}"
+    os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        file_mode = stat.S_IMODE(probe.stat().st_mode)
+    finally:
+        probe.unlink()
+    probe.mkdir(0o777)
+    try:
+        dir_mode = stat.S_IMODE(probe.stat().st_mode)
+    finally:
+        probe.rmdir()
+    return file_mode, dir_mode
 
 
 def export_task(folder: Path, project: Project, task: TaskConfig, model: Any, tokenizer: Any, source: str,
                 labels: list[str], metrics: dict) -> Path:
+    """The task's folder. The card names the base model as the project gives it, not `source` (the folder the
+    model was loaded from, which may be a path of this machine only)."""
     encoder = model.backbones[task.main_backbone]
     head = model.heads[task.name]
     problem = export_problem(task, encoder.config.model_type, encoder.config.hidden_size)
@@ -143,8 +262,9 @@ def export_task(folder: Path, project: Project, task: TaskConfig, model: Any, to
     else:
         _native_model(task, encoder, head, labels).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / "README.md").write_text(_model_card(project, task, source, labels, metrics), encoding="utf-8")
+    write_card(folder / "README.md", _model_card(project, task, labels, metrics))
     (folder / "project.toml").write_text(dumps_project(project), encoding="utf-8")
+    share_modes(folder)
     return folder
 
 
@@ -164,6 +284,7 @@ def export_full(folder: Path, project: Project, model: Any, tokenizers: dict[str
                 "tasks": {t.name: {"kind": t.head.kind, "backbone": t.main_backbone, "labels": labels.get(t.name, [])}
                           for t in project.tasks}}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    share_modes(folder)
     return folder
 
 

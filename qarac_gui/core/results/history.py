@@ -12,6 +12,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from qarac_gui.core import events as ev
+from qarac_gui.core import paths
 from qarac_gui.core.errors import UserError
 
 EVENT_TYPES = {cls.__name__: cls for cls in (ev.Progress, ev.RunStarted, ev.StepLogged, ev.StepSkipped,
@@ -143,8 +144,108 @@ def list_runs(base: Path) -> list[RunSummary]:
     base = Path(base)
     if not base.is_dir():
         return []
-    runs = [summarize(p) for p in base.iterdir() if p.is_dir() and (p / "events.jsonl").is_file()]
+    runs = [summarize(p) for p in base.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / "events.jsonl").is_file()]
     return sorted(runs, key=lambda r: r.started, reverse=True)
+
+
+# The folders runs were written into (the app's, the user's chosen one, any --out of the command line), so the
+# history finds every run wherever it went. A list in the app's data folder, newest first.
+FOLDERS_FILE = "run_folders.json"
+MAX_FOLDERS = 100
+
+
+def remember_runs_folder(folder: Path) -> None:
+    """Add `folder` (the parent of a run folder) to the list the history reads. Never raises: a run must not fail
+    because the app's data folder cannot be written."""
+    path = paths.data_dir() / FOLDERS_FILE
+    try:
+        folder = Path(folder).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=5):
+            known = _read_folders(path)
+            if known[:1] == [folder]:
+                return
+            known = [folder, *(f for f in known if f != folder)][:MAX_FOLDERS]
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps([str(f) for f in known], indent=1), encoding="utf-8")
+            os.replace(tmp, path)
+    except (OSError, RuntimeError, Timeout):         # RuntimeError: a symlink loop on the way
+        pass
+
+
+def _read_folders(path: Path) -> list[Path]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [Path(f) for f in raw if isinstance(f, str) and f] if isinstance(raw, list) else []
+
+
+def run_folders(first: Path | None = None) -> list[Path]:
+    """The folders that hold runs: `first` (default: the app's runs folder), then every folder runs were written
+    into, as far as they still exist; each once."""
+    out, seen = [], set()
+    for folder in [Path(first) if first else paths.runs_dir(), *_read_folders(paths.data_dir() / FOLDERS_FILE)]:
+        try:
+            key = os.path.normcase(str(folder.resolve()))
+            usable = key not in seen and folder.is_dir()
+        except (OSError, RuntimeError):         # unreachable, or a symlink loop: skipped like a missing folder
+            continue
+        if usable:
+            seen.add(key)
+            out.append(folder)
+    return out
+
+
+def list_all_runs(first: Path | None = None) -> list[RunSummary]:
+    """The runs of every folder run_folders() gives, newest first."""
+    runs = [r for folder in run_folders(first) for r in list_runs(folder)]
+    return sorted(runs, key=lambda r: r.started, reverse=True)
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under `folder` (what deleting it frees); files that vanish meanwhile count 0."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def human_size(n: int) -> str:
+    """Bytes as a person reads them: 512 B, 3.4 kB, 1.2 GB (powers of 1000, as file managers count)."""
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n /= 1000
+        if n < 999.95 or unit == "TB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def delete_run(run_dir: Path) -> None:
+    """Delete a run folder and all it holds; refused while a process trains it, and for a folder that is no run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} does not exist any more; nothing was deleted")
+    if not ((run_dir / "events.jsonl").is_file() or (run_dir / "project.toml").is_file()):
+        raise UserError(f"{run_dir} is not a run folder (it has no events.jsonl or project.toml); nothing was deleted")
+    if lock_owner(run_dir) is not None:
+        raise UserError(f"{run_dir} is being trained right now; stop the run first, then delete it")
+    # Renamed first, so that a deletion that fails half-way leaves no half run that the history would list.
+    doomed = run_dir.with_name(f".{run_dir.name}.deleting")
+    try:
+        if doomed.exists():         # left by an earlier deletion that failed
+            shutil.rmtree(doomed)
+        os.replace(run_dir, doomed)
+        shutil.rmtree(doomed)
+    except OSError as e:
+        raise UserError(f"could not delete {run_dir}: {e.strerror or e}; what is left is in "
+                        f"{doomed if doomed.exists() else run_dir}") from None
 
 
 def exported_folders(run_dir: Path) -> dict[str, Path]:
@@ -179,6 +280,8 @@ def copy_export(run_dir: Path, destination: Path, names: list[str], emit=None) -
             if emit:
                 emit(ev.Progress("export", f"Copying {name}", i, len(names)))
             shutil.copytree(available[name], tmp / name)
+        from qarac_gui.core.results.export import share_modes
+        share_modes(tmp)                # exports written before their modes were made plain
         if destination.exists():
             destination.rmdir()
         os.replace(tmp, destination)

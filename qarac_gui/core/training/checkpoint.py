@@ -103,7 +103,7 @@ def save_checkpoint(folder: Path, *, model: Any, optimizer: Any, scheduler: Any,
         raise CheckpointError(f"could not write the checkpoint of step {state.step} into {folder}: "
                               f"{describe(failure)}; free some space there (a checkpoint of this run takes at "
                               f"least {size / 2**20:.0f} MiB) and continue the run: {after}") from e
-    prune(folder, keep, best_step=state.best_step)
+    prune(folder, keep)
     return final
 
 
@@ -191,10 +191,12 @@ def latest_checkpoint(folder: Path) -> tuple[Path | None, list[str]]:
     return None, notes
 
 
-def prune(folder: Path, keep: int, best_step: int) -> None:
+def prune(folder: Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoints. Resuming reads only the newest; the best evaluation's weights, which the
+    export takes with eval.keep_best, are kept apart in best/, so the best step's whole checkpoint (its optimiser
+    state is twice the model) is not kept for them."""
     checkpoints = list_checkpoints(folder)
-    protected = {p for p in checkpoints[-keep:]}
-    protected |= {p for p in checkpoints if p.name == f"{PREFIX}{best_step:08d}"}
+    protected = set(checkpoints[-max(1, keep):])
     for p in checkpoints:
         if p not in protected:
             shutil.rmtree(p, ignore_errors=True)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from qarac_gui.core.data.tokenize import TaskData
-from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepLogged
+from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, StepDone, StepLogged
 from qarac_gui.core.kinds.metrics import is_better
 from qarac_gui.core.project.config import Project
 from qarac_gui.core.training.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
@@ -94,6 +94,8 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
                 return "diverged"
             lrs = _apply(t, guard, step)
             state.step = step
+            # Progress every step from host counters alone: the losses wait on the device for the log interval
+            emit(StepDone(step, t.stream.epochs_done(t.plan.epoch_task), log.elapsed()))
             last = step == t.plan.total_steps
             if log.due(step, last):
                 if diverged():          # the log reads the device anyway: take the verdict in first
@@ -199,6 +201,9 @@ class _LossLog:
         """Paused time counts neither in elapsed time nor in samples/s."""
         self.started += seconds
         self.last += seconds
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     def due(self, step: int, last: bool) -> bool:
         return last or (step % self.every == 0 and time.monotonic() - self.last >= self.min_interval)

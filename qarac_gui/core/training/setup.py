@@ -232,6 +232,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     check_max_lengths(project, {n: b.model.config for n, b in loaded.items()}, tokenizers)
     tasks = prepare_tasks(project, tokenizers, emit, stop)
     _check_stop(stop)
+    emit(Progress("model", "Building the model and its heads"))
     wants_lm = {t.main_backbone for t in project.tasks if kind_of(t.head).uses_lm_head}
     pretrained_lms = {n: load_pretrained_lm(project.backbones[n], b, name=n) for n, b in loaded.items()
                       if n in wants_lm and b.architecture.endswith("ForMaskedLM")}
@@ -242,11 +243,14 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     if project.train.init_from:
         _init_from(project, model, emit)
     apply_freezing(project, model)
+    _check_stop(stop)
+    emit(Progress("model", f"Moving the model to {device}"))
     model.to(device)
     sizes = {n: len(d.train) for n, d in tasks.items()}
     plan = plan_run(project, sizes)
     stream = TaskStream(sizes, {t.name: t.batch_size for t in project.tasks}, project.train.mixing,
                         task_probabilities(project, sizes), project.train.seed)
+    emit(Progress("model", "Building the optimiser"))
     optimizer = make_optimizer(project, model, device)
     scheduler = make_scheduler(project, optimizer, plan.total_steps)
     autocast, precision = autocast_factory(device, project.train.precision)
