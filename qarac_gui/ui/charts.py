@@ -2,21 +2,120 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel, QSizePolicy
 
-SMOOTHING = 0.9                 # EMA factor of the smoothed loss curves, like TensorBoard's default slider
+SMOOTHING = 0.6                 # weight of the past in the smoothed loss: enough to calm the noise, little lag
+SPARSE = 30                     # a series with fewer points in view than this marks each point
+LEGEND_ROW = 24                 # pixels a row of legend entries takes
+TITLE_AND_AXIS = 75             # pixels the title and the step axis take
+RAW_ALPHA = 150                 # the raw loss under its smoothed curve: fainter, still plain to see
 
 pg.setConfigOptions(antialias=False)
 
 
+# Tableau's ten: neighbours differ in hue and lightness, so the first tasks never look alike (evenly spaced hues
+# made the first two red and orange)
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+
+
 def color_of(index: int) -> pg.QtGui.QColor:
-    return pg.intColor(index, hues=9, values=1, maxValue=220, minValue=150, sat=200)
+    return pg.mkColor(PALETTE[index % len(PALETTE)])
+
+
+def tick_strings(values: list[float], spacing: float) -> list[str]:
+    """Ticks as the numbers they are: 0.0005, 0.5, 1500, 1e-05, never a scaled "500" with a unit prefix."""
+    if not values or not spacing > 0:
+        return [f"{v:g}" for v in values]
+    biggest = max(abs(v) for v in values)
+    if biggest >= 1e6 or biggest < 1e-3:
+        # too many zeros to write out: as many significant digits as tell neighbouring ticks apart
+        digits = max(1, math.ceil(math.log10(max(biggest, spacing) / spacing)) + 1)
+        return ["0" if abs(v) < spacing * 1e-6 else f"{v:.{digits}g}" for v in values]
+    decimals = next(d for d in range(13) if abs(round(spacing, d) - spacing) <= spacing * 1e-6 or d == 12)
+    return [f"{0.0 if abs(v) < spacing * 1e-6 else v:.{decimals}f}" for v in values]
+
+
+def log_tick_strings(exponents: list[float]) -> list[str]:
+    """Log-axis ticks (pyqtgraph passes their base-10 exponents) as the values: 1e-05, 0.0002, 1."""
+    return [f"{10.0 ** e:.3g}" for e in exponents]
+
+
+class ValueAxis(pg.AxisItem):
+    """An axis that writes the data's own numbers, in log mode too."""
+
+    def __init__(self, orientation: str, whole: bool = False, **kwargs) -> None:
+        super().__init__(orientation, **kwargs)
+        self.enableAutoSIPrefix(False)
+        self.whole = whole          # only whole numbers have ticks (steps): no step 2.5
+
+    def tickSpacing(self, minVal, maxVal, size):
+        levels = super().tickSpacing(minVal, maxVal, size)
+        if not self.whole or self.logMode:
+            return levels
+        return [(spacing, offset) for spacing, offset in levels if spacing >= 1] or [(1.0, 0.0)]
+
+    def tickStrings(self, values, scale, spacing):
+        if self.logMode:
+            return self.logTickStrings(values, scale, spacing)
+        return tick_strings([v * scale for v in values], spacing * scale)
+
+    def logTickStrings(self, values, scale, spacing):
+        return log_tick_strings(list(values))
+
+
+class _Sample(pg.ItemSample):
+    """A legend sample that only shows the line: tasks are shown and hidden with the panel's check boxes."""
+
+    def mouseClickEvent(self, event) -> None:
+        event.ignore()
+
+
+class LegendRow(pg.LegendItem):
+    """The legend as a row of the plot's own layout, under the axis: it takes its room from the plot area, so it
+    can never cover a curve. Entries wrap into as many columns as the width allows."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(frame=False, horSpacing=8, labelTextSize="8pt", **kwargs)
+        self.columns = 1
+
+    def updateSize(self) -> None:
+        # the plot's layout places and sizes the legend; only tell it that the wanted size changed
+        self.updateGeometry()
+
+    def mouseDragEvent(self, event) -> None:
+        event.ignore()          # it stays in its row
+
+    def entry_width(self) -> float:
+        # the text's own width: the label's geometry is stretched to its column
+        return max((20 + label.item.boundingRect().width() + 2 * self.layout.horizontalSpacing()
+                    for _, label in self.items), default=0.0)
+
+    def fit(self, width: float) -> None:
+        """Lay the entries out in as many columns as `width` holds."""
+        columns = max(1, min(len(self.items), int(width // max(self.entry_width(), 1.0))))
+        if columns == self.columns and self.layout.count() == 2 * len(self.items):
+            return
+        self.columns = self.columnCount = columns
+        for i in range(self.layout.count() - 1, -1, -1):
+            self.layout.removeAt(i)
+        for i, (sample, label) in enumerate(self.items):
+            row, col = divmod(i, columns)
+            self.layout.addItem(sample, row, 2 * col, alignment=Qt.AlignmentFlag.AlignVCenter)
+            self.layout.addItem(label, row, 2 * col + 1)
+        self.updateGeometry()
+
+    def _addItemToLayout(self, sample, label) -> None:
+        row, col = divmod(len(self.items) - 1, self.columns)
+        self.layout.addItem(sample, row, 2 * col, alignment=Qt.AlignmentFlag.AlignVCenter)
+        self.layout.addItem(label, row, 2 * col + 1)
 
 
 class Series:
@@ -53,22 +152,52 @@ class Series:
 class LiveChart(pg.PlotWidget):
     """One quantity over steps; each named series is one curve. Call flush() from a timer to redraw."""
 
-    def __init__(self, title: str, y_label: str, log_y: bool = False, parent=None) -> None:
-        super().__init__(parent)
+    log_y_changed = Signal(bool)
+
+    def __init__(self, title: str, y_label: str, log_y: bool = False, parent=None,
+                 empty_text: str = "Shown once a run starts") -> None:
+        super().__init__(parent, axisItems={"left": ValueAxis("left"), "bottom": ValueAxis("bottom", whole=True)})
         self.setObjectName(f"chart_{title.lower().replace(' ', '_')}")
         self.title = title
+        # An empty chart says why instead of showing the made-up ticks of an empty axis (0 to 1, or 2 to 9 in log).
+        self.empty_label = QLabel(empty_text, self)
+        self.empty_label.setObjectName("empty_chart")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         item = self.getPlotItem()
+        self.legend = LegendRow(sampleType=self._sample_type())
+        item.legend = self.legend               # PlotItem.plot(name=...) adds its entries here
+        item.layout.addItem(self.legend, 4, 1)  # below the step axis, outside the plot area
+        self.legend.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)   # as wide as its entries
+        item.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignHCenter)
         self._apply_palette()
         item.setLabel("bottom", "step")
         item.setLabel("left", y_label)
         item.showGrid(x=True, y=True, alpha=0.2)
-        item.setLogMode(y=log_y)
         item.setDownsampling(auto=True, mode="peak")
         item.setClipToView(True)
-        self.legend = item.addLegend(offset=(-10, 10))
         self.series: dict[str, Series] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self._auto_symbols: dict[str, bool] = {}     # name -> marked now; only series that mark sparse points
         self._dirty: set[str] = set()
+        item.setLogMode(y=log_y)
+        item.ctrl.logYCheck.toggled.connect(self._on_log_y_toggled)     # the context menu's "Log Y" too
+        item.getViewBox().sigXRangeChanged.connect(self._on_view_x_range_changed)
+        self._show_legend_if_useful()
+        self._show_if_empty()
+
+    @property
+    def empty(self) -> bool:
+        return not any(s.size for s in self.series.values())
+
+    def _show_if_empty(self) -> None:
+        empty = self.empty
+        self.empty_label.setVisible(empty)
+        for side in ("left", "bottom"):
+            self.getPlotItem().getAxis(side).setStyle(showValues=not empty)
+
+    def _sample_type(self) -> type:
+        return pg.ItemSample
 
     def _apply_palette(self) -> None:
         """Follow the system palette, light or dark, instead of pyqtgraph's fixed black background."""
@@ -80,6 +209,7 @@ class LiveChart(pg.PlotWidget):
         for side in ("left", "bottom"):
             item.getAxis(side).setPen(text)
             item.getAxis(side).setTextPen(text)
+        self.legend.setLabelTextColor(text)
 
     def changeEvent(self, event) -> None:
         # Qt sends palette events during construction too, before the plot exists.
@@ -88,8 +218,45 @@ class LiveChart(pg.PlotWidget):
             self._apply_palette()
         super().changeEvent(event)
 
+    def resizeEvent(self, event) -> None:
+        # Qt resizes during construction, and pyqtgraph's close() drops the plot before its last resize
+        if hasattr(self, "legend") and self.getPlotItem() is not None:
+            self._show_legend_if_useful()   # first: the legend's width bounds how narrow the plot may be laid out
+        super().resizeEvent(event)
+        if hasattr(self, "empty_label"):
+            self.empty_label.setGeometry(0, 0, self.width(), self.height())
+
+    def _fit_legend(self) -> None:
+        # from the widget's width: the plot's own layout only catches up with a resize later
+        self.legend.fit(self.width() - self.getPlotItem().getAxis("left").width() - 20)
+
+    def _show_legend_if_useful(self) -> None:
+        # One entry repeats the title, none would leave an empty row, and a legend that leaves the curves less
+        # than half the chart squeezes them to a strip (the panel's coloured task boxes still name the colours).
+        self._fit_legend()
+        rows = math.ceil(len(self.legend.items) / self.legend.columns)
+        useful = len(self.legend.items) > 1 and rows * LEGEND_ROW <= self.height() / 2 - TITLE_AND_AXIS
+        if useful != self.legend.isVisible():
+            self.legend.setVisible(useful)
+            self.legend.setMaximumHeight(1e6 if useful else 0)
+
+    @property
+    def log_y(self) -> bool:
+        return self.getPlotItem().ctrl.logYCheck.isChecked()
+
+    def set_log_y(self, on: bool) -> None:
+        self.getPlotItem().setLogMode(y=on)
+
+    def _on_log_y_toggled(self, on: bool) -> None:
+        self._dirty.update(self.series)               # which points can be drawn depends on the scale
+        self.flush()
+        self.getPlotItem().enableAutoRange(y=True)    # a range in the other scale means nothing in this one
+        self.log_y_changed.emit(on)
+
     def add_series(self, name: str, color, *, width: float = 1, dashed: bool = False, symbol: str | None = None,
-                   legend: bool = True, alpha: int = 255) -> None:
+                   legend: bool = True, alpha: int = 255, mark_sparse: bool = True) -> None:
+        """A curve. `symbol` marks every point; otherwise, with `mark_sparse`, points are marked while few are in
+        view, so that a run's first minutes and short runs show something."""
         if name in self.series:
             return
         color = pg.mkColor(color)
@@ -97,9 +264,19 @@ class LiveChart(pg.PlotWidget):
         pen = pg.mkPen(color, width=width, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
         curve = self.getPlotItem().plot(
             name=name if legend else None, pen=pen, symbol=symbol, symbolSize=6,
-            symbolBrush=color if symbol else None, symbolPen=None)
+            symbolBrush=color, symbolPen=None)
         self.series[name] = Series()
         self.curves[name] = curve
+        if symbol is None and mark_sparse:
+            self._auto_symbols[name] = False
+        if legend:
+            self._show_legend_if_useful()
+
+    def set_pen(self, name: str, color, *, width: float = 1, alpha: int = 255) -> None:
+        color = pg.mkColor(color)
+        color.setAlpha(alpha)
+        self.curves[name].setPen(pg.mkPen(color, width=width))
+        self.curves[name].setSymbolBrush(color)
 
     def append(self, name: str, x: float, y: float) -> None:
         if name not in self.series:
@@ -117,11 +294,45 @@ class LiveChart(pg.PlotWidget):
         if name in self.curves:
             self.curves[name].setVisible(visible)
 
+    def drawable(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The points the axis can show: finite ones, and in log mode only values above 0 (pyqtgraph warns on a
+        curve whose points are all gone, and a gap tells no more than the points left out)."""
+        good = ys > 0 if self.log_y else np.isfinite(ys)
+        return (xs, ys) if good.all() else (xs[good], ys[good])
+
     def flush(self) -> None:
         for name in self._dirty:
             s = self.series[name]
-            self.curves[name].setData(s.x, s.y)
+            self.curves[name].setData(*self.drawable(s.x, s.y))
+        if self._dirty:
+            self._update_symbols(self._dirty)
+            self._show_if_empty()
         self._dirty.clear()
+
+    def visible_points(self, name: str) -> int:
+        """Points of the series inside the x range shown (all of them while the x axis follows the data)."""
+        s = self.series[name]
+        view = self.getPlotItem().getViewBox()
+        if view.autoRangeEnabled()[0]:
+            return s.size
+        low, high = view.viewRange()[0]
+        return int(np.count_nonzero((s.x >= low) & (s.x <= high)))
+
+    def _update_symbols(self, names) -> None:
+        for name in names:
+            if name not in self._auto_symbols:
+                continue
+            sparse = self.visible_points(name) < SPARSE
+            if sparse != self._auto_symbols[name]:
+                self._auto_symbols[name] = sparse
+                self.curves[name].setSymbol("o" if sparse else None)
+                self.curves[name].setSymbolSize(5)
+
+    def _on_view_x_range_changed(self, *_) -> None:
+        self._update_symbols(list(self._auto_symbols))
+
+    def marked(self, name: str) -> bool:
+        return self.curves[name].opts["symbol"] is not None
 
     def clear_all(self) -> None:
         for curve in self.curves.values():
@@ -129,7 +340,10 @@ class LiveChart(pg.PlotWidget):
         self.legend.clear()
         self.series.clear()
         self.curves.clear()
+        self._auto_symbols.clear()
         self._dirty.clear()
+        self._show_legend_if_useful()
+        self._show_if_empty()
 
     def export_image(self, path: Path) -> None:
         """PNG or SVG by the file's extension."""
@@ -158,32 +372,88 @@ class LiveChart(pg.PlotWidget):
         exporter.export(str(path))
 
 
-class LossChart(LiveChart):
-    """Per-task training loss: the raw values thin and faint, an exponential moving average over them."""
+def smooth(values: np.ndarray, weight: float, state: tuple[float, int] = (0.0, 0)) -> tuple[np.ndarray, tuple]:
+    """TensorBoard's debiased exponential moving average: without the debiasing the average starts at 0 (or at
+    the first value) and takes many steps to forget it. Non-finite values pass through and are not averaged.
+    `state` carries (biased average, count) from earlier values, so appending needs no recomputation."""
+    values = np.asarray(values, dtype=float)
+    last, count = state
+    out = values.copy()
+    finite = np.isfinite(values)
+    x = values[finite]
+    if not len(x):
+        return out, (last, count)
+    if weight <= 0:
+        out[finite] = x
+        return out, (float(x[-1]), count + len(x))
+    biased = np.empty(len(x))
+    # Blocks short enough that weight ** -len stays far from overflowing: inside one, the recurrence
+    # a[t] = w a[t-1] + (1 - w) x[t] is a cumulative sum of x[i] w^-i scaled back by w^t.
+    block = 4096 if weight >= 1 else max(1, min(4096, int(200 / -math.log10(weight))))
+    for start in range(0, len(x), block):
+        chunk = x[start:start + block]
+        powers = weight ** np.arange(len(chunk))
+        biased[start:start + len(chunk)] = (weight * powers * last
+                                            + (1 - weight) * powers * np.cumsum(chunk / powers))
+        last = float(biased[start + len(chunk) - 1])
+    n = count + np.arange(1, len(x) + 1)
+    out[finite] = biased / (1 - weight ** n) if weight < 1 else biased
+    return out, (last, count + len(x))
 
-    def __init__(self, parent=None) -> None:
+
+class LossChart(LiveChart):
+    """Per-task training loss: the raw values, and over them their smoothed curve (none with smoothing 0)."""
+
+    def __init__(self, parent=None, smoothing: float = SMOOTHING) -> None:
         super().__init__("Training loss", "loss", parent=parent)
-        self._ema: dict[str, float] = {}
+        self.smoothing = min(max(float(smoothing), 0.0), 0.99)
+        self._ema: dict[str, tuple[float, int]] = {}
         self._visible: dict[str, bool] = {}
+        self._colors: dict[str, pg.QtGui.QColor] = {}
+
+    def _sample_type(self) -> type:
+        return _Sample
 
     def add_task(self, task: str, index: int) -> None:
-        color = color_of(index)
-        self.add_series(f"{task} (raw)", color, alpha=90, legend=False)
-        self.add_series(task, color, width=2)
+        if task in self.series:
+            return
+        color = self._colors[task] = color_of(index)
+        self.add_series(f"{task} (raw)", color, legend=False)
+        self.add_series(task, color, width=2, legend=False, mark_sparse=False)
+        # the legend's line is the task's colour at full strength, whichever curve is drawn
+        self.legend.addItem(pg.PlotDataItem(pen=pg.mkPen(color, width=2)), task)
+        self._show_legend_if_useful()
+        self._visible[task] = True
+        self._style_task(task)
+
+    def _style_task(self, task: str) -> None:
+        smoothed = self.smoothing > 0
+        visible = self._visible.get(task, True)
+        self.set_pen(f"{task} (raw)", self._colors[task], alpha=RAW_ALPHA if smoothed else 255,
+                     width=1 if smoothed else 2)
+        self.set_visible(f"{task} (raw)", visible)
+        self.set_visible(task, visible and smoothed)
 
     def append_loss(self, task: str, step: float, loss: float) -> None:
         if task not in self.series:
             self.add_task(task, len(self.series) // 2)
         self.append(f"{task} (raw)", step, loss)
-        previous = self._ema.get(task)
-        smooth = loss if previous is None else SMOOTHING * previous + (1 - SMOOTHING) * loss
-        self._ema[task] = smooth
-        self.append(task, step, smooth)
+        value, self._ema[task] = smooth(np.array([loss]), self.smoothing, self._ema.get(task, (0.0, 0)))
+        self.append(task, step, float(value[0]))
+
+    def set_smoothing(self, weight: float) -> None:
+        """Smooth every task's loss again with the new weight (0: the raw losses alone)."""
+        self.smoothing = min(max(float(weight), 0.0), 0.99)
+        for task in self.tasks():
+            raw = self.series[f"{task} (raw)"]
+            values, self._ema[task] = smooth(raw.y, self.smoothing)
+            self.set_data(task, raw.x, values)
+            self._style_task(task)
 
     def set_task_visible(self, task: str, visible: bool) -> None:
         self._visible[task] = visible
-        self.set_visible(task, visible)
-        self.set_visible(f"{task} (raw)", visible)
+        if task in self._colors:
+            self._style_task(task)
 
     def tasks(self) -> list[str]:
         return [n for n in self.series if not n.endswith(" (raw)")]
@@ -191,6 +461,7 @@ class LossChart(LiveChart):
     def clear_all(self) -> None:
         super().clear_all()
         self._ema.clear()
+        self._colors.clear()
 
 
 class LengthHistogram(LiveChart):
@@ -209,6 +480,11 @@ class LengthHistogram(LiveChart):
         self.addItem(self.bars)
         self.addItem(self.cut)
         self.counts: list[int] = []
+        self._show_if_empty()
+
+    @property
+    def empty(self) -> bool:
+        return not getattr(self, "counts", None)
 
     def show_lengths(self, lengths: list[int], max_length: int) -> None:
         self.setVisible(bool(lengths))
@@ -221,4 +497,5 @@ class LengthHistogram(LiveChart):
         self.counts = counts.tolist()
         self.bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
         self.cut.setValue(max_length + 0.5)       # rows longer than max_length lie right of the line
+        self._show_if_empty()
         self.getPlotItem().autoRange()

@@ -13,10 +13,19 @@ from qarac_gui.core.project.config import BackboneConfig, Project, dumps_project
 UNDO_LIMIT = 200
 
 
+UNTITLED = "untitled"
+
+
 def new_project() -> Project:
-    project = Project(name="untitled")
+    project = Project(name=UNTITLED)
     project.backbones["encoder"] = BackboneConfig()
-    project.train.epochs = 1.0
+    # Settings that learn on 60 rows as on 60,000: 3 epochs but at least 200 steps, fresh heads at 20x the
+    # encoder's small lr, a short warm-up. On 60 reviews (MiniLM) these reached 0.77 accuracy on 100 new ones,
+    # where 1 epoch at one lr for all (4 steps) stayed at chance (0.52).
+    project.train.epochs = 3.0
+    project.train.min_steps = 200
+    project.optim.head_lr = 20 * project.optim.lr
+    project.optim.warmup_ratio = 0.1
     project.eval.every = 0
     project.root = Path.cwd()
     return project
@@ -136,9 +145,9 @@ class ProjectDocument(QObject):
 
     def save(self, path: Path | None = None) -> None:
         target = Path(path or self.path).resolve()
-        if target.parent != self.project.root.resolve():
-            self.project = self.project.with_absolute_paths()
-            self.project.root = target.parent
+        self.project = self.project.with_relative_paths(target.parent)
+        if self.project.name == UNTITLED:           # a new project is named after its file, and so are its runs
+            self.project.name = target.stem
         save_project(self.project, target)
         self.path = target
         self._saved = dumps_project(self.project)

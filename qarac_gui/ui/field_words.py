@@ -19,7 +19,7 @@ TAB_TITLE = {"model": "Base model", "tasks": "Tasks", "training": "Training"}
 ROLE_LABELS = {"label": "Label column", "labels": "Labels column", "score": "Score column", "tags": "Tags column",
                "answers": "Answers column", "target": "Target text column"}
 # keys whose field is not a form row of its own
-SPECIAL = {"name": "Name", "backbone": "Encoder", "inputs": "Inputs", "data": "Data"}
+SPECIAL = {"name": "Name", "backbone": "Encoder", "inputs": "Inputs"}
 
 _LEAD = re.compile(r"^(?P<key>(?:backbones|tasks|optim|train|eval|checkpoint|export)(?:\[\d+\])?(?:\.[\w\-]+)*)"
                    r": (?P<rest>.*)$", re.S)
@@ -109,6 +109,8 @@ def split_key(key: str, project: Project) -> Place:
             names = sorted((t.name for t in project.tasks if t.name), key=len, reverse=True)
             task = next((n for n in names if rest == n or rest.startswith(n + ".")), "")
             rest = rest[len(task) + 1:] if task else ""
+        if rest == "data":              # "give either a file or a Hub dataset": the first of the two
+            rest = "data.train"
         return Place(tab, task=task, field=rest.replace(".", "_"))
     if section == "backbones":
         name = next((n for n in sorted(project.backbones, key=len, reverse=True)

@@ -39,6 +39,17 @@ class DoubleSpinBox(_WheelWhenFocused, QDoubleSpinBox):
     pass
 
 
+def set_relevant(widget: QWidget, relevant: bool, why: str = "") -> None:
+    """Enable a field, or grey it out with the reason it does nothing now after its own tooltip."""
+    own = widget.property("own_tip")
+    if own is None:
+        own = widget.toolTip()
+        widget.setProperty("own_tip", own)
+    widget.setEnabled(relevant)
+    note = "" if relevant or not why else f"Not used now: {why}"
+    widget.setToolTip("\n\n".join(t for t in (own, note) if t))
+
+
 class _Field:
     def __init__(self, key: str, widget: QWidget, show: Callable[[Any], None]) -> None:
         self.key, self.widget, self.show = key, widget, show

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -19,7 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core import paths
+from qarac_gui.ui.dialogs import help as help_dialogs
 from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.field_words import FieldWords, Place
 from qarac_gui.ui.panels.charts_panel import ChartsPanel
 from qarac_gui.ui.panels.log_panel import LogPanel
 from qarac_gui.ui.panels.model_panel import ModelPanel
@@ -56,6 +59,8 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.model_panel = ModelPanel(self.document)
         self.tasks_panel = TasksPanel(self.document)
         self.training_panel = TrainingPanel(self.document)
+        self.words = FieldWords({"model": self.model_panel, "tasks": self.tasks_panel.editor,
+                                 "training": self.training_panel})
         self.run_panel = RunPanel()
         self.charts = ChartsPanel()
         self.log = LogPanel()
@@ -66,7 +71,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.tabs.addTab(self.training_panel, "3 · Training")
         right = QWidget()
         rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
+        rl.setContentsMargins(0, 0, 8, 4)          # the charts and the log keep off the window's edge
         rl.addWidget(self.run_panel)
         self.right_split = QSplitter(Qt.Orientation.Vertical)
         self.right_split.setObjectName("right_split")
@@ -137,8 +142,14 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
                                        "checkpoint"),
             "runs_folder": self._action("Runs &folder…", self.choose_runs_folder,
                                         tip="Where new runs (checkpoints, charts, exports) are kept"),
+            "docs": self._action("&Documentation", lambda: help_dialogs.show_docs(self), S.HelpContents,
+                                 "The guides to the window, the project file and the command line, offline"),
+            "shortcuts": self._action("&Keyboard shortcuts", lambda: help_dialogs.show_shortcuts(self)),
+            "first_project": self._action("&First project", lambda: help_dialogs.show_first_project(self),
+                                          tip="The steps from an empty project to an exported model"),
             "about": self._action("&About qarac_gui", self.about),
         }
+        self.runs.bind_probe_action(a["find_batch"])        # enabled with a GPU and no run
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addAction(a["new"])
@@ -156,14 +167,16 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             run_menu.addSeparator() if key is None else run_menu.addAction(a[key])
         run_menu.aboutToShow.connect(self.update_try_it)
         self.update_try_it()
-        bar.addMenu("&Help").addAction(a["about"])
+        help_menu = bar.addMenu("&Help")
+        for key in ("docs", "shortcuts", "first_project", None, "about"):
+            help_menu.addSeparator() if key is None else help_menu.addAction(a[key])
         self._fill_preset_menu()
         self._fill_recent_menu()
 
     def _connect(self) -> None:
         d, c, ch = self.document, self.controller, self.checks
         d.file_changed.connect(self._on_document_file_changed)
-        for signal in (d.changed, c.running_changed, c.paused_changed, ch.problems_changed):
+        for signal in (d.changed, c.running_changed, c.paused_changed, ch.problems_changed, ch.advice_changed):
             signal.connect(self._update_run_state)
         ch.model_loading.connect(self._on_checks_model_loading)
         ch.model_loaded.connect(self._on_checks_model_loaded)
@@ -183,6 +196,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         rp.pause_clicked.connect(lambda: self.controller.set_paused(True))
         rp.resume_clicked.connect(lambda: self.controller.set_paused(False))
         rp.stop_clicked.connect(self.runs.stop)
+        rp.problem_clicked.connect(self.go_to)
 
     # --- settings -------------------------------------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -250,15 +264,42 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
     def _update_run_state(self) -> None:
         """The run's actions and buttons follow the run, its pause, the project and what blocks Start."""
         running, paused = self.controller.running, self.controller.paused
-        self.run_panel.set_state(running, paused, self.checks.problems)
+        project = self.document.project
+        self.run_panel.set_state(running, paused, self.words.blockers(self.checks.problems, project))
+        self.run_panel.set_advice(self.words.blockers(self.checks.advice, project))
+        if not running and self.checks.planned_steps and self.run_view.run_dir is None:
+            self.run_panel.show_plan(self.checks.planned_steps)
         a = self.actions_by_name
         a["start"].setEnabled(not running and not self.checks.problems)
         a["pause"].setEnabled(running)
         a["pause"].setText("&Resume" if paused else "&Pause")
         a["stop"].setEnabled(running)
         a["continue"].setEnabled(not running)
-        a["find_batch"].setEnabled(not running)
         a["export"].setEnabled(not running)
+
+    def go_to(self, place: Place) -> None:
+        """Show the field a problem is about: its tab, its task or backbone, the field itself with focus."""
+        panels = {"model": self.model_panel, "tasks": self.tasks_panel, "training": self.training_panel}
+        panel = panels.get(place.tab)
+        if panel is None:
+            return
+        self.tabs.setCurrentWidget(panel)
+        if place.task:
+            self.tasks_panel.select(place.task)
+        if place.backbone:
+            self.model_panel.backbones.select(place.backbone)
+        target = panel.findChild(QWidget, place.field) if place.field else None
+        if target is None or not target.isVisibleTo(panel):
+            target = self.tasks_panel.list if place.task else (
+                self.model_panel.model_edit if place.tab == "model" else None)
+        if target is None:
+            return
+        parent = target.parentWidget()
+        while parent is not None and not isinstance(parent, QScrollArea):
+            parent = parent.parentWidget()
+        if parent is not None:
+            parent.ensureWidgetVisible(target)
+        target.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # --- runs: the public entry points (app.py, the self-test, the SIGTERM handler, tests) -------------------
     @property
@@ -304,6 +345,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         dialog.show_run.connect(self.run_view.show_past_run)
         dialog.overlay_run.connect(self.run_view.overlay_past_run)
         dialog.continue_run.connect(self.runs.start)
+        dialog.run_deleted.connect(lambda _path: self.update_try_it())
         dialog.open()
 
     def update_try_it(self) -> None:

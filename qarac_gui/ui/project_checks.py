@@ -9,10 +9,10 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
-from qarac_gui.core.data.preview import TaskPreview, preview_task, start_problems
+from qarac_gui.core.data.preview import SMALL_VALIDATION, TaskPreview, preview_task, start_problems
 from qarac_gui.core.model.info import ModelInfo, head_parameters, model_info
 from qarac_gui.core.project.config import Project
-from qarac_gui.core.training.plan import lr_curve, plan_run
+from qarac_gui.core.training.plan import lr_curve, plan_run, plan_warnings
 from qarac_gui.ui.dialogs import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.worker import Failure, JobRunner
@@ -42,6 +42,7 @@ class ProjectChecks(QObject):
     preview_ready = Signal(object)              # TaskPreview
     head_params_ready = Signal(dict)
     plan_changed = Signal(object, str)          # lr curves (or None), a note on the plan
+    advice_changed = Signal(list)               # what would make the run learn little (the core's words)
     problems_changed = Signal(list)
     download_progress = Signal(str)             # a Hub dataset's files coming down for a preview
 
@@ -59,6 +60,8 @@ class ProjectChecks(QObject):
         self.pending: set[str] = set()
         self._keys: dict[str, tuple] = {}
         self.problems: list[str] = []
+        self.advice: list[str] = []
+        self.planned_steps = 0                # what Start would train; 0 while unknown
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -83,7 +86,6 @@ class ProjectChecks(QObject):
         for i, task in enumerate(project.tasks):
             key = _task_key(project, i)
             if force or self._keys.get(task.name) != key:
-                self._keys[task.name] = key
                 self.request_preview(task.name)
         self._update_plan()
         self._update_problems()
@@ -135,6 +137,9 @@ class ProjectChecks(QObject):
             return
         tokenizer = self.tokenizer if task.main_backbone in self._reads_like_loaded(project) else None
         self.pending.add(name)
+        # what this preview was read for, whoever asked (an edit, or the model's tokenizer arriving): the next
+        # refresh compares with it, so an undo back to an earlier state is read again
+        self._keys[name] = _task_key(project, [t.name for t in project.tasks].index(name))
 
         def job() -> TaskPreview:
             if task.data.hub:
@@ -197,21 +202,32 @@ class ProjectChecks(QObject):
             sizes[task.name] = preview.train_rows
         return sizes
 
+    def _set_advice(self, advice: list[str], steps: int) -> None:
+        self.planned_steps = steps
+        if advice != self.advice:
+            self.advice = advice
+            self.advice_changed.emit(advice)
+
     def _update_plan(self) -> None:
         project = self.document.project
+        small = [w for p in self.previews.values() for w in p.warnings if SMALL_VALIDATION in w]
         if not project.tasks:
+            self._set_advice([], 0)
             self.plan_changed.emit(None, "Add a task to see the schedule.")
             return
         sizes = self.sizes()
         if sizes is None and not project.train.max_steps:
+            self._set_advice(small, 0)
             self.plan_changed.emit(None, "The schedule appears once every task's data has been read.")
             return
         try:
             plan = plan_run(project, sizes or {t.name: 1 for t in project.tasks})
             curves = lr_curve(project, plan.total_steps)
         except (ValueError, ZeroDivisionError, KeyError, OverflowError) as e:
+            self._set_advice(small, 0)
             self.plan_changed.emit(None, f"No schedule: {e}")
             return
+        self._set_advice(plan_warnings(project, plan) + small, plan.total_steps)
         note = f"{plan.total_steps} optimiser steps"
         if sizes is not None and not project.train.max_steps:
             batches = plan.batches_per_epoch[plan.epoch_task]

@@ -135,6 +135,7 @@ class ProjectFilesMixin:
         self._fill_recent_menu()
         self.log.add(f"Opened {path}")
         self.charts.clear()
+        self.run_view.show_latest_run(self.runs_base(), self.document.project.name)    # its last run's charts
         return True
 
     def save(self) -> bool:

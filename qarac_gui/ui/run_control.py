@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Slot
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from qarac_gui.core.errors import RunStopped, UserError
 from qarac_gui.core.events import Emit, RunEnded
 from qarac_gui.core.project.config import ConfigError, Project
 from qarac_gui.ui.dialogs import code_consent
@@ -34,10 +36,24 @@ class ProbeResult:
     fits: tuple[BatchFit, ...]
 
 
-def probe_job(project: Project, emit: Emit, stop: threading.Event) -> ProbeResult:
-    """The probe as a controller job; its own result type tells its end from a run's (RunEnded) or a Failure."""
+@dataclass(frozen=True)
+class ProbeStopped:
+    """The user stopped the batch-size probe: not a failure, and nothing to offer."""
+
+
+NO_GPU = ("needs a CUDA GPU, and none was found: on the CPU, running out of memory raises no error to find "
+          "(the system swaps instead)")
+
+
+def probe_job(project: Project, emit: Emit, stop: threading.Event) -> ProbeResult | ProbeStopped:
+    """The probe as a controller job; its own result types tell its end from a run's (RunEnded) or a Failure."""
     from qarac_gui.core.probe import probe_batches
-    return ProbeResult(tuple(probe_batches(project, emit=emit, stop=stop)))
+    try:
+        return ProbeResult(tuple(probe_batches(project, emit=emit, stop=stop)))
+    except (UserError, RunStopped):
+        if stop.is_set():
+            return ProbeStopped()
+        raise
 
 
 class RunControl(QObject):
@@ -50,7 +66,13 @@ class RunControl(QObject):
         self._runs_base, self._window = runs_base, window
         self.close_after_run = False
         self.terminating = False
+        self.gpu: bool | None = None            # None until the window's device list (a background job) says
+        self._probe_action: QAction | None = None
+        self._probe_tip = self._probe_text = ""
+        self._probing = False
         controller.finished.connect(self._on_controller_finished)
+        controller.running_changed.connect(self.update_probe_action)
+        checks.jobs.finished.connect(self._on_jobs_finished)
 
     def start(self, resume_dir: str | Path | None = None, lr_scale: float = 1.0) -> bool:
         """Start a new run of the project, or continue the stopped run in resume_dir; False if it cannot start."""
@@ -78,6 +100,32 @@ class RunControl(QObject):
                                                 pause=self.controller.pause_flag, lr_scale=lr_scale))
         return True
 
+    def bind_probe_action(self, action: QAction) -> None:
+        """The menu entry of find_batch_sizes: enabled only with a GPU and no run, its tips saying why not."""
+        self._probe_action, self._probe_tip = action, action.statusTip()
+        self._probe_text = action.text()
+        self.update_probe_action()
+
+    @Slot()
+    def update_probe_action(self) -> None:
+        action = self._probe_action
+        if action is None:
+            return
+        reason = ("Checking for a GPU…" if self.gpu is None else f"Finding the largest batch sizes {NO_GPU}"
+                  if not self.gpu else "Not while a run is in progress" if self.controller.running else "")
+        action.setEnabled(not reason)
+        action.setText(self._probe_text + (" (needs a GPU)" if self.gpu is False else ""))
+        action.setStatusTip(reason or self._probe_tip)
+        action.setToolTip(reason or self._probe_tip)
+
+    @Slot(str, object)
+    def _on_jobs_finished(self, key: str, result: object) -> None:
+        # The window lists the devices in a background job at start (it imports torch); that list says whether
+        # there is a GPU, so the probe's entry needs no torch import of its own on the GUI thread.
+        if key == "devices":
+            self.gpu = isinstance(result, list) and any(d.value == "cuda" and d.available for d in result)
+            self.update_probe_action()
+
     def find_batch_sizes(self) -> None:
         """Run the engine's memory probe like a run (progress in the run panel, Stop works)."""
         if self.controller.running or self.checks.problems:
@@ -87,12 +135,16 @@ class RunControl(QObject):
         project = copy.deepcopy(self.document.project)
         code_consent.confirm(self._window, project)
         self.view.show_probe_start()
+        self._probing = True
         self.controller.start(functools.partial(probe_job, project))
 
     def stop(self) -> None:
         if self.controller.running:
             self.controller.request_stop()
-            self.view.show_stopping()
+            if self._probing:
+                self.view.run_panel.set_status("Stopping the batch-size probe…")
+            else:
+                self.view.show_stopping()
 
     def toggle_pause(self) -> None:
         self.controller.set_paused(not self.controller.paused)
@@ -125,11 +177,21 @@ class RunControl(QObject):
             self.stop()
         return True
 
+    def _end_busy(self) -> None:
+        """A job that ended before its first step (a probe always does) leaves the indeterminate bar of its
+        loading behind; nothing else replaces it."""
+        self.view.run_panel.end_busy()
+
     @Slot(object)
-    def _on_controller_finished(self, result: RunEnded | ProbeResult | Failure) -> None:
+    def _on_controller_finished(self, result: RunEnded | ProbeResult | ProbeStopped | Failure) -> None:
+        self._end_busy()
+        self._probing = False
         match result:
             case ProbeResult(fits=fits):
                 offer_batch_sizes(self._window, self.document, fits)
+            case ProbeStopped():
+                self.view.run_panel.set_status("Stopped before the largest batch sizes were found")
+                self.view.log.add("The batch-size probe was stopped")
             case RunEnded(reason="diverged"):
                 offer_rollback(self._window, result, restart=self.start)
         if self.close_after_run:

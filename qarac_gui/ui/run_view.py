@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QStatusBar, QWidget
 
-from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepLogged, StepSkipped, describe
+from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepDone, StepLogged, StepSkipped, describe
 from qarac_gui.ui.dialogs.error_dialog import show_error
 from qarac_gui.ui.panels.charts_panel import ChartsPanel
 from qarac_gui.ui.panels.log_panel import LogPanel
@@ -18,6 +18,24 @@ from qarac_gui.ui.worker import Failure, RunController
 ENDINGS = {"completed": "Finished", "early_stopped": "Stopped early (no more improvement)",
            "diverged": "Stopped: the loss was no longer finite",
            "stopped": "Stopped; a checkpoint was saved (Run > Continue a stopped run)"}
+
+
+def latest_run(runs_base: Path, project_name: str) -> Path | None:
+    """The newest run folder under `runs_base` made from a project of this name (its copy of the project says)."""
+    import tomllib
+    found = []
+    for folder in runs_base.iterdir() if runs_base.is_dir() else ():
+        events, project = folder / "events.jsonl", folder / "project.toml"
+        if not (events.is_file() and project.is_file()):
+            continue
+        try:
+            with open(project, "rb") as f:
+                name = tomllib.load(f).get("name")
+        except (OSError, tomllib.TOMLDecodeError):
+            continue                        # not a run this app can show
+        if name == project_name:
+            found.append((project.stat().st_mtime, folder.name, folder))     # the history's order: newest start
+    return max(found)[2] if found else None
 
 
 class RunView(QObject):
@@ -57,6 +75,15 @@ class RunView(QObject):
         self.run_dir = Path(path)
         self.log.add(f"Showing the charts of {path}")
 
+    def show_latest_run(self, runs_base: Path, project_name: str) -> Path | None:
+        """On opening a project: its newest run's charts, so that what it has learnt so far is on screen."""
+        if self.controller.running:             # the charts belong to the run in progress
+            return None
+        latest = latest_run(Path(runs_base), project_name)
+        if latest is not None:
+            self.show_past_run(str(latest))
+        return latest
+
     def overlay_past_run(self, path: str) -> None:
         self._replay(Path(path), prefix=f"{Path(path).name[-15:]}: ")
         self.charts.overlay_label.setText(f"overlaid: {Path(path).name}")
@@ -69,26 +96,34 @@ class RunView(QObject):
 
     @Slot(list)
     def _on_controller_events_received(self, events: list) -> None:
-        last_step = None
+        step = None                 # the newest step not yet shown: drawn once per batch, not once per step
         for event in events:
             self.charts.handle(event)
-            if isinstance(event, StepLogged):
-                last_step = event
-                self._steps_done_here = event.step - self._first_step
+            if isinstance(event, (StepDone, StepLogged)):
+                step = event
+                if isinstance(event, StepLogged):
+                    self.run_panel.show_speed(event.samples_per_s)
             elif isinstance(event, RunStarted):
                 self._first_step = event.start_step
                 self.run_panel.start_run(event.total_steps, event.start_step)
                 self.log.add(describe(event))
             elif isinstance(event, Progress):
+                self._show_step(step)   # first, so that "Paused after step N" finds the bar at N
+                step = None
                 self.run_panel.set_status(event.message)
                 self.log.add(event.message)
             elif text := describe(event):
                 failed = isinstance(event, StepSkipped) or isinstance(event, RunEnded) and event.reason == "failed"
                 self.log.add(text, "error" if failed else "info")
-        # one status line per batch: the newest step, unless a pause has put its own words there
-        if last_step is not None and not self.controller.paused:
-            e = last_step
-            self.run_panel.show_step(e.step, e.epoch, e.samples_per_s, e.elapsed_s, self._steps_done_here)
+        self._show_step(step)
+
+    def _show_step(self, e: StepDone | StepLogged | None) -> None:
+        if e is None:
+            return
+        self._steps_done_here = e.step - self._first_step
+        # while pausing, the bar moves but the status keeps the pause's words
+        self.run_panel.show_step(e.step, e.epoch, e.elapsed_s, self._steps_done_here,
+                                 status=not self.controller.paused)
 
     @Slot(bool)
     def _on_controller_paused_changed(self, paused: bool) -> None:

@@ -188,7 +188,8 @@ def test_the_recipe_shows_its_backbones_and_graph_and_start_waits_for_a_valid_gr
     type_into(qtbot, editor.right, "s2 + s3")
     problem = "tasks.consistency.head.right: no input named 's3' (inputs: s1, s2)"
     qtbot.waitUntil(lambda: problem in w.checks.problems, timeout=LONG)
-    assert problem in w.run_panel.problems.text() and not w.run_panel.start_button.isEnabled()
+    shown = "Tasks → consistency → Right: no input named 's3' (inputs: s1, s2)"       # the window's words
+    assert shown in [b.text for b in w.run_panel.blockers] and not w.run_panel.start_button.isEnabled()
     assert ("answer_encoder", "consistency.s2") in w.model_panel.graph.edges()
     type_into(qtbot, editor.right, "s2")
     qtbot.waitUntil(lambda: w.run_panel.start_button.isEnabled(), timeout=LONG)
@@ -254,7 +255,7 @@ def test_a_vector_task_with_two_named_inputs_made_in_the_task_editor(qtbot, wind
     click(qtbot, editor.inputs.rows[1].remove)
     assert list(w.document.project.tasks[0].inputs) == ["q"]
     qtbot.waitUntil(lambda: any("no input named 'a'" in p for p in w.checks.problems), timeout=LONG)
-    assert "head.right: no input named 'a'" in w.run_panel.start_button.toolTip()
+    assert "→ Right: no input named 'a'" in w.run_panel.start_button.toolTip()
 
 
 def _wheel(widget, up=True):
@@ -271,6 +272,7 @@ def test_the_mouse_wheel_changes_no_field_that_has_not_got_focus(qtbot, window):
     click(qtbot, w.tasks_panel.buttons["add"])
     editor = w.tasks_panel.editor
     choose(editor.kind, VECTOR)
+    qtbot.waitUntil(lambda: editor.inputs.add_button.height() > 0)       # laid out, as a user sees it
     click(qtbot, editor.inputs.add_button)
     before = copy.deepcopy(w.document.project.tasks[0])
     for field in (editor.kind, editor.compare, editor.inputs.rows[0].backbone):
@@ -285,3 +287,27 @@ def test_the_mouse_wheel_changes_no_field_that_has_not_got_focus(qtbot, window):
     qtbot.waitUntil(w.model_panel.pooling.hasFocus)
     _wheel(w.model_panel.pooling, up=False)           # once it has focus, the wheel is its own
     assert w.document.project.backbones["backbone-2"].pooling != "mean"
+
+
+def test_every_drop_down_and_spin_box_of_the_window_and_its_dialogs_waits_for_focus(qtbot, window, tmp_path):
+    """The wheel guard is a widget class: any plain QComboBox or spin box added later would change on a scroll."""
+    from PySide6.QtWidgets import QAbstractSpinBox, QComboBox
+
+    from qarac_gui.ui.dialogs.dataset_dialog import DatasetDialog
+    from qarac_gui.ui.dialogs.export_dialog import ExportDialog
+    from qarac_gui.ui.dialogs.history_dialog import HistoryDialog
+    from qarac_gui.ui.dialogs.hub_dialog import HubDialog
+    from qarac_gui.ui.dialogs.try_it import TryItDialog
+    from qarac_gui.ui.form import ComboBox, DoubleSpinBox, SpinBox
+    dialogs = [DatasetDialog(window), ExportDialog(tmp_path, None, window), HistoryDialog(tmp_path, window),
+               HubDialog(window), TryItDialog(tmp_path, None, window)]
+    found = []
+    for top in [window, *dialogs]:
+        found += top.findChildren(QComboBox) + top.findChildren(QAbstractSpinBox)
+    assert len(found) > 20
+    plain = [f"{type(w).__name__} {w.objectName()!r} in {type(w.window()).__name__}" for w in found
+             if not isinstance(w, (ComboBox, SpinBox, DoubleSpinBox))]
+    assert plain == []
+    for dialog in dialogs:
+        qtbot.waitUntil(lambda d=dialog: not getattr(getattr(d, "jobs", None), "busy", False), timeout=LONG)
+        dialog.close()

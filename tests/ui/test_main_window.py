@@ -304,7 +304,7 @@ def test_a_validation_error_blocks_start_until_fixed(qtbot, window, tiny_bert, t
     qtbot.waitUntil(lambda: settled(w) and bool(w.checks.problems), timeout=LONG)
     assert not w.run_panel.start_button.isEnabled()
     assert not w.actions_by_name["start"].isEnabled()
-    message = w.run_panel.problems.text()
+    message = "\n".join(b.text for b in w.run_panel.blockers)
     assert "no column 'grade'" in message and "review, sentiment, stars" in message
     assert w.start_run() is False and not w.controller.running
     choose(w.tasks_panel.editor.label_column, "sentiment")
@@ -377,7 +377,7 @@ def test_save_as_unsaved_prompt_and_autosave_recovery(qtbot, window, tmp_path, m
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "mine"), ""))
     assert w.save()                                      # not saved before: Save asks where
     assert (tmp_path / "mine.toml").is_file() and not w.isWindowModified()
-    assert w.windowTitle() == "untitled (mine.toml)[*] — qarac_gui"
+    assert w.windowTitle() == "mine (mine.toml)[*] — qarac_gui"        # a new project takes its file's name
     assert [a.text() for a in w.recent_menu.actions()] == [str((tmp_path / "mine.toml").resolve())]
 
     w.document.set_value("optim.lr", 7e-5)

@@ -296,10 +296,10 @@ def test_loss_chart_smoothing_and_visibility(qtbot):
     chart.append_loss("ner", 1, 3.0)
     chart.flush()
     assert chart.tasks() == ["sent", "ner"]
-    expected, ema = [], None
-    for loss in losses:
-        ema = loss if ema is None else SMOOTHING * ema + (1 - SMOOTHING) * loss
-        expected.append(ema)
+    expected, ema = [], 0.0
+    for n, loss in enumerate(losses, 1):            # debiased, as TensorBoard smooths
+        ema = SMOOTHING * ema + (1 - SMOOTHING) * loss
+        expected.append(ema / (1 - SMOOTHING ** n))
     np.testing.assert_allclose(chart.series["sent (raw)"].y, losses)
     np.testing.assert_allclose(chart.curves["sent"].getOriginalDataset()[1], expected)
     chart.set_task_visible("sent", False)
@@ -472,7 +472,7 @@ def test_number_field_default_range_rejects_infinity(qtbot):
     edit = Binder(doc).number("train.epochs")
     qtbot.addWidget(edit)
     _enter(qtbot, edit, "inf")
-    assert doc.project.train.epochs == 1.0 and edit.styleSheet() == INVALID_STYLE
+    assert doc.project.train.epochs == 3.0 and edit.styleSheet() == INVALID_STYLE
 
 
 def test_integer_check_choice_commit_through_document(qtbot):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -21,10 +20,15 @@ from PySide6.QtWidgets import (
 
 from qarac_gui.core.data import hub as hub_data
 from qarac_gui.core.model import hub
+from qarac_gui.ui.form import ComboBox
 from qarac_gui.ui.widgets import row_table, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 
 NO_VALIDATION = "(hold out a share of the training split)"
+INSTEAD = ("Use a local data file for this task instead; a dataset downloaded before can still be used by typing its "
+           "id in the task's Hub field.")
+OFFLINE = f"Offline (HF_HUB_OFFLINE is set): Hub datasets cannot be searched or looked up. {INSTEAD}"
+NO_NETWORK = f"No network: the Hub cannot be reached, so its datasets cannot be searched or looked up. {INSTEAD}"
 
 
 class DatasetDialog(QDialog):
@@ -43,7 +47,14 @@ class DatasetDialog(QDialog):
         self.details: hub_data.DatasetDetails | None = None
         self.jobs = JobRunner(self)
         self.jobs.finished.connect(self._on_jobs_finished)
+        self.offline = False
         layout = QVBoxLayout(self)
+        self.offline_label = QLabel("")
+        self.offline_label.setObjectName("dataset_offline")
+        self.offline_label.setStyleSheet("color: #c08000;")
+        self.offline_label.setWordWrap(True)
+        self.offline_label.setVisible(False)
+        layout.addWidget(self.offline_label)
         bar = QHBoxLayout()
         self.query = QLineEdit()
         self.query.setObjectName("dataset_query")
@@ -53,9 +64,9 @@ class DatasetDialog(QDialog):
         self.search_button = QPushButton("Search")
         self.search_button.clicked.connect(self.start_search)
         bar.addWidget(self.search_button)
-        details = QPushButton("Details")
-        details.clicked.connect(lambda: self.show_details(self.query.text().strip()))
-        bar.addWidget(details)
+        self.details_button = QPushButton("Details")
+        self.details_button.clicked.connect(lambda: self.show_details(self.query.text().strip()))
+        bar.addWidget(self.details_button)
         layout.addLayout(bar)
         split = QSplitter()
         self.table = row_table("dataset_results", ("Dataset", "Downloads", "Likes", "Updated"))
@@ -65,11 +76,11 @@ class DatasetDialog(QDialog):
         rl = QVBoxLayout(right)
         form = QFormLayout()
         self.id_label = QLabel("–")
-        self.config_combo = QComboBox()
+        self.config_combo = ComboBox()
         self.config_combo.activated.connect(lambda _: self.show_details(self.id_label.text(),
                                                                         self.config_combo.currentText()))
-        self.train_combo = QComboBox()
-        self.valid_combo = QComboBox()
+        self.train_combo = ComboBox()
+        self.valid_combo = ComboBox()
         self.features = QLabel("")
         self.features.setObjectName("dataset_features")
         self.features.setWordWrap(True)
@@ -94,8 +105,11 @@ class DatasetDialog(QDialog):
         self.use_button.clicked.connect(self._on_use_clicked)
         buttons.addButton(QDialogButtonBox.StandardButton.Cancel).clicked.connect(self.reject)
         layout.addWidget(buttons)
+        self.jobs.submit("offline", hub.hub_offline)     # imports huggingface_hub: not on the GUI thread
 
     def start_search(self) -> None:
+        if self.offline:
+            return
         query, endpoint, size = self.query.text().strip(), self.endpoint, self.page_size
         self.status.setText("Searching…")
         hub.forget_hub_failures()           # the user asks again: ask the Hub again, even right after a failure
@@ -111,15 +125,29 @@ class DatasetDialog(QDialog):
             self.show_details(self.hits[rows[0].row()].id)
 
     def show_details(self, repo_id: str, config: str | None = None) -> None:
-        if not repo_id or repo_id == "–":
+        if not repo_id or repo_id == "–" or self.offline:
             return
         self.use_button.setEnabled(False)
         self.status.setText(f"Reading {repo_id}…")
         self.jobs.submit("details", lambda: hub_data.dataset_details(repo_id, config))
 
+    def _go_offline(self, message: str) -> None:
+        self.offline = True
+        self.offline_label.setText(message)
+        self.offline_label.setVisible(True)
+        for widget in (self.query, self.search_button, self.details_button):
+            widget.setEnabled(False)
+
     @Slot(str, object)
     def _on_jobs_finished(self, key: str, result) -> None:
+        if key == "offline":
+            if result is True:
+                self._go_offline(OFFLINE)
+                self.status.setText("")
+            return
         if isinstance(result, Failure):
+            if "cannot reach the Hub" in result.message:
+                self._go_offline(NO_NETWORK)
             self.status.setText(f"<span style='color:#d04040'>{result.message}</span>")
             return
         if key == "search":

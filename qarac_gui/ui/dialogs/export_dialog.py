@@ -7,7 +7,6 @@ from pathlib import Path
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core.results.history import copy_export, exported_folders, list_runs
+from qarac_gui.ui.form import ComboBox
 from qarac_gui.ui.worker import Failure, JobRunner
 
 
@@ -39,7 +39,7 @@ class ExportDialog(QDialog):
         self.resize(620, 420)
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.run_combo = QComboBox()
+        self.run_combo = ComboBox()
         self.run_combo.setObjectName("export_run")
         runs = [r.path for r in list_runs(runs_base) if r.exported]
         if current is not None and (Path(current) / "export").is_dir() and Path(current) not in runs:

@@ -7,7 +7,6 @@ import threading
 from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QFormLayout,
     QHBoxLayout,
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core.model import hub
+from qarac_gui.ui.form import ComboBox
 from qarac_gui.ui.widgets import row_table, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 
@@ -96,7 +96,7 @@ class HubDialog(QDialog):
         self.query.setPlaceholderText("search models, e.g. roberta; or type any id and press Details")
         self.query.returnPressed.connect(self.start_search)
         bar.addWidget(self.query, 1)
-        self.task = QComboBox()
+        self.task = ComboBox()
         for value, label in TASKS:
             self.task.addItem(label, value)
         self.language = QLineEdit()
@@ -104,7 +104,7 @@ class HubDialog(QDialog):
         self.language.setMaximumWidth(130)
         self.transformers_only = QCheckBox("transformers only")
         self.transformers_only.setChecked(True)
-        self.sort = QComboBox()
+        self.sort = ComboBox()
         for value, label in SORTS:
             self.sort.addItem(label, value)
         self.search_button = QPushButton("Search")

@@ -9,7 +9,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from qarac_gui.core.kinds import kind_of
 from qarac_gui.core.results.predict import TrialModel, has_model, load_trial_model, runs_with_models
+from qarac_gui.ui.form import ComboBox
 from qarac_gui.ui.widgets import row_table, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 
@@ -48,7 +48,7 @@ class TryItDialog(QDialog):
         layout = QVBoxLayout(self)
         form = QFormLayout()
         source = QHBoxLayout()
-        self.run_combo = QComboBox()
+        self.run_combo = ComboBox()
         self.run_combo.setObjectName("try_it_run")
         self.run_combo.currentIndexChanged.connect(self._on_run_changed)
         source.addWidget(self.run_combo, 1)
@@ -63,7 +63,7 @@ class TryItDialog(QDialog):
         form.addRow("Model of", source)
         self.origin = status_label("try_it_origin")
         form.addRow("", self.origin)
-        self.task_combo = QComboBox()
+        self.task_combo = ComboBox()
         self.task_combo.setObjectName("try_it_task")
         self.task_combo.currentIndexChanged.connect(self._on_task_changed)
         form.addRow("Task", self.task_combo)

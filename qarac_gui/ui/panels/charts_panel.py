@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -15,7 +16,8 @@ from PySide6.QtWidgets import (
 )
 
 from qarac_gui.core.events import EvalDone, RunStarted, StepLogged
-from qarac_gui.ui.charts import LiveChart, LossChart, color_of
+from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart, color_of
+from qarac_gui.ui.form import DoubleSpinBox
 
 
 class ChartsPanel(QWidget):
@@ -30,6 +32,25 @@ class ChartsPanel(QWidget):
         self.task_boxes_layout = QHBoxLayout()
         bar.addLayout(self.task_boxes_layout)
         bar.addStretch(1)
+        bar.addWidget(QLabel("Smoothing"))
+        self.smoothing = DoubleSpinBox()
+        self.smoothing.setObjectName("smoothing")
+        self.smoothing.setRange(0.0, 0.99)
+        self.smoothing.setSingleStep(0.05)
+        self.smoothing.setDecimals(2)
+        self.smoothing.setValue(SMOOTHING)
+        self.smoothing.setToolTip("How much the bold loss curves average over past steps (0: the raw losses "
+                                  "alone). The thin lines under them are the raw losses.")
+        bar.addWidget(self.smoothing)
+        self.log_loss = QCheckBox("Log loss")
+        self.log_loss.setObjectName("log_loss")
+        self.log_loss.setToolTip("A logarithmic loss axis: small losses late in a run stay readable")
+        bar.addWidget(self.log_loss)
+        self.log_lr = QCheckBox("Log lr")
+        self.log_lr.setObjectName("log_lr")
+        self.log_lr.setToolTip("A logarithmic learning-rate axis: the encoder's and the heads' rates stay "
+                               "readable even when one is many times the other")
+        bar.addWidget(self.log_lr)
         self.overlay_label = QLabel("")
         self.overlay_label.setObjectName("overlay_label")
         bar.addWidget(self.overlay_label)
@@ -42,13 +63,21 @@ class ChartsPanel(QWidget):
         layout.addLayout(grid, 1)
         self.loss = LossChart()
         self.metrics = LiveChart("Validation metrics", "value")
-        self.lr = LiveChart("Learning rate", "lr")
+        self.lr = LiveChart("Learning rate", "lr", log_y=True)
         self.throughput = LiveChart("Throughput", "samples/s")
         for i, chart in enumerate((self.loss, self.metrics, self.lr, self.throughput)):
             chart.setMinimumSize(240, 160)
             grid.addWidget(chart, i // 2, i % 2)
-        self.marker = pg.ScatterPlotItem(size=10, brush=pg.mkBrush("#ef4444"), pen=None)
+        # a PlotDataItem, not a bare scatter: only these follow the axis into log mode
+        self.marker = pg.PlotDataItem(pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush("#ef4444"),
+                                      symbolPen=None)
         self.lr.getPlotItem().addItem(self.marker)
+        self.log_lr.setChecked(self.lr.log_y)
+        self.smoothing.valueChanged.connect(self._on_smoothing_value_changed)
+        self.log_loss.toggled.connect(self.loss.set_log_y)
+        self.log_lr.toggled.connect(self.lr.set_log_y)
+        self.loss.log_y_changed.connect(self.log_loss.setChecked)     # the charts' own menus switch too
+        self.lr.log_y_changed.connect(self.log_lr.setChecked)
         self.task_boxes: dict[str, QCheckBox] = {}
         self._task_index: dict[str, int] = {}
         self.planned: dict[str, list[float]] = {}
@@ -64,6 +93,10 @@ class ChartsPanel(QWidget):
         self._task_index.clear()
         self.planned = {}
         self.overlay_label.setText("")
+
+    def _on_smoothing_value_changed(self, value: float) -> None:
+        self.loss.set_smoothing(value)
+        self.loss.flush()
 
     def _add_task(self, task: str) -> None:
         if task in self._task_index:
@@ -96,7 +129,7 @@ class ChartsPanel(QWidget):
                 # a long run's plan is a sample of its steps; older logs hold every step from 1 and no "steps"
                 steps = event.lr_curve.get("steps") or range(1, len(curve) + 1)
                 planned = f"{prefix}planned {name}"
-                self.lr.add_series(planned, pg.mkColor(style), dashed=True, alpha=140)
+                self.lr.add_series(planned, pg.mkColor(style), dashed=True, alpha=140, mark_sparse=False)
                 self.lr.set_data(planned, steps, curve)
                 self.lr.add_series(f"{prefix}applied {name}", pg.mkColor(style), width=2)
         elif isinstance(event, StepLogged):
@@ -106,8 +139,11 @@ class ChartsPanel(QWidget):
             self.lr.append(f"{prefix}applied encoder", event.step, event.lr)
             self.lr.append(f"{prefix}applied heads", event.step, event.head_lr)
             if not prefix:
-                self.marker.setData([event.step], [event.lr])
-            self.throughput.append(f"{prefix}samples/s", event.step, event.samples_per_s)
+                self.marker.setData(*self.lr.drawable(np.array([event.step], float), np.array([event.lr], float)))
+            name = f"{prefix}samples/s"
+            if name not in self.throughput.series:       # grey: it belongs to no task, and red is the first task's
+                self.throughput.add_series(name, "#6b7280")
+            self.throughput.append(name, event.step, event.samples_per_s)
         elif isinstance(event, EvalDone):
             for task, values in event.metrics.items():
                 for metric, value in values.items():

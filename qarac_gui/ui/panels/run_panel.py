@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+import html
+
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 
@@ -13,6 +15,21 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _links(title: str, items: list, prefix: str, limit: int) -> str:
+    """A title and one line per item; an item with a place is a link to its field."""
+    if not items:
+        return ""
+    lines = []
+    for i, item in enumerate(items[:limit]):
+        text = html.escape(getattr(item, "text", str(item)))
+        place = getattr(item, "place", None)
+        linked = place is not None and place.tab
+        lines.append(f"• <a href=\"{prefix}{i}\" style=\"color: inherit;\">{text}</a>" if linked else f"• {text}")
+    if len(items) > limit:
+        lines.append(f"… and {len(items) - limit} more")
+    return f"{html.escape(title)}<br>" + "<br>".join(lines)
+
+
 class RunPanel(QWidget):
     """Run control and progress."""
 
@@ -20,6 +37,7 @@ class RunPanel(QWidget):
     pause_clicked = Signal()
     resume_clicked = Signal()
     stop_clicked = Signal()
+    problem_clicked = Signal(object)        # the Place of a clicked problem's field
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -53,12 +71,26 @@ class RunPanel(QWidget):
         self.problems = QLabel("")
         self.problems.setObjectName("start_problems")
         self.problems.setWordWrap(True)
+        self.problems.setTextFormat(Qt.TextFormat.RichText)
         self.problems.setStyleSheet("color: #d04040;")
+        self.problems.setToolTip("Click a problem to go to its field")
+        self.problems.linkActivated.connect(self._on_problem_link)
         layout.addWidget(self.problems)
+        self.advice = QLabel("")
+        self.advice.setObjectName("start_advice")
+        self.advice.setWordWrap(True)
+        self.advice.setTextFormat(Qt.TextFormat.RichText)
+        self.advice.setStyleSheet("color: #b07000;")
+        self.advice.linkActivated.connect(self._on_problem_link)
+        layout.addWidget(self.advice)
         self.total = 0
+        self.samples_per_s: float | None = None
+        self.blockers: list = []
+        self.advised: list = []
         self.set_state(running=False, paused=False, problems=[])
 
-    def set_state(self, running: bool, paused: bool, problems: list[str]) -> None:
+    def set_state(self, running: bool, paused: bool, problems: list) -> None:
+        """`problems`: what blocks Start, as Blocker items (text and the place of its field) or plain strings."""
         blocked = bool(problems) and not running
         self.start_button.setEnabled(not running and not problems)
         self.pause_button.setVisible(not paused)
@@ -66,20 +98,41 @@ class RunPanel(QWidget):
         self.resume_button.setVisible(paused)
         self.resume_button.setEnabled(running and paused)
         self.stop_button.setEnabled(running)
-        if blocked:
-            shown = problems[:6]
-            more = f"\n… and {len(problems) - 6} more" if len(problems) > 6 else ""
-            self.problems.setText("Fix before starting:\n" + "\n".join(f"• {p}" for p in shown) + more)
-        else:
-            self.problems.setText("")
-        self.start_button.setToolTip("\n".join(problems) if blocked else
+        self.blockers = list(problems) if blocked else []
+        self.problems.setText(_links("Fix before starting:", self.blockers, "p", limit=6))
+        self.advice.setVisible(not running)
+        texts = [getattr(p, "text", p) for p in problems]
+        self.start_button.setToolTip("\n".join(texts) if blocked else
                                      "Train every task together on the shared encoder (Ctrl+R)")
+
+    def set_advice(self, advice: list) -> None:
+        """What would make the run learn little, though it can start (Blocker items or strings)."""
+        self.advised = list(advice)
+        self.advice.setText(_links("Before you start:", self.advised, "a", limit=4))
+
+    def show_plan(self, total_steps: int) -> None:
+        """Before a run: the bar says how many optimiser steps Start would train."""
+        self.total = total_steps
+        self.progress.setRange(0, max(1, total_steps))
+        self.progress.setValue(0)
+
+    def end_busy(self) -> None:
+        """Leave the indeterminate bar of a job that ended before its first step."""
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, max(1, self.total))
+            self.progress.reset()
+
+    def _on_problem_link(self, href: str) -> None:
+        items = self.blockers if href.startswith("p") else self.advised
+        index = int(href[1:])
+        if 0 <= index < len(items) and hasattr(items[index], "place"):
+            self.problem_clicked.emit(items[index].place)
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 
     def start_run(self, total_steps: int, start_step: int) -> None:
-        self.total = total_steps
+        self.total, self.samples_per_s = total_steps, None
         self.progress.setRange(0, max(1, total_steps))
         self.progress.setValue(start_step)
 
@@ -87,9 +140,16 @@ class RunPanel(QWidget):
         self.progress.setRange(0, 0)          # an indeterminate bar while loading and tokenising
         self.status.setText(text)
 
-    def show_step(self, step: int, epoch: float, samples_per_s: float, elapsed_s: float, done_here: int) -> None:
+    def show_speed(self, samples_per_s: float) -> None:
+        """Measured at each logged step; the status shows the latest until the next one."""
+        self.samples_per_s = samples_per_s
+
+    def show_step(self, step: int, epoch: float, elapsed_s: float, done_here: int, status: bool = True) -> None:
+        """The bar at `step`; unless `status` is False (a pause's words stay), the status line with the ETA."""
         self.progress.setValue(step)
-        remaining = self.total - step
-        eta = elapsed_s / done_here * remaining if done_here > 0 else 0.0
-        self.status.setText(f"Step {step} of {self.total} · epoch {epoch:.2f} · {samples_per_s:.1f} samples/s · "
+        if not status:
+            return
+        eta = elapsed_s / done_here * (self.total - step) if done_here > 0 else 0.0
+        speed = f" · {self.samples_per_s:.1f} samples/s" if self.samples_per_s is not None else ""
+        self.status.setText(f"Step {step} of {self.total} · epoch {epoch:.2f}{speed} · "
                             f"elapsed {format_duration(elapsed_s)} · ETA {format_duration(eta)}")

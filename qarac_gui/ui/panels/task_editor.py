@@ -30,7 +30,7 @@ from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.project.config import FORMATS
 from qarac_gui.ui.charts import LengthHistogram
 from qarac_gui.ui.document import ProjectDocument
-from qarac_gui.ui.form import Binder, ComboBox, set_columns
+from qarac_gui.ui.form import Binder, ComboBox, set_columns, set_relevant
 from qarac_gui.ui.panels.data_adapters_editor import DataAdaptersEditor
 from qarac_gui.ui.panels.inputs_editor import InputsEditor
 
@@ -57,6 +57,7 @@ class TaskEditor(QScrollArea):
     """Edits the selected task."""
 
     preview_requested = Signal(str)
+    data_file_chosen = Signal(str, str)          # task name, path: the user picked (or dropped) a training file
     hub_dataset_requested = Signal(int)          # task index
 
     def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
@@ -228,11 +229,21 @@ class TaskEditor(QScrollArea):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         cl.addWidget(self.table, 1)
         layout.addWidget(check, 1)
-        self.setEnabled(False)
+        self.groups = (head, data, columns, training, check)
+        self.empty = QLabel("No task yet. Add one with the Add button on the left, then choose its head and its "
+                            "data here.")
+        self.empty.setObjectName("no_task")
+        self.empty.setWordWrap(True)
+        layout.insertWidget(0, self.empty)
+        layout.addStretch(0)
+        self.set_task(-1, None)
 
     def set_task(self, index: int, preview: TaskPreview | None) -> None:
         self.index = index
         self.setEnabled(index >= 0)
+        self.empty.setVisible(index < 0)
+        for group in self.groups:           # no task: no fields showing values of none
+            group.setVisible(index >= 0)
         self.adapters.set_task(index)
         if index < 0:
             self.show_preview(None)
@@ -260,12 +271,7 @@ class TaskEditor(QScrollArea):
         hf.setRowVisible(self.encoder, not named and (len(backbones) > 1 or task.backbone not in encoders))
         self._offer(self.decoder, [n for n, bb in backbones.items() if bb.role == "decoder"], task.head.decoder)
         self.inputs.set_task(index)
-        union = bool(task.data.union)
-        for f in self.binder.fields:
-            if f.key in UNION_UNUSED:
-                f.widget.setEnabled(not union)
-        for button in self.own_data_buttons:
-            button.setEnabled(not union)
+        self._show_relevance(task, kind)
         hf.setRowVisible(self.inputs, named or bool(task.inputs))     # shown while there are inputs to remove
         cf.setRowVisible(self.text_column, not named)
         cf.setRowVisible(self.pair_column, not named)
@@ -278,6 +284,28 @@ class TaskEditor(QScrollArea):
         self.columns_form.labelForField(self.text_column).setText(kind.text_role if kind else "Text column")
         self.columns_form.labelForField(self.pair_column).setText(kind.pair_role if kind else "Second text")
         self.show_preview(preview)
+
+    def _show_relevance(self, task, kind) -> None:
+        """Grey out the fields this task's other settings make moot, saying which setting does."""
+        d = task.data
+        field = {f.key: f.widget for f in self.binder.fields}
+        union = bool(d.union)
+        for key in UNION_UNUSED:
+            set_relevant(field[key], not union, "the sources below give the task's rows.")
+        for button in self.own_data_buttons:
+            button.setEnabled(not union)
+        if not union:
+            hub = bool(d.hub)
+            for key in ("data.hub_config", "data.train_split", "data.validation_split"):
+                set_relevant(field[key], hub, "the task reads a local file, not a Hub dataset.")
+            set_relevant(field["data.validation"], not hub or bool(d.validation),      # still clearable
+                         "a Hub dataset's validation comes from its validation split.")
+            set_relevant(field["data.format"], not hub, "a Hub dataset has a format of its own.")
+        separate = bool(d.validation or (d.hub and d.validation_split))
+        set_relevant(field["data.validation_fraction"], not separate,
+                     "the validation file or split gives the validation rows.")
+        set_relevant(self.labels_edit, bool(kind and kind.has_classes),
+                     f"a {kind.title.lower() if kind else 'this'} head has no classes to name.")
 
     def show_preview(self, preview: TaskPreview | None) -> None:
         self.report.clear()
@@ -355,7 +383,10 @@ class TaskEditor(QScrollArea):
                 task.data.train, task.data.hub = path, ""
             else:
                 task.data.validation = path
-        self.document.edit(change, prefix, f"{key} of {self.document.project.tasks[self.index].name}")
+        name = self.document.project.tasks[self.index].name
+        self.document.edit(change, prefix, f"{key} of {name}")
+        if key == "data.train":
+            self.data_file_chosen.emit(name, path)
 
     def set_hub_dataset(self, index: int, fields: dict) -> None:
         """Use a Hub dataset (fields as DatasetDialog.choice() gives them) instead of local files."""

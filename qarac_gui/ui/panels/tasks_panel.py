@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.data.preview import TaskPreview
+from qarac_gui.core.data.preview import TaskPreview, two_column_mapping
 from qarac_gui.core.project.config import NAME_PATTERN, RESERVED_NAMES, HeadConfig, TaskConfig
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.panels.task_editor import TaskEditor
@@ -81,11 +81,13 @@ class TasksPanel(QWidget):
         self.splitter.addWidget(left)
         self.editor = TaskEditor(document)
         self.editor.preview_requested.connect(self.preview_requested)
+        self.editor.data_file_chosen.connect(lambda name, path: self._chosen.add((name, path)))
         self.editor.hub_dataset_requested.connect(self.hub_dataset_requested)
         self.splitter.addWidget(self.editor)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([150, 650])
         self.previews: dict[str, TaskPreview] = {}
+        self._chosen: set[tuple[str, str]] = set()     # (task, file) the user just chose, not yet read
         document.changed.connect(self._on_document_changed)
         self.refresh()
 
@@ -123,6 +125,25 @@ class TasksPanel(QWidget):
     def show_preview(self, preview: TaskPreview) -> None:
         self.previews[preview.task] = preview
         self.refresh()
+        self._map_two_columns(preview)
+
+    def _map_two_columns(self, preview: TaskPreview) -> None:
+        """A file of two columns, just chosen for a task whose columns it does not name, is mapped as text and label
+        (once: an undo of it stays undone; a project opened with a wrong column is left for the user to see)."""
+        index = next((i for i, t in enumerate(self.document.project.tasks) if t.name == preview.task), -1)
+        if index < 0:
+            return
+        task = self.document.project.tasks[index]
+        mapping = two_column_mapping(task, preview.columns)
+        key = (task.name, task.data.train)
+        if mapping is None or key not in self._chosen:
+            return
+        self._chosen.discard(key)
+        text, label = mapping
+
+        def change(p) -> None:
+            p.tasks[index].data.text, p.tasks[index].data.label = text, label
+        self.document.edit(change, f"tasks.{index}", f"column mapping of {task.name} ({text}, {label})")
 
     def select(self, name: str) -> None:
         for i, task in enumerate(self.document.project.tasks):

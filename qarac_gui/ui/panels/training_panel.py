@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QFormLayout, QGridLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QGridLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from qarac_gui.core.project.config import MIXING, OPTIMIZERS, PRECISIONS, SCHEDULERS
 from qarac_gui.core.project.limits import MAX_STEPS
 from qarac_gui.ui.charts import LiveChart
 from qarac_gui.ui.document import ProjectDocument
-from qarac_gui.ui.form import Binder
+from qarac_gui.ui.form import Binder, set_relevant
 
 TIPS = {
     "optim.lr": "Peak learning rate of the encoder. Keep it small (about 1e-5 to 5e-5 for NLP encoders): large "
@@ -21,6 +21,8 @@ TIPS = {
     "optim.warmup_steps": "Steps over which the lr rises from 0 to its peak. Early gradients from random heads "
                           "are large; warm-up keeps them from damaging the encoder.",
     "optim.warmup_ratio": "Warm-up as a share of all steps (used when warm-up steps is 0).",
+    "optim.gamma": "Exponential scheduler: after warm-up the lr is multiplied by this every step (0.9999 leaves "
+                   "about 37% of the peak after 10,000 steps).",
     "optim.optimizer": "AdamW is the usual choice for fine-tuning. NAdam adds Nesterov momentum (a look-ahead "
                        "along the running average of the gradients), which sometimes converges faster; both "
                        "decouple the weight decay, so the other settings mean the same.",
@@ -35,6 +37,8 @@ TIPS = {
                                "do not push noise into it.",
     "train.max_steps": "Length in optimiser steps (0: use epochs).",
     "train.epochs": "Length in epochs of the epoch task (the largest task unless chosen).",
+    "train.min_steps": "With epochs: at least this many optimiser steps. A small dataset is then seen for more "
+                       "epochs instead of too few steps for the heads to learn; on large data the epochs decide.",
     "train.mixing": "How tasks share the steps. all_tasks: every step takes a batch of every task and sums the "
                     "losses, so all objectives train together and none is forgotten. The others pick one task per "
                     "step (by size, by size with temperature, evenly, or in turn).",
@@ -66,7 +70,14 @@ class TrainingPanel(QScrollArea):
         body = QWidget()
         self.setWidget(body)
         layout = QVBoxLayout(body)
-        self.lr_chart = LiveChart("Learning-rate schedule", "lr")
+        b = self.binder = Binder(document)
+        name_row = QFormLayout()
+        self.name_edit = b.text("name", "The project's name. Its runs are saved in folders named after it and the "
+                                "time they started.", "e.g. reviews")
+        name_row.addRow("Project name", self.name_edit)
+        layout.addLayout(name_row)
+        self.lr_chart = LiveChart("Learning-rate schedule", "lr", log_y=True,    # heads' lr is often 20x
+                                  empty_text="Shown once every task's data has been read")
         self.lr_chart.setObjectName("lr_preview")
         self.lr_chart.setMinimumHeight(220)
         self.lr_chart.add_series("encoder", pg.mkColor("#3b82f6"), width=2)
@@ -79,7 +90,6 @@ class TrainingPanel(QScrollArea):
         layout.addWidget(self.plan_label)
         forms = QGridLayout()
         layout.addLayout(forms)
-        b = self.binder = Binder(document)
 
         def group(title: str, rows: list[tuple[str, QWidget]]) -> None:
             box = QGroupBox(title)
@@ -106,10 +116,12 @@ class TrainingPanel(QScrollArea):
             ("Warm-up steps", b.integer("optim.warmup_steps", t["optim.warmup_steps"], 0, 10**8)),
             ("Warm-up share", b.decimal("optim.warmup_ratio", t["optim.warmup_ratio"], 0.0, 0.99)),
             ("Heads-only steps", b.integer("optim.head_warmup_steps", t["optim.head_warmup_steps"], 0, 10**8)),
+            ("Decay per step", b.number("optim.gamma", t["optim.gamma"], 0.5, 1.0)),
         ])
         group("Length and mixing", [
             ("Steps", b.integer("train.max_steps", t["train.max_steps"], 0, MAX_STEPS, "use epochs")),
             ("Epochs", b.number("train.epochs", t["train.epochs"], 0.0, 1e6)),
+            ("Minimum steps", b.integer("train.min_steps", t["train.min_steps"], 0, MAX_STEPS, "no minimum")),
             ("Mixing", b.choice("train.mixing", [(m, m.replace("_", " ")) for m in MIXING], t["train.mixing"])),
             ("Temperature", b.number("train.temperature", t["train.temperature"], 0.01, 100.0)),
         ])
@@ -128,11 +140,30 @@ class TrainingPanel(QScrollArea):
             ("Checkpoint minutes", b.number("checkpoint.minutes", t["checkpoint.minutes"], 0.0, 10**6)),
             ("Skipped steps limit", b.integer("train.skip_limit", t["train.skip_limit"], 0, 10**6, "never stop")),
         ])
+        for f in self.binder.fields:     # long choices ("Automatic (the GPU if there is one)") must not widen the tab
+            if isinstance(f.widget, QComboBox):
+                f.widget.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                f.widget.setMinimumContentsLength(8)
         document.changed.connect(self._on_document_changed)
-        self.binder.refresh()
+        self._on_document_changed("")
 
     def _on_document_changed(self, section: str) -> None:
         self.binder.refresh()
+        self._show_relevance()
+
+    def _show_relevance(self) -> None:
+        """Grey out what the other settings make moot, saying which setting does."""
+        p = self.document.project
+        field = {f.key: f.widget for f in self.binder.fields}
+        steps = p.train.max_steps > 0
+        set_relevant(field["train.epochs"], not steps, "Steps is set, and sets the length.")
+        set_relevant(field["train.min_steps"], not steps, "Steps is set, and sets the length.")
+        set_relevant(field["train.temperature"], p.train.mixing == "temperature",
+                     "only temperature mixing uses it; choose it under Mixing.")
+        set_relevant(field["optim.warmup_ratio"], p.optim.warmup_steps == 0,
+                     "Warm-up steps is set, and sets the warm-up.")
+        set_relevant(field["optim.gamma"], p.optim.scheduler == "exponential",
+                     "only the exponential scheduler uses it.")
 
     def set_devices(self, choices: list) -> None:
         """Replace the device list with what was detected (DeviceChoice items)."""
