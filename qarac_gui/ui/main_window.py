@@ -184,6 +184,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         ch.preview_ready.connect(self.tasks_panel.show_preview)
         ch.head_params_ready.connect(self.model_panel.show_head_params)
         ch.plan_changed.connect(self.training_panel.show_lr_preview)
+        ch.plan_changed.connect(self._on_checks_plan_changed)
         ch.download_progress.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         self.model_panel.load_requested.connect(self.checks.load_model)
         self.model_panel.hub_requested.connect(self.hub_dialog)
@@ -276,6 +277,11 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         a["stop"].setEnabled(running)
         a["continue"].setEnabled(not running)
         a["export"].setEnabled(not running)
+
+    def _on_checks_plan_changed(self, *_) -> None:
+        """After an edit the bar says what Start would train now (a finished run's last step stays in the log)."""
+        if not self.controller.running and self.checks.planned_steps:
+            self.run_panel.show_plan(self.checks.planned_steps)
 
     def go_to(self, place: Place) -> None:
         """Show the field a problem is about: its tab, its task or backbone, the field itself with focus."""

@@ -92,6 +92,7 @@ class ProjectFilesMixin:
         if self.confirm_discard():
             self.document.reset()
             self.charts.clear()
+            self.run_panel.set_status("Ready.")
 
     def new_from_preset(self, preset: Preset) -> bool:
         """A new, unsaved project holding a copy of the preset: Save asks where, so the bundled file stays as is."""
@@ -108,6 +109,7 @@ class ProjectFilesMixin:
         self.document.reset(project)                # undo starts fresh: the preset is the first state
         self.document.mark_unsaved()
         self.charts.clear()
+        self.run_panel.set_status("Ready.")
         self.log.add(f"New project from the preset {preset.title!r}: {preset.description}. Save it to keep it.")
         return True
 
@@ -135,6 +137,7 @@ class ProjectFilesMixin:
         self._fill_recent_menu()
         self.log.add(f"Opened {path}")
         self.charts.clear()
+        self.run_panel.set_status("Ready.")
         self.run_view.show_latest_run(self.runs_base(), self.document.project.name)    # its last run's charts
         return True
 

@@ -104,6 +104,9 @@ def test_a_short_plan_and_a_tiny_validation_split_are_advised_against_and_the_st
     advice = panel.advice.text()
     assert f"Tasks → {name}: 6 validation rows are too few to measure" in advice
     assert "raise “Held-out share” (to 0.34 for 20 rows)" in advice
+    report = [editor.report.item(i).text() for i in range(editor.report.count())]     # the task's own report too
+    assert "Warning: 6 validation rows are too few to measure (one row moves accuracy by 17%); raise “Held-out " \
+           "share” (to 0.34 for 20 rows) or give a validation file" in report
 
     # without the floor, 3 epochs are 12 steps: too few, and the advice names the field that fixes it
     w.document.set_value("train.min_steps", 0)

@@ -368,3 +368,18 @@ def test_an_empty_chart_says_why_instead_of_showing_made_up_ticks(qtbot):
     assert not chart.empty_label.isVisible() and axis.style["showValues"]
     chart.clear_all()
     assert chart.empty_label.isVisible() and not axis.style["showValues"]
+
+
+def test_the_metrics_key_says_which_marker_is_which_metric_of_which_task(qtbot):
+    from qarac_gui.core.events import EvalDone
+    from qarac_gui.ui.panels.charts_panel import ChartsPanel
+    panel = ChartsPanel()
+    qtbot.addWidget(panel)
+    panel.handle(EvalDone(step=10, metrics={"sentiment": {"loss": 0.3, "accuracy": 0.9, "macro_f1": 0.88},
+                                            "similarity": {"loss": 0.2, "spearman": 0.5}},
+                          best_step=10, best_value=0.9, monitored="sentiment/accuracy"))
+    key = panel.metrics_key.text()
+    assert "sentiment: ● accuracy ▼ macro_f1" in key and "similarity: ● spearman" in key and "loss" not in key
+    assert panel.metrics.curves["sentiment/macro_f1"].opts["symbol"] == "t"
+    panel.clear()
+    assert panel.metrics_key.text() == ""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -11,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -18,6 +22,8 @@ from PySide6.QtWidgets import (
 from qarac_gui.core.events import EvalDone, RunStarted, StepLogged
 from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart, color_of
 from qarac_gui.ui.form import DoubleSpinBox
+
+MARK_GLYPHS = {"o": "●", "t": "▼", "s": "■", "d": "◆", "+": "+"}     # pyqtgraph's symbols as text
 
 
 class ChartsPanel(QWidget):
@@ -65,9 +71,28 @@ class ChartsPanel(QWidget):
         self.metrics = LiveChart("Validation metrics", "value")
         self.lr = LiveChart("Learning rate", "lr", log_y=True)
         self.throughput = LiveChart("Throughput", "samples/s")
+        # Which marker is which metric, in one line under the chart: its legend of task/metric names is hidden
+        # once it would squeeze the plot, and the task colours alone do not tell accuracy from f1.
+        self.metrics_key = QLabel("")
+        self.metrics_key.setObjectName("metrics_key")
+        # one line (a wrapping label's height-for-width would unbalance the grid's rows); all of it in the tooltip
+        self.metrics_key.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.metrics_key.setTextFormat(Qt.TextFormat.RichText)
+        metrics_cell = QWidget()
+        cell = QVBoxLayout(metrics_cell)
+        cell.setContentsMargins(0, 0, 0, 0)
+        cell.setSpacing(0)
+        cell.addWidget(self.metrics, 1)
+        cell.addWidget(self.metrics_key)
         for i, chart in enumerate((self.loss, self.metrics, self.lr, self.throughput)):
             chart.setMinimumSize(240, 160)
-            grid.addWidget(chart, i // 2, i % 2)
+            placed = metrics_cell if chart is self.metrics else chart
+            # equal rows whatever the legends ask for: the key under the metrics takes its room from that chart
+            placed.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+            grid.addWidget(placed, i // 2, i % 2)
+        grid.setRowStretch(0, 1)
+        grid.setRowStretch(1, 1)
+        self.metrics_key.hide()
         # a PlotDataItem, not a bare scatter: only these follow the axis into log mode
         self.marker = pg.PlotDataItem(pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush("#ef4444"),
                                       symbolPen=None)
@@ -79,6 +104,7 @@ class ChartsPanel(QWidget):
         self.loss.log_y_changed.connect(self.log_loss.setChecked)     # the charts' own menus switch too
         self.lr.log_y_changed.connect(self.log_lr.setChecked)
         self.task_boxes: dict[str, QCheckBox] = {}
+        self._metric_marks: dict[str, list[tuple[str, str, str]]] = {}     # task -> (metric, symbol, colour)
         self._task_index: dict[str, int] = {}
         self.planned: dict[str, list[float]] = {}
         self.charts = {"loss": self.loss, "metrics": self.metrics, "lr": self.lr, "throughput": self.throughput}
@@ -88,11 +114,16 @@ class ChartsPanel(QWidget):
             chart.clear_all()
         self.marker.setData([], [])
         for box in self.task_boxes.values():
+            box.hide()                        # now: a deferred delete waits for the event loop's next turn
+            self.task_boxes_layout.removeWidget(box)
             box.deleteLater()
         self.task_boxes.clear()
         self._task_index.clear()
         self.planned = {}
         self.overlay_label.setText("")
+        self._metric_marks.clear()
+        self.metrics_key.setText("")
+        self.metrics_key.hide()
 
     def _on_smoothing_value_changed(self, value: float) -> None:
         self.loss.set_smoothing(value)
@@ -155,10 +186,20 @@ class ChartsPanel(QWidget):
         if name not in self.metrics.series:
             index = self._task_index.get(task, len(self._task_index))
             symbols = ("o", "t", "s", "d", "+")
-            self.metrics.add_series(name, color_of(index), width=1,
-                                    symbol=symbols[sum(1 for n in self.metrics.series if n.startswith(task + "/"))
-                                                   % len(symbols)])
+            symbol = symbols[sum(1 for n in self.metrics.series if n.startswith(task + "/")) % len(symbols)]
+            self.metrics.add_series(name, color_of(index), width=1, symbol=symbol)
+            self._metric_marks.setdefault(task, []).append((metric, symbol, color_of(index).name()))
+            self._show_metrics_key()
         self.metrics.append(name, step, value)
+
+    def _show_metrics_key(self) -> None:
+        parts = []
+        for task, marks in self._metric_marks.items():
+            shown = " ".join(f"{MARK_GLYPHS[symbol]} {html.escape(metric)}" for metric, symbol, _ in marks)
+            parts.append(f'<span style="color:{marks[0][2]}">{html.escape(task)}: {shown}</span>')
+        self.metrics_key.setText(" &nbsp; ".join(parts))
+        self.metrics_key.setToolTip("<br>".join(parts))
+        self.metrics_key.setVisible(bool(parts))
 
     def flush(self) -> None:
         for chart in self.charts.values():

@@ -30,6 +30,7 @@ from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.project.config import FORMATS
 from qarac_gui.ui.charts import LengthHistogram
 from qarac_gui.ui.document import ProjectDocument
+from qarac_gui.ui.field_words import FieldWords, Place
 from qarac_gui.ui.form import Binder, ComboBox, set_columns, set_relevant
 from qarac_gui.ui.panels.data_adapters_editor import DataAdaptersEditor
 from qarac_gui.ui.panels.inputs_editor import InputsEditor
@@ -214,6 +215,7 @@ class TaskEditor(QScrollArea):
         self.report = QListWidget()
         self.report.setObjectName("task_report")
         self.report.setMaximumHeight(130)
+        self.report.setWordWrap(True)          # a warning says what to change: all of it must be readable
         self.lengths = LengthHistogram()
         self.lengths.setFixedHeight(130)
         self.lengths.setToolTip("Tokens per training row (a sample of up to 1000), with the model's tokenizer. "
@@ -319,12 +321,18 @@ class TaskEditor(QScrollArea):
         for combo, empty in ((self.text_column, False), (self.pair_column, True), (self.label_column, False)):
             set_columns(combo, preview.columns, allow_empty=empty)
         self.inputs.set_columns(preview.columns)
+        words = FieldWords({"tasks": self})
+        project = self.document.project
+
+        def shown(text: str) -> str:          # in this task's own editor: without "task x:", fields by their labels
+            rest = text.split(": ", 1)[1] if text.startswith(f"task {preview.task}: ") else text
+            return words.inline(rest, Place("tasks", task=preview.task), project)
         for text in preview.errors:
-            item = QListWidgetItem(f"Error: {text}")
+            item = QListWidgetItem(f"Error: {shown(text)}")
             item.setForeground(QColor("#d04040"))
             self.report.addItem(item)
         for text in preview.warnings:
-            item = QListWidgetItem(f"Warning: {text}")
+            item = QListWidgetItem(f"Warning: {shown(text)}")
             item.setForeground(QColor("#c08000"))
             self.report.addItem(item)
         if not preview.errors and not preview.warnings:
