@@ -68,7 +68,7 @@ class ChartsPanel(QWidget):
         grid = QGridLayout()
         layout.addLayout(grid, 1)
         self.loss = LossChart()
-        self.metrics = LiveChart("Validation metrics", "value")
+        self.metrics = LiveChart("Validation metrics", "value", empty_text="Shown after the first validation")
         self.lr = LiveChart("Learning rate", "lr", log_y=True)
         self.throughput = LiveChart("Throughput", "samples/s")
         # Which marker is which metric, in one line under the chart: its legend of task/metric names is hidden
@@ -197,7 +197,7 @@ class ChartsPanel(QWidget):
         for task, marks in self._metric_marks.items():
             shown = " ".join(f"{MARK_GLYPHS[symbol]} {html.escape(metric)}" for metric, symbol, _ in marks)
             parts.append(f'<span style="color:{marks[0][2]}">{html.escape(task)}: {shown}</span>')
-        self.metrics_key.setText(" &nbsp; ".join(parts))
+        self.metrics_key.setText("<br>".join(parts))                 # a task a line
         self.metrics_key.setToolTip("<br>".join(parts))
         self.metrics_key.setVisible(bool(parts))
 
