@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,20 @@ class RunControl(QObject):
         controller.running_changed.connect(self.update_probe_action)
         checks.jobs.finished.connect(self._on_jobs_finished)
 
+    def _name_untitled(self) -> None:
+        """A project still called "untitled" is named after its first task's data before its first run, so the run
+        folder says what it trained (the name field shows it, and undo takes it back)."""
+        from qarac_gui.ui.document import UNTITLED
+        project = self.document.project
+        if project.name != UNTITLED or not project.tasks:
+            return
+        data = project.tasks[0].data
+        source = data.train or data.hub or (data.union[0].train or data.union[0].hub if data.union else "")
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(source).stem if data.train else source.rsplit("/", 1)[-1])
+        name = name.strip("_") or project.tasks[0].name
+        self.document.set_value("name", name, "Project name")
+        self.view.log.add(f"The project is named {name!r} after its data; rename it in Training → Project name")
+
     def start(self, resume_dir: str | Path | None = None, lr_scale: float = 1.0) -> bool:
         """Start a new run of the project, or continue the stopped run in resume_dir; False if it cannot start."""
         from qarac_gui.core.run import new_run_dir, run
@@ -92,6 +107,7 @@ class RunControl(QObject):
                 show_error(self._window, "Cannot continue the run", str(e))
                 return False
         else:
+            self._name_untitled()
             project = copy.deepcopy(self.document.project)
             run_dir = new_run_dir(project, self._runs_base())
         code_consent.confirm(self._window, project)

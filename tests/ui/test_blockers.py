@@ -177,3 +177,22 @@ def test_a_two_column_csv_is_mapped_as_text_and_label_once(qtbot, window, tiny_b
     qtbot.waitUntil(lambda: any("no column 'text'" in b.text for b in w.run_panel.blockers), timeout=LONG)
     qtbot.waitUntil(lambda: settled(w), timeout=LONG)
     assert (data().text, data().label) == ("text", "label")
+
+
+def test_an_untitled_project_is_named_after_its_data_when_its_first_run_starts(qtbot, window, tiny_bert, tmp_path,
+                                                                                monkeypatch):
+    w = window
+    w.document.set_value("backbones.encoder.model", str(tiny_bert))
+    w.document.set_value("train.max_steps", 2)
+    qtbot.mouseClick(w.tasks_panel.buttons["add"], Qt.MouseButton.LeftButton)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        lambda *a, **k: (str(reviews_csv(tmp_path / "my reviews.csv")), ""))
+    w.tasks_panel.editor.findChild(QPushButton, "browse_train").click()
+    w.document.set_value("tasks.0.data.text", "review")
+    qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
+    assert w.document.project.name == "untitled"
+    with qtbot.waitSignal(w.controller.finished, timeout=LONG):
+        qtbot.mouseClick(w.run_panel.start_button, Qt.MouseButton.LeftButton)
+    assert w.document.project.name == "my_reviews" and w.last_run_dir.name.startswith("my_reviews-")
+    assert w.training_panel.name_edit.text() == "my_reviews"
+    assert w.document.undo_label() == "change of Project name"

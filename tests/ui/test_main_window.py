@@ -561,16 +561,19 @@ def test_find_batch_sizes_reports_per_task_and_applies_them_as_one_undoable_edit
     w = window
     assert w.open_project(project_file(tmp_path, tiny_bert, 4))
     qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
-    # on this CPU-only machine: first the plain answer, then the probe itself with memory errors injected
+    # on this CPU-only machine the menu entry waits for a GPU; the probe itself still answers plainly if asked,
+    # and then finds sizes with memory errors injected
+    qtbot.waitUntil(lambda: "needs a GPU" in w.actions_by_name["find_batch"].text(), timeout=LONG)
+    assert not w.actions_by_name["find_batch"].isEnabled()
     with qtbot.waitSignal(w.controller.finished, timeout=LONG):
-        w.actions_by_name["find_batch"].trigger()
+        w.runs.find_batch_sizes()
     box = w.findChild(QMessageBox, "error_dialog")
     assert box is not None and "needs a GPU" in box.text()
     box.close()
     monkeypatch.setattr(probe, "CATCHABLE", ("cuda", "cpu"))
     out_of_memory_above(monkeypatch, 21)
     with qtbot.waitSignal(w.controller.finished, timeout=LONG):
-        w.actions_by_name["find_batch"].trigger()
+        w.runs.find_batch_sizes()
     box = w.findChild(QMessageBox, "batch_sizes_box")
     assert box is not None and box.isVisible()
     assert "sentiment: up to 16 rows fit" in box.text() and "now 4" in box.text()
