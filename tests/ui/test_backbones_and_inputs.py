@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import tomli_w
+from gui import choose, click, click_row, settled, type_into
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox, QPushButton
@@ -43,36 +44,8 @@ def window(qtbot, tmp_path, monkeypatch, warnings):
     w.close()
 
 
-def choose(combo, text):
-    index = combo.findText(text)
-    assert index >= 0, f"{text!r} not offered: {[combo.itemText(i) for i in range(combo.count())]}"
-    combo.setCurrentIndex(index)
-    combo.activated.emit(index)
-
-
-def type_into(qtbot, edit, text):
-    edit.setFocus()
-    edit.selectAll()
-    qtbot.keyClicks(edit, text)
-    edit.editingFinished.emit()
-
-
-def click(qtbot, button):
-    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
-
-
-def click_row(qtbot, table, row):
-    rect = table.visualRect(table.model().index(row, 0))
-    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-
-
 def table_rows(table):
     return [tuple(table.item(r, c).text() for c in range(3)) for r in range(table.rowCount())]
-
-
-def settled(w):
-    c = w.checks
-    return not w.jobs.busy and not c.pending and all(t.name in c.previews for t in w.document.project.tasks)
 
 
 def open_recipe(w, tmp_path, model):

@@ -18,11 +18,6 @@ pytestmark = pytest.mark.usefixtures("torch_threads")
 LONG = 120000
 
 
-@pytest.fixture(autouse=True)
-def own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-
-
 @pytest.fixture
 def window(qtbot, monkeypatch):
     for name in ("question", "warning", "information", "critical"):

@@ -8,31 +8,16 @@ import csv
 import re
 
 import pytest
+from gui import LONG, settled
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QPushButton, QWidget
+from PySide6.QtWidgets import QFileDialog, QPushButton, QWidget
 
 from qarac_gui.ui.field_words import FieldWords
-from qarac_gui.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
-LONG = 60_000
 REVIEWS = [("a wonderful, warm film", "pos"), ("dull and far too long", "neg"), ("I loved every minute", "pos"),
            ("a waste of an evening", "neg"), ("sharp, funny and kind", "pos"), ("the plot makes no sense", "neg")]
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-    for name in ("question", "warning", "information", "critical"):
-        monkeypatch.setattr(QMessageBox, name, lambda *a, **k: pytest.fail(f"unexpected dialog: {a[1:3]}"))
-    w = MainWindow()
-    w.resize(1360, 860)
-    w.show()
-    yield w
-    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=LONG)
-    w.document.reset()
-    w.close()
 
 
 def reviews_csv(path, rows=60):
@@ -42,11 +27,6 @@ def reviews_csv(path, rows=60):
         for i in range(rows):
             writer.writerow(REVIEWS[i % len(REVIEWS)])
     return path
-
-
-def settled(w):
-    c = w.checks
-    return not w.jobs.busy and not c.pending and all(t.name in c.previews for t in w.document.project.tasks)
 
 
 def click_link(label, words):

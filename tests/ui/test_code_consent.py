@@ -14,11 +14,6 @@ pytestmark = pytest.mark.usefixtures("torch_threads")
 LONG = 120000
 
 
-@pytest.fixture(autouse=True)
-def own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-
-
 class Prompts:
     """Stands in for the user at QMessageBox.warning: records each question and gives the set answer."""
 

@@ -4,6 +4,7 @@ each change one undoable edit, and the display following undo and redo."""
 from __future__ import annotations
 
 import pytest
+from gui import click, type_into
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QScrollArea
@@ -52,20 +53,6 @@ def editor(qtbot, tmp_path):
     qtbot.waitActive(widget)          # focus moves only inside the active window
     widget.set_task(0)
     return widget
-
-
-def type_into(qtbot, edit, text):
-    edit.setFocus()
-    edit.selectAll()
-    if text:
-        qtbot.keyClicks(edit, text)
-    else:
-        qtbot.keyClick(edit, Qt.Key.Key_Delete)
-    edit.editingFinished.emit()
-
-
-def click(qtbot, button):
-    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
 
 def task(editor, index=0):

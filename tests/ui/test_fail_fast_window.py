@@ -27,11 +27,6 @@ ONE_GPU = [DeviceChoice("auto", "Automatic", True), DeviceChoice("cpu", "CPU", T
            DeviceChoice("cuda", "CUDA GPU (Test GPU, 8 GiB)", True)]
 
 
-@pytest.fixture(autouse=True)
-def own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-
-
 def _window(qtbot):
     w = MainWindow()
     w.show()

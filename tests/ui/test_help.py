@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from gui import menu_action
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QKeySequence, QTextCursor
-from PySide6.QtWidgets import QDialog, QMessageBox
+from PySide6.QtWidgets import QDialog
 
 from qarac_gui.core import paths
 from qarac_gui.ui.dialogs.help import DocsDialog
@@ -22,15 +23,8 @@ DOCS = ROOT / "docs"
 LONG = 120_000
 
 
-@pytest.fixture(autouse=True)
-def own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-
-
 @pytest.fixture
-def window(qtbot, monkeypatch):
-    for name in ("question", "warning", "information", "critical"):
-        monkeypatch.setattr(QMessageBox, name, lambda *a, **k: pytest.fail(f"unexpected dialog: {a[1:3]}"))
+def window(qtbot, monkeypatch, no_dialogs):
     # Reading a model imports torch and loads weights: nothing here needs it, and the demo's model would take long.
     monkeypatch.setattr(ProjectChecks, "refresh", lambda self, force=False: None)
     w = MainWindow()
@@ -52,18 +46,6 @@ def docs(qtbot):
 def title_in_file(path: Path) -> str:
     line = next(line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("# "))
     return line[2:].replace("`", "").strip()
-
-
-def menu_action(w, *texts):
-    """The action reached by clicking through the menu bar, e.g. Help > Documentation."""
-    actions = w.menuBar().actions()
-    for text in texts:
-        found = [a for a in actions if a.text().replace("&", "") == text]
-        assert found, f"{text!r} is not in the menu: {[a.text() for a in actions]}"
-        action = found[0]
-        actions = action.menu().actions() if action.menu() else []
-    assert action.isEnabled()
-    return action
 
 
 def hrefs(browser) -> list[str]:

@@ -3,22 +3,7 @@ task's data preview has room."""
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import QPoint
-
-from qarac_gui.ui.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-    w = MainWindow()           # no saved geometry: the default size
-    w.show()
-    qtbot.waitExposed(w)
-    yield w
-    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=60_000)
-    w.document.reset()
-    w.close()
 
 
 def right_edge(widget, window) -> int:
@@ -27,6 +12,7 @@ def right_edge(widget, window) -> int:
 
 def test_the_default_window_keeps_the_charts_off_its_edge_and_fits_the_training_tab(qtbot, window):
     w = window
+    qtbot.waitExposed(w)
     assert (w.width(), w.height()) == (1360, 860)
     for chart in w.charts.charts.values():
         assert right_edge(chart, w) <= w.width() - 6, chart.title

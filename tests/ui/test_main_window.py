@@ -4,6 +4,7 @@ import csv
 import random
 
 import pytest
+from gui import LONG, choose, settled, type_into
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QPushButton
 
@@ -12,23 +13,8 @@ from qarac_gui.core.project.config import save_project
 from qarac_gui.ui.document import new_project
 from qarac_gui.ui.main_window import MainWindow
 
-pytestmark = pytest.mark.usefixtures("torch_threads")
+pytestmark = pytest.mark.usefixtures("torch_threads", "no_dialogs")
 
-LONG = int(__import__("os").environ.get("QARAC_TEST_WAIT_MS", "120000"))   # generous for a loaded 2-core CI machine
-
-
-@pytest.fixture(autouse=True)
-def own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-
-
-@pytest.fixture(autouse=True)
-def no_unexpected_dialogs(monkeypatch):
-    """A modal box nobody answers would hang the test: fail instead, naming it."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"unexpected dialog: {args[1:3]}")
-    for name in ("question", "warning", "information", "critical"):
-        monkeypatch.setattr(QMessageBox, name, refuse)
 
 
 def write_csv(path, header, rows):
@@ -53,37 +39,6 @@ def ratings(path, n=48, seed=1):
     rng = random.Random(seed)
     rows = [[f"the room was {'very ' * k}clean", float(k)] for k in (rng.randint(0, 3) for _ in range(n))]
     return write_csv(path, ["sentence", "rating"], rows)
-
-
-@pytest.fixture
-def window(qtbot):
-    w = MainWindow()            # not qtbot.addWidget: its teardown would close before the run has stopped
-    w.show()
-    yield w
-    if w.controller.running:
-        w.controller.request_stop()
-        qtbot.waitUntil(lambda: not w.controller.running, timeout=LONG)
-    w.document.reset()              # nothing unsaved: closing must not ask
-    w.close()
-
-
-def choose(combo, text):
-    """Pick an entry the way a click in the drop-down does."""
-    index = combo.findText(text)
-    assert index >= 0, f"{text!r} not offered: {[combo.itemText(i) for i in range(combo.count())]}"
-    combo.setCurrentIndex(index)
-    combo.activated.emit(index)
-
-
-def type_into(qtbot, edit, text):
-    edit.selectAll()
-    qtbot.keyClicks(edit, text)
-    edit.editingFinished.emit()
-
-
-def settled(w):
-    c = w.checks
-    return not w.jobs.busy and not c.pending and all(t.name in c.previews for t in w.document.project.tasks)
 
 
 def add_task_from_file(qtbot, w, monkeypatch, path, kind_title=None):

@@ -4,46 +4,15 @@ unsaved project that Save writes elsewhere."""
 from __future__ import annotations
 
 import pytest
+from gui import menu_action
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from qarac_gui.core import paths
 from qarac_gui.core.project.config import dumps_project, load_project
-from qarac_gui.ui.main_window import MainWindow
 from qarac_gui.ui.project_files import presets
 
 PRESETS = presets()
 LONG = 120000
-
-
-@pytest.fixture(autouse=True)
-def own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-
-
-@pytest.fixture
-def window(qtbot, monkeypatch):
-    for name in ("question", "warning", "information", "critical"):
-        monkeypatch.setattr(QMessageBox, name, lambda *a, **k: pytest.fail(f"unexpected dialog: {a[1:3]}"))
-    w = MainWindow()
-    w.show()
-    yield w
-    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=LONG)      # the model and the data are read in the background
-    w.document.reset()              # nothing unsaved: closing must not ask
-    w.close()
-
-
-def menu_action(w, *texts):
-    """The action reached by clicking through the menu bar, e.g. File > New from preset > a preset."""
-    actions = w.menuBar().actions()
-    for depth, text in enumerate(texts):
-        found = [a for a in actions if a.text().replace("&", "") == text]
-        assert found, f"{text!r} is not in the menu: {[a.text() for a in actions]}"
-        action = found[0]
-        assert action.isEnabled() and action.isVisible(), f"{text!r} cannot be clicked"
-        if depth < len(texts) - 1:
-            assert action.menu() is not None, f"{text!r} is not a menu"
-            actions = action.menu().actions()
-    return action
 
 
 def task_list(w) -> list[str]:

@@ -8,37 +8,14 @@ import time
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
 
 from qarac_gui.core.events import Progress, StepDone, StepLogged
 from qarac_gui.core.project.config import TaskConfig, save_project
 from qarac_gui.ui.document import new_project
-from qarac_gui.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
 LONG = int(os.environ.get("QARAC_TEST_WAIT_MS", "120000"))
-
-
-@pytest.fixture(autouse=True)
-def own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-
-
-@pytest.fixture
-def window(qtbot, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"unexpected dialog: {args[1:3]}")
-    for name in ("question", "warning", "information", "critical"):
-        monkeypatch.setattr(QMessageBox, name, refuse)
-    w = MainWindow()            # not qtbot.addWidget: its teardown would close before the run has stopped
-    w.show()
-    yield w
-    if w.controller.running:
-        w.controller.request_stop()
-        qtbot.waitUntil(lambda: not w.controller.running, timeout=LONG)
-    w.document.reset()
-    w.close()
 
 
 def project_file(tmp_path, model, steps, log_every):

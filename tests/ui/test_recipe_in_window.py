@@ -7,81 +7,19 @@ from __future__ import annotations
 import os
 
 import pytest
+from gui import click_row, menu_action, set_field, settled, type_into
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractSpinBox, QFileDialog, QMessageBox, QPushButton, QWidget
+from PySide6.QtWidgets import QFileDialog, QPushButton, QWidget
 from recipe_data import write_recipe_data
 
 from qarac_gui.core.events import RunEnded
 from qarac_gui.ui.dialogs.try_it import TryItDialog
-from qarac_gui.ui.main_window import MainWindow
 from qarac_gui.ui.project_files import presets
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
 LONG = int(os.environ.get("QARAC_TEST_WAIT_MS", "180000"))
 QARAC = next(p for p in presets() if p.path.name == "qarac.toml")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-    for name in ("question", "warning", "information", "critical"):
-        monkeypatch.setattr(QMessageBox, name, lambda *a, **k: pytest.fail(f"unexpected dialog: {a[1:3]}"))
-    w = MainWindow()
-    w.resize(1360, 860)
-    w.show()
-    yield w
-    if w.controller.running:
-        w.controller.request_stop()
-        qtbot.waitUntil(lambda: not w.controller.running, timeout=LONG)
-    w.document.reset()
-    w.close()
-
-
-def menu_action(w, *texts):
-    actions = w.menuBar().actions()
-    for text in texts:
-        action = next(a for a in actions if a.text().replace("&", "") == text)
-        actions = action.menu().actions() if action.menu() else []
-    return action
-
-
-def type_into(qtbot, edit, text):
-    edit.setFocus()
-    edit.selectAll()
-    if text:
-        qtbot.keyClicks(edit, text)
-    else:
-        qtbot.keyClick(edit, Qt.Key.Key_Delete)
-    edit.editingFinished.emit()
-
-
-def click_row(qtbot, table, row):
-    rect = table.visualRect(table.model().index(row, 0))
-    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-
-
-def field(parent, name):
-    found = parent.findChild(QWidget, name)
-    assert found is not None, name
-    return found
-
-
-def set_field(qtbot, parent, name, text):
-    """Type into a field as a user does: select what is there, type, and Enter (a spin box commits on Enter)."""
-    widget = field(parent, name)
-    if isinstance(widget, QAbstractSpinBox):
-        widget.setFocus()
-        widget.selectAll()
-        qtbot.keyClicks(widget, text)
-        qtbot.keyClick(widget, Qt.Key.Key_Return)
-    else:
-        type_into(qtbot, widget, text)
-
-
-def settled(w):
-    c = w.checks
-    return not w.jobs.busy and not c.pending and all(t.name in c.previews for t in w.document.project.tasks)
 
 
 def swap_union_sources(qtbot, monkeypatch, editor, hubs, stand_ins):
@@ -125,7 +63,7 @@ def test_the_qarac_preset_trained_in_the_window_and_tried(qtbot, window, tiny_be
             set_field(qtbot, editor, "data_validation_split", "")
             set_field(qtbot, editor, "data_validation_fraction", "0.2")
         if project_task.data.union:
-            assert not field(editor, "data_train").isEnabled()       # the sources replace the task's own file
+            assert not editor.findChild(QWidget, "data_train").isEnabled()      # the sources replace its file
             swap_union_sources(qtbot, monkeypatch, editor, [s.hub for s in project_task.data.union], stand_ins)
         set_field(qtbot, editor, "batch_size", "8")
         set_field(qtbot, editor, "max_length", "24")

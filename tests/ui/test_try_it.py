@@ -22,11 +22,6 @@ pytestmark = pytest.mark.usefixtures("torch_threads")
 LONG = int(os.environ.get("QARAC_TEST_WAIT_MS", "120000"))
 
 
-@pytest.fixture(autouse=True)
-def own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("QARAC_GUI_DATA", str(tmp_path / "app-data"))
-
-
 @pytest.fixture
 def window(qtbot):
     w = MainWindow()
