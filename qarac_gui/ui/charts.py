@@ -499,3 +499,33 @@ class LengthHistogram(LiveChart):
         self.cut.setValue(max_length + 0.5)       # rows longer than max_length lie right of the line
         self._show_if_empty()
         self.getPlotItem().autoRange()
+
+
+class MixChart(LiveChart):
+    """Before Start: how many passes over its training data each task gets from the plan, one bar a task."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("Passes over each task's data", "passes", parent=parent,
+                         empty_text="Shown once every task's data has been read")
+        self.setObjectName("mix_preview")
+        self.legend.hide()
+        self.setMouseEnabled(x=False, y=False)
+        item = self.getPlotItem()
+        item.setLabel("bottom", "")
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, brushes=[], pen=pg.mkPen(None))
+        self.addItem(self.bars)
+        self.passes: dict[str, float] = {}
+        self._show_if_empty()
+
+    @property
+    def empty(self) -> bool:
+        return not getattr(self, "passes", None)
+
+    def show_passes(self, passes: dict[str, float]) -> None:
+        self.passes = dict(passes)
+        names = list(passes)
+        self.bars.setOpts(x=list(range(len(names))), height=[passes[n] for n in names], width=0.6,
+                          brushes=[pg.mkBrush(color_of(i)) for i in range(len(names))])
+        self.getPlotItem().getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
+        self._show_if_empty()
+        self.getPlotItem().enableAutoRange()

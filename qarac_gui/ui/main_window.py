@@ -185,6 +185,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         ch.head_params_ready.connect(self.model_panel.show_head_params)
         ch.plan_changed.connect(self.training_panel.show_lr_preview)
         ch.plan_changed.connect(self._on_checks_plan_changed)
+        ch.mix_changed.connect(self.training_panel.show_mix)
         ch.download_progress.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         self.model_panel.load_requested.connect(self.checks.load_model)
         self.model_panel.hub_requested.connect(self.hub_dialog)

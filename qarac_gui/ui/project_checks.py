@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QWidget
 from qarac_gui.core.data.preview import SMALL_VALIDATION, TaskPreview, preview_task, start_problems
 from qarac_gui.core.model.info import ModelInfo, head_parameters, model_info
 from qarac_gui.core.project.config import Project
-from qarac_gui.core.training.plan import lr_curve, plan_run, plan_warnings
+from qarac_gui.core.training.plan import lr_curve, mixing_preview, plan_run, plan_warnings
 from qarac_gui.ui.dialogs import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.worker import Failure, JobRunner
@@ -43,6 +43,7 @@ class ProjectChecks(QObject):
     head_params_ready = Signal(dict)
     plan_changed = Signal(object, str)          # lr curves (or None), a note on the plan
     advice_changed = Signal(list)               # what would make the run learn little (the core's words)
+    mix_changed = Signal(dict)                  # task -> TaskShare of the plan; empty while unknown
     problems_changed = Signal(list)
     download_progress = Signal(str)             # a Hub dataset's files coming down for a preview
 
@@ -228,6 +229,7 @@ class ProjectChecks(QObject):
             self.plan_changed.emit(None, f"No schedule: {e}")
             return
         self._set_advice(plan_warnings(project, plan) + small, plan.total_steps)
+        self.mix_changed.emit(mixing_preview(project, sizes, plan) if sizes is not None else {})
         note = f"{plan.total_steps} optimiser steps"
         if sizes is not None and not project.train.max_steps:
             batches = plan.batches_per_epoch[plan.epoch_task]

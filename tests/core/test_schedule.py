@@ -119,3 +119,32 @@ def test_a_plan_too_short_to_learn_is_warned_about_with_a_setting_that_fixes_it(
     assert warning.startswith("train.max_steps: 12 optimiser steps are too few")
     floor = _project(train={"max_steps": 0, "epochs": 1, "min_steps": 100})
     assert plan_warnings(floor, plan_run(floor, sizes)) == []
+
+
+@pytest.mark.parametrize("mixing", ["all_tasks", "round_robin", "proportional", "temperature", "uniform"])
+def test_the_mixing_preview_is_what_the_sampler_draws(mixing):
+    from qarac_gui.core.training.plan import mixing_preview
+    from qarac_gui.core.training.sampling import TaskStream
+    sizes = {"a": 300, "b": 40}
+    p = _project(train={"max_steps": 0, "epochs": 3, "mixing": mixing, "epoch_task": "a"})
+    plan = plan_run(p, sizes)
+    preview = mixing_preview(p, sizes, plan)
+    stream = TaskStream(sizes, {t.name: t.batch_size for t in p.tasks}, mixing, task_probabilities(p, sizes), seed=5)
+    drawn = {"a": 0, "b": 0}
+    rows = {"a": 0, "b": 0}
+    for _ in range(plan.total_steps * p.optim.grad_accum):
+        for name, batch in stream.draw():
+            drawn[name] += 1
+            rows[name] += len(batch)
+    assert sum(s.share for s in preview.values()) == pytest.approx(1.0)
+    for name in sizes:
+        expected = preview[name]
+        if mixing in ("all_tasks", "round_robin"):       # no chance involved: exact
+            assert drawn[name] == expected.batches, name
+        else:                                             # within 4 binomial standard deviations
+            n, q = plan.total_steps, expected.batches / plan.total_steps
+            assert abs(drawn[name] - expected.batches) <= 4 * math.sqrt(n * q * (1 - q)) + 1, name
+        # the rows those batches held: passes over the data, up to the one short batch at the end of an epoch
+        per_epoch = plan.batches_per_epoch[name]
+        passes = expected.passes if mixing in ("all_tasks", "round_robin") else drawn[name] / per_epoch
+        assert rows[name] / sizes[name] == pytest.approx(passes, abs=1 / per_epoch), name

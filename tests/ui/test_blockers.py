@@ -176,3 +176,27 @@ def test_an_untitled_project_is_named_after_its_data_when_its_first_run_starts(q
     assert w.document.project.name == "my_reviews" and w.last_run_dir.name.startswith("my_reviews-")
     assert w.training_panel.name_edit.text() == "my_reviews"
     assert w.document.undo_label() == "change of Project name"
+
+
+def test_the_training_tab_draws_what_the_mixing_gives_each_task_and_follows_the_settings(qtbot, window, tiny_bert,
+                                                                                        tmp_path, monkeypatch):
+    w = window
+    w.document.set_value("backbones.encoder.model", str(tiny_bert))
+    for name, rows in (("big", 120), ("small", 30)):
+        qtbot.mouseClick(w.tasks_panel.buttons["add"], Qt.MouseButton.LeftButton)
+        monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                            lambda *a, p=reviews_csv(tmp_path / f"{name}.csv", rows), **k: (str(p), ""))
+        w.tasks_panel.editor.findChild(QPushButton, "browse_train").click()
+        index = len(w.document.project.tasks) - 1
+        w.document.set_value(f"tasks.{index}.data.text", "review")
+        w.document.set_value(f"tasks.{index}.data.validation_fraction", 0.2)
+        w.document.set_value(f"tasks.{index}.name", name)
+    qtbot.waitUntil(lambda: settled(w) and w.run_panel.start_button.isEnabled(), timeout=LONG)
+    chart, label = w.training_panel.mix_chart, w.training_panel.mix_label
+    # all tasks every step: 200 steps of batches of 16 over 96 and 24 training rows
+    qtbot.waitUntil(lambda: set(chart.passes) == {"big", "small"}, timeout=LONG)
+    assert chart.passes["big"] == pytest.approx(200 / 6 * 1) and chart.passes["small"] == pytest.approx(200 / 2)
+    assert "big: 50% of the batches" in label.text() and not chart.empty_label.isVisible()
+    w.document.set_value("train.mixing", "proportional")          # drawn by size: the small task gets a fifth
+    qtbot.waitUntil(lambda: "small: 20% of the batches" in label.text(), timeout=LONG)
+    assert chart.passes["small"] == pytest.approx(200 * 0.2 / 2)

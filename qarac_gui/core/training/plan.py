@@ -154,3 +154,34 @@ def plan_warnings(project: Project, plan: RunPlan) -> list[str]:
     epochs = math.ceil(FEW_STEPS * 4 / max(per_epoch, 1e-9))
     return [f"train.epochs: {tr.epochs:g} epoch(s) of {plan.epoch_task} are {total} optimiser steps, too few for the "
             f"heads to learn; raise train.epochs to {epochs} (about {FEW_STEPS * 4} steps) or set train.min_steps"]
+
+
+@dataclass(frozen=True)
+class TaskShare:
+    """What a plan gives one task: its share of the micro-batches, how many it gets, the rows they hold and the
+    passes over its training data those rows make (expected values for the strategies that draw at random)."""
+    share: float
+    batches: float
+    examples: float
+    passes: float
+
+
+def mixing_preview(project: Project, sizes: dict[str, int], plan: RunPlan) -> dict[str, TaskShare]:
+    """Per task, what the sampler will draw over the whole plan: a pure function, drawn before Start."""
+    draws = plan.total_steps * project.optim.grad_accum       # micro-batch draws: a batch of each task, or of one
+    mixing, names = project.train.mixing, [t.name for t in project.tasks]
+    if mixing == "all_tasks":
+        batches = dict.fromkeys(names, float(draws))
+    elif mixing == "round_robin":                             # in turn: the first tasks get the remainder
+        batches = {n: float(draws // len(names) + (i < draws % len(names))) for i, n in enumerate(names)}
+    else:
+        chance = task_probabilities(project, sizes)
+        batches = {n: draws * chance[n] for n in names}
+    total = sum(batches.values())
+    out = {}
+    for name in names:
+        rows = max(1, sizes[name])
+        # a batch holds batch_size rows, but the last of an epoch only what is left: count in whole epochs
+        examples = batches[name] / plan.batches_per_epoch[name] * rows
+        out[name] = TaskShare(batches[name] / total, batches[name], examples, examples / rows)
+    return out

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QGridLayout, QGroupBox, QL
 
 from qarac_gui.core.project.config import MIXING, OPTIMIZERS, PRECISIONS, SCHEDULERS
 from qarac_gui.core.project.limits import MAX_STEPS
-from qarac_gui.ui.charts import LiveChart
+from qarac_gui.ui.charts import LiveChart, MixChart
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder, set_relevant
 
@@ -88,6 +88,15 @@ class TrainingPanel(QScrollArea):
         self.plan_label.setObjectName("plan_label")
         self.plan_label.setWordWrap(True)
         layout.addWidget(self.plan_label)
+        self.mix_chart = MixChart()
+        self.mix_chart.setFixedHeight(170)
+        self.mix_chart.setToolTip("What the mixing strategy gives each task over the whole plan: passes over its "
+                                  "training data (expected values for the strategies that draw at random)")
+        layout.addWidget(self.mix_chart)
+        self.mix_label = QLabel("")
+        self.mix_label.setObjectName("mix_label")
+        self.mix_label.setWordWrap(True)
+        layout.addWidget(self.mix_label)
         forms = QGridLayout()
         layout.addLayout(forms)
 
@@ -176,6 +185,13 @@ class TrainingPanel(QScrollArea):
             if item is not None:
                 item.setEnabled(choice.available)
         combo.blockSignals(False)
+
+    def show_mix(self, shares: dict) -> None:
+        """The mixing preview: passes per task as bars, and per task its share of the batches and rows seen."""
+        self.mix_chart.show_passes({name: s.passes for name, s in shares.items()})
+        self.mix_label.setText("; ".join(
+            f"{name}: {s.share:.0%} of the batches, about {s.examples:,.0f} rows seen ({s.passes:.1f} passes)"
+            for name, s in shares.items()))
 
     def show_lr_preview(self, curves: dict[str, list[float]] | None, note: str) -> None:
         for name in ("encoder", "heads"):
