@@ -133,10 +133,20 @@ def _out_refusal(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _compare(a: Path, b: Path) -> int:
+    from qarac_gui.core.results.compare import compare_runs, comparison_text
+    try:
+        print(comparison_text(compare_runs(a, b)))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qarac-train", description="Fine-tune the tasks of a qarac_gui project "
                                 "in parallel on a shared encoder, then export them.")
-    p.add_argument("project", type=Path, help="the project file (TOML)")
+    p.add_argument("project", type=Path, nargs="?", help="the project file (TOML)")
     p.add_argument("--out", type=Path, help="run folder (default: a new folder under the app's runs directory)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--lr-scale", type=float, default=1.0, metavar="FACTOR",
@@ -150,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the Python code of the model repositories of backbones whose project sets "
                    "trust_remote_code = true to run on this computer (a project file alone never can)")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
+                   help="instead of training: print how two run folders differ (their settings) and where each "
+                   "ended (steps, final metrics), and exit")
     p.add_argument("--jsonl", action="store_true", help="print every event as one JSON line on stdout")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return p
@@ -159,7 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(sys, "frozen", False):       # a bundled binary: child processes run their task, not this CLI again
         import multiprocessing
         multiprocessing.freeze_support()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.compare:
+        return _compare(*args.compare)
+    if args.project is None:
+        parser.print_usage(sys.stderr)
+        print("error: give the project file to train (or --compare RUN_A RUN_B)", file=sys.stderr)
+        return EXIT_ERROR
     if args.resume and args.out is None:
         print("error: --resume needs --out DIR, the folder of the run to continue", file=sys.stderr)
         return EXIT_ERROR

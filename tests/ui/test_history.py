@@ -146,3 +146,37 @@ def test_a_failed_deletion_is_explained(qtbot, runs, monkeypatch):
         history.unlock_run(runs["cli"])
     assert warnings and "stop the run first" in warnings[0]
     assert runs["cli"].is_dir() and "cli-run" in _cells(dialog, "Run")
+
+
+def test_two_runs_selected_are_compared_side_by_side_with_the_differing_settings_marked(qtbot, tmp_path, tiny_bert):
+    import threading
+
+    from PySide6.QtCore import Qt
+    from tiny import project_dict
+
+    from qarac_gui.core.project.config import parse_project
+    from qarac_gui.core.run import run
+    for name, lr, started in (("first", 1e-3, 1_767_261_600), ("second", 5e-4, 1_767_348_000)):
+        project = parse_project(project_dict(tiny_bert, tmp_path / "data", ["classification"]), tmp_path)
+        project.optim.lr, project.train.max_steps = lr, 2
+        assert run(project, lambda e: None, threading.Event(), run_dir=paths.runs_dir() / name).reason == "completed"
+        os.utime(paths.runs_dir() / name / "project.toml", (started, started))
+    dialog = HistoryDialog(paths.runs_dir())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert not dialog.compare_button.isEnabled()                   # one run selected: nothing to compare with
+    second = _cells(dialog, "Run").index("first")
+    rect = dialog.table.visualRect(dialog.table.model().index(second, 0))
+    qtbot.mouseClick(dialog.table.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
+                     rect.center())
+    assert len(dialog.selected_runs()) == 2 and dialog.compare_button.isEnabled()
+    assert not dialog.delete_button.isEnabled() and not dialog.show_button.isEnabled()    # those take one run
+    compare = dialog.compare_selected()
+    qtbot.addWidget(compare)
+    assert compare.comparison.runs[0].name == "first"            # the older run is A
+    assert compare.shown_settings() == [("optim.lr", True)]
+    assert compare.settings.item(0, 1).text() == "0.001" and compare.settings.item(0, 2).text() == "0.0005"
+    assert compare.metrics.rowCount() >= 2 and compare.metrics.item(0, 3).text()      # B - A of each metric
+    compare.show_all.setChecked(True)
+    shown = compare.shown_settings()
+    assert shown[0] == ("optim.lr", True) and len(shown) > 20 and not any(marked for _, marked in shown[1:])

@@ -26,6 +26,7 @@ from qarac_gui.core.results.history import (
     list_all_runs,
     run_folders,
 )
+from qarac_gui.ui.dialogs.compare_dialog import CompareDialog
 from qarac_gui.ui.widgets import row_table
 
 COLUMNS = ("Run", "Started", "Status", "Steps", "Tasks", "Best", "Size", "Folder")
@@ -54,6 +55,7 @@ class HistoryDialog(QDialog):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setWordWrap(False)
         self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)      # a long folder keeps its own name in view
+        self.table.setSelectionMode(self.table.SelectionMode.ExtendedSelection)     # two, to compare them
         self.table.itemSelectionChanged.connect(self._update)
         self.table.doubleClicked.connect(lambda _: self._emit(self.show_run))
         layout.addWidget(self.table, 1)
@@ -64,6 +66,9 @@ class HistoryDialog(QDialog):
         self.show_button = buttons.addButton("Show charts", QDialogButtonBox.ButtonRole.ActionRole)
         self.overlay_button = buttons.addButton("Overlay on the charts", QDialogButtonBox.ButtonRole.ActionRole)
         self.continue_button = buttons.addButton("Continue this run", QDialogButtonBox.ButtonRole.ActionRole)
+        self.compare_button = buttons.addButton("Compare…", QDialogButtonBox.ButtonRole.ActionRole)
+        self.compare_button.setObjectName("history_compare")
+        self.compare_button.clicked.connect(self.compare_selected)
         self.delete_button = buttons.addButton("Delete…", QDialogButtonBox.ButtonRole.DestructiveRole)
         self.delete_button.setObjectName("history_delete")
         self.show_button.clicked.connect(lambda: self._emit(self.show_run))
@@ -108,8 +113,26 @@ class HistoryDialog(QDialog):
         self._update()
 
     def selected(self) -> RunSummary | None:
-        rows = self.table.selectionModel().selectedRows()
-        return self.runs[rows[0].row()] if rows else None
+        """The one selected run; None when none or several are."""
+        rows = self.selected_runs()
+        return rows[0] if len(rows) == 1 else None
+
+    def selected_runs(self) -> list[RunSummary]:
+        return [self.runs[i.row()] for i in sorted(self.table.selectionModel().selectedRows(), key=lambda i: i.row())]
+
+    def compare_selected(self) -> CompareDialog | None:
+        """The two selected runs side by side (the older one as A)."""
+        runs = self.selected_runs()
+        if len(runs) != 2:
+            return None
+        older, newer = sorted(runs, key=lambda r: r.started)
+        try:
+            dialog = CompareDialog(older.path, newer.path, self)
+        except UserError as e:
+            QMessageBox.warning(self, "Cannot compare", str(e))
+            return None
+        dialog.show()
+        return dialog
 
     def delete_selected(self) -> None:
         """Ask, then delete the selected run's folder; a running run is never deleted."""
@@ -138,6 +161,8 @@ class HistoryDialog(QDialog):
         self.continue_button.setEnabled(run is not None and run.resumable)
         self.continue_button.setToolTip("" if run is None or run.resumable else
                                         "Only a stopped run with a checkpoint and no export can continue")
+        self.compare_button.setEnabled(len(self.selected_runs()) == 2)
+        self.compare_button.setToolTip("Select two runs (Ctrl+click) to see how their settings and results differ")
         running = run is not None and run.status == "running"
         self.delete_button.setEnabled(run is not None and not running)
         self.delete_button.setToolTip("A run that is training cannot be deleted; stop it first" if running else
