@@ -42,8 +42,10 @@ class CompareDialog(QDialog):
             for col, text in enumerate((name, _value(x), _value(y), delta)):
                 self.metrics.setItem(row, col, QTableWidgetItem(text))
         self.metrics.resizeColumnsToContents()
+        self.metrics.horizontalHeader().setStretchLastSection(True)
+        self.metrics.verticalHeader().hide()
         self.metrics.setVisible(bool(c.metrics))
-        layout.addWidget(self.metrics, 1)
+        layout.addWidget(self.metrics, 2)
         count = len(c.differing)
         self.diff_note = QLabel(f"{count} setting{'s' * (count != 1)} differ (marked)" if count else
                                 "The two projects have the same settings.")
@@ -55,7 +57,8 @@ class CompareDialog(QDialog):
         layout.addWidget(self.show_all)
         self.settings = row_table("compare_settings", ("Setting", "A", "B"))
         self.settings.horizontalHeader().setStretchLastSection(True)
-        layout.addWidget(self.settings, 2)
+        self.settings.verticalHeader().hide()
+        layout.addWidget(self.settings, 3)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
