@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
+# The logits evaluation computes at once (64 MB in float32): a chunk of the masked positions, never all of them.
+EVAL_LOGITS = 1 << 24
+
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
@@ -25,6 +28,26 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "relu": nn.
 class HeadOutput:
     loss: torch.Tensor
     logits: Any                  # what evaluation turns into predictions
+
+    @property
+    def kept(self) -> Any:
+        """What evaluation keeps of a batch for the metrics."""
+        return self.logits
+
+
+@dataclass
+class MaskedLMOutput:
+    """A masked-LM batch's loss, and what evaluation keeps of it: the summed loss and the number of masked tokens.
+    The logits of every position are computed only when `logits` is read (training and evaluation never read it):
+    with a 30k vocabulary they take 15 MB in float32 for each row of 128 tokens."""
+    loss: torch.Tensor
+    kept: tuple[torch.Tensor, torch.Tensor]
+    lm_head: nn.Module
+    hidden: torch.Tensor         # the encoder's states at every position
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.lm_head(self.hidden)
 
 
 def on_device_of(module: nn.Module, batch: dict) -> dict:
@@ -128,7 +151,11 @@ class SimilarityHead(nn.Module):
 
 
 class MaskedLMHead(nn.Module):
-    """The architecture's own masked-LM head, its decoder tied to the shared input embeddings."""
+    """The architecture's own masked-LM head, its decoder tied to the shared input embeddings.
+
+    The loss reads only the masked positions (about 15%), so only they go through the head: every position's
+    vocabulary-sized logits would add a fifth to a BERT-base training step (several times a small encoder's
+    whole step), nearly all of it for positions that have no label."""
 
     def __init__(self, lm_head: nn.Module, vocab_size: int) -> None:
         super().__init__()
@@ -136,12 +163,33 @@ class MaskedLMHead(nn.Module):
         self.vocab_size = vocab_size
 
     def logits(self, encoder: nn.Module, batch: dict) -> torch.Tensor:
+        """The logits of every position (trying the head on typed text)."""
         return self.lm_head(encode(encoder, batch))
 
-    def forward(self, encoder: nn.Module, batch: dict) -> HeadOutput:
-        logits = self.logits(encoder, batch)
-        loss = F.cross_entropy(logits.view(-1, self.vocab_size).float(), batch["labels"].view(-1), ignore_index=-100)
-        return HeadOutput(loss, logits)
+    def forward(self, encoder: nn.Module, batch: dict) -> MaskedLMOutput:
+        hidden = encode(encoder, batch)
+        labels = batch["labels"].flatten()
+        # One wait for the device per batch: how many positions are masked decides the shapes that follow.
+        where = (labels != -100).nonzero().squeeze(1)
+        losses = self._token_losses(hidden.flatten(0, 1).index_select(0, where), labels.index_select(0, where))
+        # The mean over the masked tokens (nan when a batch has none, as F.cross_entropy gives).
+        count = torch.tensor(len(where), device=losses.device)
+        return MaskedLMOutput(losses.mean(), (losses.detach().sum(), count), self.lm_head, hidden)
+
+    def _token_losses(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of each of the masked positions' states (n, hidden) against its label."""
+        if torch.is_grad_enabled():
+            return self._chunk_losses(hidden, labels)
+        # Without gradients no logit outlives its chunk: evaluation's memory then stays the same whatever the
+        # batch size and the vocabulary.
+        rows = max(1, EVAL_LOGITS // self.vocab_size)
+        return torch.cat([self._chunk_losses(h, y) for h, y in zip(hidden.split(rows), labels.split(rows))])
+
+    def _chunk_losses(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # Every layer of a masked-LM head acts on each position alone, so some positions can go through it by
+        # themselves; they go as one row of a batch, the shape the head expects.
+        logits = self.lm_head(hidden.unsqueeze(0))[0].float()
+        return F.cross_entropy(logits, labels, reduction="none")
 
 
 def split_mlm_model(mlm_model: nn.Module) -> nn.Module:

@@ -54,6 +54,8 @@ class MaskedLM(HeadKind):
         return None
 
     def scores(self, data: TaskData, outputs: list, extras: list, mean_loss: float) -> dict[str, float]:
+        # `outputs` hold each batch's summed loss and masked-token count, never its logits. Perplexity comes from
+        # the loss averaged as every task's loss is, so that the two reported numbers agree.
         from qarac_gui.core.kinds import metrics
         return metrics.perplexity(mean_loss)
 

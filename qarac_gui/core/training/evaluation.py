@@ -32,7 +32,7 @@ def evaluate_task(model: Any, data: TaskData, device: torch.device, batch_size: 
             out = model(data.name, batch)
         losses.append(out.loss.float())
         weights.append(len(next(iter(rows.values()))))
-        outputs.append(_to_cpu(out.logits))
+        outputs.append(_to_cpu(out.kept))
         extras.append(kind.host_labels(batch, rows))
     n = sum(weights)
     mean_loss = float(sum(loss.item() * w for loss, w in zip(losses, weights)) / max(1, n))
