@@ -126,7 +126,7 @@ CONFIG_CASES = [
      "tasks.classification.head.kind: 'sentiment' is not one of classification, multilabel"),
     ("unknown-backbone", lambda raw: _task(raw).update(backbone="bert"),
      "tasks.classification.backbone: no backbone named 'bert' (have: encoder)"),
-    ("newer-version", lambda raw: raw.update(version=99), "newer than this app understands (2); update qarac_gui"),
+    ("newer-version", lambda raw: raw.update(version=99), "newer than this app understands (3); update qarac_gui"),
 ]
 
 

@@ -22,7 +22,10 @@ class RunStarted:
     run_dir: str
     total_steps: int
     start_step: int                         # > 0 when resumed
-    tasks: dict[str, dict]                  # name -> {"kind", "train_rows", "valid_rows", "labels", "head_params"}
+    # name -> {"kind", "train_rows", "valid_rows", "labels", "head_params", "grouped_by_length" (whether the run
+    # draws batches of similar length), "padding": {"grouped", "random"} (the share of padded tokens in this
+    # epoch's batches either way)}; logs written before grouping existed have neither of the last two.
+    tasks: dict[str, dict]
     # The planned lr: "steps" (1-based optimiser steps: every one of a short run, at most about 2000 of a long
     # one) and "encoder" (top layer) and "heads" at those steps. Logs written before "steps" existed have every
     # step from 1 and no "steps" key.
@@ -125,7 +128,8 @@ def describe(event: TrainEvent) -> str:
             text = (f"Training {len(event.tasks)} task(s) for {event.total_steps} steps on {event.device} "
                     f"({event.precision}); run folder {event.run_dir}")
             removed = "; ".join(f"{k}: removed {v}" for k, v in event.removed_heads.items())
-            return text + (f"\n  {removed}" if removed else "")
+            lines = [text] + [f"  {line}" for line in [removed] + _padding_lines(event.tasks) if line]
+            return "\n".join(lines)
         case StepSkipped(step=step, tasks=tasks, in_a_row=n):
             cause = f"the loss of {', '.join(tasks)} was" if tasks else "the gradients were"
             return f"Step {step} skipped: {cause} NaN or infinite ({n} in a row)"
@@ -139,3 +143,22 @@ def describe(event: TrainEvent) -> str:
         case RunEnded(reason=reason, step=step, message=message):
             return f"Run {reason} at step {step}" + (f": {message}" if message else "")
     return ""
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f} %" if share < 0.1 else f"{100 * share:.0f} %"
+
+
+def _padding_lines(tasks: dict[str, dict]) -> list[str]:
+    lines = []
+    for name, info in tasks.items():
+        padding = info.get("padding")
+        if not padding:
+            continue
+        if info.get("grouped_by_length"):
+            lines.append(f"{name}: {_percent(padding['grouped'])} padding in batches "
+                         f"({_percent(padding['random'])} if random)")
+        else:
+            lines.append(f"{name}: {_percent(padding['random'])} padding in batches "
+                         f"({_percent(padding['grouped'])} with train.group_by_length)")
+    return lines

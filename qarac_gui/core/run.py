@@ -225,7 +225,8 @@ def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Pa
                 min_log_interval: float, pause: threading.Event | None, lr_scale: float,
                 restart: bool = False) -> RunEnded:
     log = _EventLog(run_dir / "events.jsonl")
-    emit = CallbackList(log, emit)
+    from qarac_gui.core.results.trackers import open_trackers
+    emit = CallbackList(log, *open_trackers(project, run_dir), emit)     # a tracker closes itself at RunEnded
     if restart:
         emit(Progress("resume", "The run stopped before its first checkpoint; it starts again from step 0"))
     state = None                        # the trainer's counters, once built: a failure reports the step it hit

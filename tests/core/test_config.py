@@ -443,21 +443,21 @@ def test_values_that_break_the_run_later_are_refused(mutate, key):
 def test_a_missing_version_is_an_error():
     raw = base_raw()
     del raw["version"]
-    assert _error(raw).startswith("version: expected an integer (this app writes version 2), got None")
+    assert _error(raw).startswith("version: expected an integer (this app writes version 3), got None")
 
 
 @pytest.mark.parametrize("version", [True, 1.0, "1"])
 def test_a_version_that_is_not_an_integer_is_an_error(version):
     raw = base_raw()
     raw["version"] = version
-    assert _error(raw) == f"version: expected an integer (this app writes version 2), got {version!r}"
+    assert _error(raw) == f"version: expected an integer (this app writes version 3), got {version!r}"
 
 
 def test_a_newer_version_is_refused_with_a_hint():
     raw = base_raw()
-    raw["version"] = 3
+    raw["version"] = 4
     message = _error(raw)
-    assert message.startswith("version: the file is version 3, newer than this app understands (2)")
+    assert message.startswith("version: the file is version 4, newer than this app understands (3)")
     assert "update qarac_gui" in message
 
 
@@ -473,13 +473,13 @@ def _v0_to_v1(raw: dict) -> dict:
 
 
 def test_a_v0_project_is_upgraded_and_its_version_bumped(monkeypatch):
-    monkeypatch.setattr(config, "MIGRATIONS", {0: _v0_to_v1, 1: config.MIGRATIONS[1]})
+    monkeypatch.setattr(config, "MIGRATIONS", {0: _v0_to_v1, 1: config.MIGRATIONS[1], 2: config.MIGRATIONS[2]})
     raw = base_raw()
     raw["version"] = 0
     del raw["name"]
     raw["title"] = "old"
     project = parse_project(raw)
-    assert project.version == 2 and project.name == "old"
+    assert project.version == config.CURRENT_VERSION and project.name == "old"
     assert raw["version"] == 0 and "title" in raw          # the caller's dict is left as it was
 
 
@@ -492,23 +492,23 @@ def test_migrations_run_in_order_up_to_the_current_version(monkeypatch):
             raw.setdefault("trail", []).append(n)
             return raw
         return upgrade
-    monkeypatch.setattr(config, "CURRENT_VERSION", 3)
-    monkeypatch.setattr(config, "MIGRATIONS", {1: step(1), 2: step(2)})
+    monkeypatch.setattr(config, "CURRENT_VERSION", 4)
+    monkeypatch.setattr(config, "MIGRATIONS", {1: step(1), 2: step(2), 3: step(3)})
     out = migrate({"version": 1})
-    assert out["version"] == 3 and out["trail"] == [1, 2]
-    assert seen == [(1, 1), (2, 2)]          # each migration sees the version it upgrades from
-    assert migrate({"version": 3}) == {"version": 3}
+    assert out["version"] == 4 and out["trail"] == [1, 2, 3]
+    assert seen == [(1, 1), (2, 2), (3, 3)]          # each migration sees the version it upgrades from
+    assert migrate({"version": 4}) == {"version": 4}
 
 
 def test_a_missing_step_in_the_middle_is_an_error(monkeypatch):
-    monkeypatch.setattr(config, "CURRENT_VERSION", 3)
-    monkeypatch.setattr(config, "MIGRATIONS", {1: lambda raw: raw})
+    monkeypatch.setattr(config, "CURRENT_VERSION", 4)
+    monkeypatch.setattr(config, "MIGRATIONS", {1: lambda raw: raw, 3: lambda raw: raw})
     with pytest.raises(ConfigError, match="^version: no upgrade from version 2$"):
         migrate({"version": 1})
 
 
 def test_load_project_migrates_before_applying_overrides(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "MIGRATIONS", {0: _v0_to_v1, 1: config.MIGRATIONS[1]})
+    monkeypatch.setattr(config, "MIGRATIONS", {0: _v0_to_v1, 1: config.MIGRATIONS[1], 2: config.MIGRATIONS[2]})
     path = tmp_path / "old.toml"
     import tomli_w
     raw = base_raw()

@@ -57,8 +57,8 @@ mixing = "temperature"
 """
 
 
-def test_this_app_writes_version_2():
-    assert CURRENT_VERSION == 2 and sorted(MIGRATIONS) == [1]
+def test_this_app_writes_version_3():
+    assert CURRENT_VERSION == 3 and sorted(MIGRATIONS) == [1, 2]
 
 
 def test_a_version_1_file_loads_to_the_same_project_as_its_version_2_form(tmp_path):
@@ -66,7 +66,7 @@ def test_a_version_1_file_loads_to_the_same_project_as_its_version_2_form(tmp_pa
     old.write_text(V1, encoding="utf-8")
     new.write_text(V1.replace("version = 1", "version = 2"), encoding="utf-8")
     a, b = load_project(old), load_project(new)
-    assert a == b and a.version == 2
+    assert a == b and a.version == 3
     # the keys version 2 added keep the meaning version 1 had: no filter, no label map, AdamW
     assert all(t.data.filter == "" and t.data.label_map == {} for t in a.tasks) and a.optim.optimizer == "adamw"
 
@@ -75,17 +75,17 @@ def test_the_upgrade_changes_nothing_but_the_version():
     raw = {"version": 1, "name": "x", "optim": {"lr": 1.0}, "tasks": [{"name": "t", "data": {"limit": 3}}]}
     before = copy.deepcopy(raw)
     out = migrate(raw)
-    assert out == {**before, "version": 2}
+    assert out == {**before, "version": 3}
     assert raw == before                            # the caller's dict is left as it was
 
 
-def test_saving_an_old_file_writes_version_2_with_the_same_meaning(tmp_path):
+def test_saving_an_old_file_writes_version_3_with_the_same_meaning(tmp_path):
     old = tmp_path / "old.toml"
     old.write_text(V1, encoding="utf-8")
     project = load_project(old)
     save_project(project, tmp_path / "saved.toml")
     text = (tmp_path / "saved.toml").read_text(encoding="utf-8")
-    assert text.startswith("version = 2\n")
+    assert text.startswith("version = 3\n")
     assert load_project(tmp_path / "saved.toml") == project
 
 
@@ -99,14 +99,14 @@ def test_the_bundled_demo_as_a_version_1_file_means_the_same(tmp_path):
     assert a == b
 
 
-@pytest.mark.parametrize("version", [3, 99])
+@pytest.mark.parametrize("version", [4, 99])
 def test_a_newer_file_is_refused(tmp_path, version):
     path = tmp_path / "new.toml"
     path.write_text(V1.replace("version = 1", f"version = {version}"), encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_project(path)
     assert str(info.value) == (f"{path}: version: the file is version {version}, newer than this app understands "
-                               "(2); update qarac_gui to open it")
+                               "(3); update qarac_gui to open it")
 
 
 def test_a_version_2_file_with_the_new_keys_round_trips(tmp_path):
@@ -127,3 +127,12 @@ def test_the_optimizer_is_a_choice():
     with pytest.raises(ConfigError) as info:
         config.parse_project(raw)
     assert str(info.value) == "optim.optimizer: 'sgd' is not one of adamw, nadam"
+
+
+def test_a_version_2_file_means_what_it_meant_before_version_3_added_its_keys(tmp_path):
+    path = tmp_path / "v2.toml"
+    path.write_text(V1.replace("version = 1", "version = 2"), encoding="utf-8")
+    project = load_project(path)
+    assert project.version == 3
+    # the keys version 3 added keep the meaning version 2 had: no minimum of steps, random batches, no tracker
+    assert (project.train.min_steps, project.train.group_by_length, project.train.report_to) == (0, False, [])

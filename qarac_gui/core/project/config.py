@@ -15,7 +15,7 @@ from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.kinds.inputs import task_inputs
 from qarac_gui.core.project.convert import ConfigError, build, shown, to_dict
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 MIXING = ("all_tasks", "proportional", "temperature", "uniform", "round_robin")
 SCHEDULERS = (
@@ -163,6 +163,10 @@ class TrainConfig:
     num_threads: int = 0             # CPU threads for torch; 0: torch's default
     skip_limit: int = 5              # steps in a row with a NaN/inf loss or gradient before the run stops; 0: never
     init_from: str = ""              # a multi-task model folder (export/full): start from its weights
+    report_to: list[str] = field(default_factory=list)   # experiment trackers that get a copy: "tensorboard"
+    # Batches of rows of similar length: far less padding. Off by default so that a file without the key trains
+    # as it did before the key existed (the same seed, the same batches); see docs/training.md.
+    group_by_length: bool = False
 
 
 @dataclass
@@ -263,8 +267,14 @@ def _v1_to_v2(raw: dict) -> dict:
     return raw
 
 
+def _v2_to_v3(raw: dict) -> dict:
+    """Version 3 added train.min_steps, train.group_by_length and train.report_to, whose defaults (no minimum, random
+    batches, no tracker) mean what a version 2 file meant: only the version number moves."""
+    return raw
+
+
 # Each entry upgrades a raw dict from version N to N + 1. Pure functions, so each one is unit-tested alone.
-MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def migrate(raw: dict) -> dict:
@@ -457,6 +467,24 @@ def _adapter_problems(w: str, t: TaskConfig) -> list[str]:
     return problems
 
 
+# Experiment trackers of train.report_to: the module each needs, and the pip command that installs it.
+TRACKERS = {"tensorboard": ("tensorboard", "pip install tensorboard   (or: pip install 'qarac-gui[tensorboard]')")}
+
+
+def tracker_problems(report_to: list[str]) -> list[str]:
+    """train.report_to entries that cannot report: unknown names, or a library that is not installed."""
+    import importlib.util
+    problems = []
+    for name in report_to:
+        if name not in TRACKERS:
+            problems.append(f"train.report_to: {name!r} is not a tracker this app writes to (it knows: "
+                            f"{', '.join(TRACKERS)})")
+        elif importlib.util.find_spec(TRACKERS[name][0]) is None:
+            problems.append(f"train.report_to: {name!r} needs the {TRACKERS[name][0]} package, which is not "
+                            f"installed; {TRACKERS[name][1]}")
+    return problems
+
+
 def validate(p: Project) -> list[str]:
     """Every semantic problem of a structurally valid project, each naming its key."""
     from qarac_gui.core.project.limits import MAX_SEED
@@ -557,6 +585,7 @@ def validate(p: Project) -> list[str]:
         problems.append("train: set train.max_steps (optimiser steps) or train.epochs above 0")
     if tr.min_steps < 0:
         problems.append("train.min_steps: must be 0 (no minimum) or more")
+    problems += tracker_problems(tr.report_to)
     if tr.epoch_task and tr.epoch_task not in {t.name for t in p.tasks}:
         problems.append(f"train.epoch_task: no task named {tr.epoch_task!r}")
     if not 0 <= tr.seed <= MAX_SEED:

@@ -31,7 +31,7 @@ from qarac_gui.core.training.evaluation import default_monitor
 from qarac_gui.core.training.guard import scale_lr
 from qarac_gui.core.training.loop import Trainee, autocast_factory
 from qarac_gui.core.training.plan import group_factor, lr_curve, plan_run, task_probabilities
-from qarac_gui.core.training.sampling import TaskStream
+from qarac_gui.core.training.sampling import TaskStream, padding_report
 
 
 def seed_everything(seed: int) -> None:
@@ -42,11 +42,12 @@ def seed_everything(seed: int) -> None:
 
 
 def started_event(trainee: Trainee, run_dir: Path, start_step: int, removed: dict[str, str],
-                  lr_scale: float = 1.0) -> RunStarted:
+                  lr_scale: float = 1.0, padding: dict[str, dict] | None = None) -> RunStarted:
     model = trainee.model
     tasks = {n: {"kind": d.task.head.kind, "train_rows": len(d.train),
                  "valid_rows": len(d.valid) if d.valid is not None else 0, "labels": d.labels,
-                 "head_params": model.head_parameters(n)} for n, d in trainee.tasks.items()}
+                 "head_params": model.head_parameters(n)} | (padding or {}).get(n, {})
+             for n, d in trainee.tasks.items()}
     encoder_params = sum(p.numel() for p in model.backbones.parameters())
     trainable = sum(p.numel() for g in trainee.optimizer.param_groups for p in g["params"])
     curve = lr_curve(trainee.project, trainee.plan.total_steps, keep=(start_step,))
@@ -55,6 +56,23 @@ def started_event(trainee: Trainee, run_dir: Path, start_step: int, removed: dic
                   for k in ("encoder", "heads")}
     return RunStarted(str(run_dir), trainee.plan.total_steps, start_step, tasks, curve, str(trainee.device),
                       trainee.precision, removed, encoder_params, trainable)
+
+
+def row_lengths(ds) -> list:
+    """Each tokenised input's token count per row (one array per input column), read from the Arrow lengths of
+    the lists, without building the token ids as Python lists."""
+    import numpy as np
+    import pyarrow.compute as pc
+    columns = [c for c in ds.column_names if c.endswith("input_ids")]
+    if not columns or not len(ds):
+        return [np.zeros(len(ds), dtype=np.int64)]
+    table = ds.with_format("arrow")[:]
+    return [pc.list_value_length(table.column(c)).to_numpy(zero_copy_only=False).astype(np.int64) for c in columns]
+
+
+def _longest(inputs: list):
+    import numpy as np
+    return np.max(np.stack(inputs), axis=0)
 
 
 def _check_stop(stop: threading.Event) -> None:
@@ -248,8 +266,13 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     model.to(device)
     sizes = {n: len(d.train) for n, d in tasks.items()}
     plan = plan_run(project, sizes)
+    inputs = {n: row_lengths(d.train) for n, d in tasks.items()}
+    # A row of several inputs (sentence pairs) is as long as its longest: on the demo's pairs that leaves 15 %
+    # padding, the sum of both 21 %, random batches 29 %.
+    lengths = {n: _longest(v) for n, v in inputs.items()}
     stream = TaskStream(sizes, {t.name: t.batch_size for t in project.tasks}, project.train.mixing,
-                        task_probabilities(project, sizes), project.train.seed)
+                        task_probabilities(project, sizes), project.train.seed, lengths,
+                        grouped=project.train.group_by_length)
     emit(Progress("model", "Building the optimiser"))
     optimizer = make_optimizer(project, model, device)
     scheduler = make_scheduler(project, optimizer, plan.total_steps)
@@ -274,6 +297,10 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
         state = load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                 stream=stream, device=device)
         state.data = fingerprints
+        if stream.grouped != project.train.group_by_length:
+            how = "grouped by length" if stream.grouped else "random (not grouped by length)"
+            emit(Progress("resume", f"The run continues with {how} batches, as it began; train.group_by_length "
+                                    "applies to new runs"))
         if state.micro_split > 1:
             emit(Progress("memory", f"Continuing with each batch cut into {state.micro_split} micro-batches, as "
                                     "before (it ran out of memory with whole ones)"))
@@ -284,4 +311,6 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
             emit(Progress("resume", f"Rolled back to step {state.step}; the learning rate from here on is "
                                     f"{state.lr_scale:g} times the planned one"))
     removed = {n: b.removed for n, b in loaded.items() if b.removed}
-    return trainee, state, started_event(trainee, run_dir, state.step, removed, state.lr_scale)
+    # After the checkpoint, whose stream says whether the run groups by length (the project may say otherwise).
+    padding = padding_report(stream, inputs)
+    return trainee, state, started_event(trainee, run_dir, state.step, removed, state.lr_scale, padding)

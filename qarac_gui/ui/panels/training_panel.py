@@ -42,6 +42,9 @@ TIPS = {
     "train.mixing": "How tasks share the steps. all_tasks: every step takes a batch of every task and sums the "
                     "losses, so all objectives train together and none is forgotten. The others pick one task per "
                     "step (by size, by size with temperature, evenly, or in turn).",
+    "train.group_by_length": "Draw each batch from rows of similar length, still in random order: far less "
+                             "padding, so faster steps (on the demo's data 8.6 % padding instead of 30 %). It "
+                             "changes which rows meet in a batch, so the same seed gives other weights.",
     "train.temperature": "For temperature mixing: above 1 gives small tasks more turns than their size.",
     "train.precision": "auto uses bf16 (or fp16) mixed precision on a GPU: faster and less memory. CPU runs fp32.",
     "train.device": "Where to train.",
@@ -133,6 +136,7 @@ class TrainingPanel(QScrollArea):
             ("Minimum steps", b.integer("train.min_steps", t["train.min_steps"], 0, MAX_STEPS, "no minimum")),
             ("Mixing", b.choice("train.mixing", [(m, m.replace("_", " ")) for m in MIXING], t["train.mixing"])),
             ("Temperature", b.number("train.temperature", t["train.temperature"], 0.01, 100.0)),
+            ("", b.check("train.group_by_length", "Group by length", t["train.group_by_length"])),
         ])
         self.device_combo = b.choice("train.device", [("auto", "Automatic (the GPU if there is one)"),
                                                       ("cpu", "CPU"), ("cuda", "CUDA GPU"),
