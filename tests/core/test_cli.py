@@ -174,7 +174,7 @@ def test_errors_exit_1_without_a_traceback_from_a_real_process(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {bad}: version: expected an integer (this app writes "
-                                                  "version 2), got None"]
+                                                  "version 3), got None"]
 
 
 def test_resume_needs_out(tmp_path, capsys):

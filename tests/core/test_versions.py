@@ -1,5 +1,5 @@
-"""Project-file versions: a version 1 file means in version 2 exactly what it meant, saving writes version 2, and a
-file newer than the app is refused."""
+"""Project-file versions: a version 1 or 2 file means in version 3 exactly what it meant, saving writes version 3,
+and a file newer than the app is refused."""
 
 import copy
 
