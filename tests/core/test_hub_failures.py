@@ -320,7 +320,9 @@ def test_a_run_on_a_stalled_hub_fails_in_the_apps_words_and_the_next_one_after_a
     assert answer["elapsed"] < 30, answer
     server.stall, server.cut_after, server.cut_then = 0, 40_000, 502
     answer = process.ask(project=str(project), run_dir=str(tmp_path / "run2"))
-    assert answer["type"] == "ModelLoadError" and "the Hub had a server error (502)" in answer["message"], answer
+    # files come down four at a time: the one cut off and the 502s after it race, and either is what went wrong
+    said = ("the Hub had a server error (502)", "the connection to the Hub broke off during the download")
+    assert answer["type"] == "ModelLoadError" and any(s in answer["message"] for s in said), answer
     server.status = 0
     assert process.ask(project=str(project), run_dir=str(tmp_path / "run3"), timeout=180)["ok"]
     assert (tmp_path / "run3" / "export").is_dir()

@@ -89,6 +89,19 @@ def _tool_button(text: str, tip: str, slot: Callable[[], None]) -> QToolButton:
     return button
 
 
+def _refused(edit: QLineEdit, text: str, tip: str) -> bool:
+    """Check a typed filter with the grammar: a bad one is marked and refused, as Binder.number refuses a bad
+    number (the project keeps the last filter that parses); a good or empty one is unmarked."""
+    try:
+        if text:
+            compile_filter(text)
+    except FilterError as e:
+        _mark(edit, f"{e}. Not saved: fix it, or clear the field to keep every row.", tip)
+        return True
+    _mark(edit, "", tip)
+    return False
+
+
 class _LabelRow:
     def __init__(self, editor: DataAdaptersEditor) -> None:
         self.key = QLineEdit()
@@ -382,15 +395,8 @@ class DataAdaptersEditor(QWidget):
         if not self._valid():
             return
         text = self.filter_edit.text().strip()
-        if text:
-            try:
-                compile_filter(text)
-            except FilterError as e:
-                # Refused, as Binder.number refuses a bad number: the project keeps the last filter that parses.
-                _mark(self.filter_edit, f"{e}. Not saved: fix it, or clear the field to keep every row.",
-                      TASK_FILTER_TIP)
-                return
-        _mark(self.filter_edit, "", TASK_FILTER_TIP)
+        if _refused(self.filter_edit, text, TASK_FILTER_TIP):
+            return
         if text != self._task().data.filter:
             i = self.index
             self._edit(lambda p: setattr(p.tasks[i].data, "filter", text), "row filter")
@@ -510,14 +516,8 @@ class DataAdaptersEditor(QWidget):
 
     def _on_source_filter_edited(self, row: _SourceRow) -> None:
         text = row.filter.text().strip()
-        if text:
-            try:
-                compile_filter(text)
-            except FilterError as e:
-                _mark(row.filter, f"{e}. Not saved: fix it, or clear the field to keep every row.",
-                      SOURCE_FILTER_TIP)
-                return
-        _mark(row.filter, "", SOURCE_FILTER_TIP)
+        if _refused(row.filter, text, SOURCE_FILTER_TIP):
+            return
         self._set_source(row, "filter of source", filter=text)
 
     def _on_source_browse_clicked(self, row: _SourceRow) -> None:
