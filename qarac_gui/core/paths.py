@@ -31,17 +31,20 @@ def runs_dir() -> Path:
     return data_dir() / "runs"
 
 
-def resource_path(*parts: str) -> Path:
-    """A file under resources/, in a source checkout, an installed wheel or a PyInstaller bundle alike."""
+def _shipped(folder: str, bundle_first: bool, holds) -> Path:
+    """The first of the package's own copy of a shipped folder, the bundle's and the checkout's that `holds` accepts
+    (the last one when none does)."""
     here = Path(__file__).resolve().parent.parent            # the qarac_gui package
-    candidates = [here / "resources", here.parent / "resources"]
+    candidates = [here / folder, here.parent / folder]
     bundle = getattr(sys, "_MEIPASS", None)
     if bundle:
-        candidates.insert(0, Path(bundle) / "resources")
-    for base in candidates:
-        if base.is_dir():
-            return base.joinpath(*parts)
-    return candidates[-1].joinpath(*parts)
+        candidates.insert(0 if bundle_first else 1, Path(bundle) / folder)
+    return next((base for base in candidates if holds(base)), candidates[-1])
+
+
+def resource_path(*parts: str) -> Path:
+    """A file under resources/, in a source checkout, an installed wheel or a PyInstaller bundle alike."""
+    return _shipped("resources", True, Path.is_dir).joinpath(*parts)
 
 
 def docs_path(*parts: str) -> Path:
@@ -50,12 +53,4 @@ def docs_path(*parts: str) -> Path:
     The package's own copy comes first: in an installed wheel the checkout's place (the package's parent) is
     site-packages, where another project's docs/ folder may lie.
     """
-    here = Path(__file__).resolve().parent.parent            # the qarac_gui package
-    candidates = [here / "docs", here.parent / "docs"]
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        candidates.insert(1, Path(bundle) / "docs")
-    for base in candidates:
-        if any(base.glob("*.md")):
-            return base.joinpath(*parts)
-    return candidates[-1].joinpath(*parts)
+    return _shipped("docs", False, lambda base: any(base.glob("*.md"))).joinpath(*parts)

@@ -14,6 +14,7 @@ from typing import Any
 from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.kinds.inputs import task_inputs
 from qarac_gui.core.project.convert import ConfigError, build, shown, to_dict
+from qarac_gui.core.project.trackers import tracker_problems
 
 CURRENT_VERSION = 3
 
@@ -464,24 +465,6 @@ def _adapter_problems(w: str, t: TaskConfig) -> list[str]:
         if big is not None:
             problems.append(f"{w}.data.label_map: the value of {big!r} is beyond the 64-bit integers a label column "
                             "holds; use a smaller number")
-    return problems
-
-
-# Experiment trackers of train.report_to: the module each needs, and the pip command that installs it.
-TRACKERS = {"tensorboard": ("tensorboard", "pip install tensorboard   (or: pip install 'qarac-gui[tensorboard]')")}
-
-
-def tracker_problems(report_to: list[str]) -> list[str]:
-    """train.report_to entries that cannot report: unknown names, or a library that is not installed."""
-    import importlib.util
-    problems = []
-    for name in report_to:
-        if name not in TRACKERS:
-            problems.append(f"train.report_to: {name!r} is not a tracker this app writes to (it knows: "
-                            f"{', '.join(TRACKERS)})")
-        elif importlib.util.find_spec(TRACKERS[name][0]) is None:
-            problems.append(f"train.report_to: {name!r} needs the {TRACKERS[name][0]} package, which is not "
-                            f"installed; {TRACKERS[name][1]}")
     return problems
 
 

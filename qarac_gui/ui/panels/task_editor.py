@@ -28,7 +28,7 @@ from qarac_gui.core.data.load import EXTENSION_FORMATS
 from qarac_gui.core.data.preview import TaskPreview
 from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.project.config import FORMATS
-from qarac_gui.ui.charts import LengthHistogram
+from qarac_gui.ui.bar_charts import LengthHistogram
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.field_words import FieldWords, Place
 from qarac_gui.ui.form import Binder, ComboBox, set_columns, set_relevant

@@ -7,7 +7,8 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QGridLayout, QGroupBox, QL
 
 from qarac_gui.core.project.config import MIXING, OPTIMIZERS, PRECISIONS, SCHEDULERS
 from qarac_gui.core.project.limits import MAX_STEPS
-from qarac_gui.ui.charts import LiveChart, MixChart
+from qarac_gui.ui.bar_charts import MixChart
+from qarac_gui.ui.charts import LiveChart
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder, set_relevant
 
