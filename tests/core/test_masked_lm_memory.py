@@ -125,6 +125,7 @@ def test_a_batch_without_masked_tokens_has_a_nan_loss_as_before(tmp_path):
     data = _data(project, vocab, _rows(2, vocab, 4, 6))
     batch = data.collate(data.valid[0:2], seed=0)
     batch["labels"] = torch.full_like(batch["labels"], -100)
+    batch["masked_positions"] = batch["masked_positions"][:0]     # as collate finds them for such a batch
     for grad in (True, False):
         with torch.set_grad_enabled(grad):
             out = model(TASK, batch)

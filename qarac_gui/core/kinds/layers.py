@@ -3,6 +3,7 @@ kinds build (imported only when a model is built: the kinds themselves load with
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -58,7 +59,26 @@ def on_device_of(module: nn.Module, batch: dict) -> dict:
 
 def encode(encoder: nn.Module, batch: dict, prefix: str = "") -> torch.Tensor:
     inputs = {k: batch[prefix + k] for k in ENCODER_INPUTS if prefix + k in batch}
+    if "attention_mask" in inputs:
+        inputs["attention_mask"] = attention_input(encoder, inputs["attention_mask"])
     return encoder(**inputs).last_hidden_state
+
+
+def attention_input(model: nn.Module, mask: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """The padding mask as the model's attention reads it. For SDPA, transformers first asks the device whether
+    the batch has any padding at all (`padding_mask.all()`, a blocking read in every forward); given the 4-D mask
+    it would build, it takes it as it is. Models that build their masks otherwise get the 2-D mask."""
+    config = getattr(model, "config", None)
+    module = sys.modules.get(type(model).__module__)
+    builder = "create_causal_mask" if causal else "create_bidirectional_mask"
+    if (getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(module, builder)
+            or mask.dim() != 2):
+        return mask
+    rows, width = mask.shape
+    keys = mask.bool()[:, None, None, :]
+    if causal:
+        keys = keys & torch.ones(width, width, dtype=torch.bool, device=mask.device).tril()
+    return keys.expand(rows, 1, width, width)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -169,8 +189,9 @@ class MaskedLMHead(nn.Module):
     def forward(self, encoder: nn.Module, batch: dict) -> MaskedLMOutput:
         hidden = encode(encoder, batch)
         labels = batch["labels"].flatten()
-        # One wait for the device per batch: how many positions are masked decides the shapes that follow.
-        where = (labels != -100).nonzero().squeeze(1)
+        where = batch.get("masked_positions")
+        if where is None:       # found on the device: a wait for it, as how many there are decides the shapes
+            where = (labels != -100).nonzero().squeeze(1)
         losses = self._token_losses(hidden.flatten(0, 1).index_select(0, where), labels.index_select(0, where))
         # The mean over the masked tokens (nan when a batch has none, as F.cross_entropy gives).
         count = torch.tensor(len(where), device=losses.device)
@@ -292,7 +313,7 @@ class DecodeHead(nn.Module):
         embedded = torch.cat([vector.unsqueeze(1).to(decoder.dtype), decoder.get_input_embeddings()(ids)], 1)
         mask = torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
         labels = torch.cat([torch.full_like(ids[:, :1], -100), batch["labels"]], 1)
-        logits = decoder(inputs_embeds=embedded, attention_mask=mask).logits
+        logits = decoder(inputs_embeds=embedded, attention_mask=attention_input(decoder, mask, causal=True)).logits
         # Position t predicts token t + 1: the vector predicts the first target token.
         predicted, wanted = logits[:, :-1], labels[:, 1:]
         loss = F.cross_entropy(predicted.flatten(0, 1).float(), wanted.flatten(), ignore_index=-100)

@@ -44,6 +44,8 @@ class MaskedLM(HeadKind):
         from qarac_gui.core.kinds.layers import pad
         special = pad(rows["special_tokens_mask"], batch["input_ids"].shape[1], 1).bool()
         batch["input_ids"], batch["labels"] = _mask(data, batch["input_ids"], special, seed)
+        # Found here, on the host: on the device, how many positions are masked would be a wait for the GPU.
+        batch["masked_positions"] = (batch["labels"].flatten() != -100).nonzero().squeeze(1)
 
     def build(self, spec: HeadConfig, encoder: nn.Module, num_labels: int,
               pretrained_lm: nn.Module | None) -> nn.Module:

@@ -35,7 +35,8 @@ def evaluate_task(model: Any, data: TaskData, device: torch.device, batch_size: 
         outputs.append(_to_cpu(out.kept))
         extras.append(kind.host_labels(batch, rows))
     n = sum(weights)
-    mean_loss = float(sum(loss.item() * w for loss, w in zip(losses, weights)) / max(1, n))
+    per_batch = torch.stack(losses).tolist() if losses else []      # one read of the device, not one a batch
+    mean_loss = float(sum(loss * w for loss, w in zip(per_batch, weights)) / max(1, n))
     result = {"loss": mean_loss}
     result.update(kind.scores(data, outputs, extras, mean_loss))
     return result

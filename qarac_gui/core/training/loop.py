@@ -21,6 +21,7 @@ from qarac_gui.core.training.evaluation import evaluate_task
 from qarac_gui.core.training.guard import StepGuard
 from qarac_gui.core.training.memory import split_after_oom
 from qarac_gui.core.training.plan import RunPlan
+from qarac_gui.core.training.prefetch import Piece, Prefetcher
 from qarac_gui.core.training.sampling import TaskStream
 
 
@@ -42,11 +43,6 @@ class Trainee:
     tokenizers: dict[str, Any]      # per backbone
     sources: dict[str, str]         # per backbone: the folder or Hub id it was loaded from
     precision: str
-
-
-def micro_seed(seed: int, step: int, micro: int) -> int:
-    # Masked-LM masks come from (seed, step, micro-batch), so a resumed run masks exactly as the straight one.
-    return (seed * 1_000_003 + step * 131 + micro) % (2**63)
 
 
 def _set_backbones_trainable(t: Trainee, trainable: bool, keep_frozen: set[int]) -> None:
@@ -78,6 +74,8 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
     if in_head_phase:                   # no encoder gradients at all: the heads warm up on a fixed encoder
         _set_backbones_trainable(t, False, frozen)
     t.model.train()
+    batches = Prefetcher(t.tasks, t.stream, o.grad_accum, p.train.seed, state.step + 1, t.plan.total_steps,
+                         state.micro_split, pin=t.device.type == "cuda")
     try:
         for step in range(state.step + 1, t.plan.total_steps + 1):
             if pause is not None and pause.is_set():
@@ -89,7 +87,7 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
             if in_head_phase and step > o.head_warmup_steps:
                 _set_backbones_trainable(t, True, frozen)
                 in_head_phase = False
-            _backward(t, state, step, guard, log, emit)
+            _backward(t, state, step, guard, log, emit, batches)
             if diverged():              # the previous step's verdict, read while this step's work is queued
                 return "diverged"
             lrs = _apply(t, guard, step)
@@ -110,10 +108,12 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
             _checkpoint(t, state, emit)
         return "completed"
     finally:
+        batches.close()
         _set_backbones_trainable(t, True, frozen)
 
 
-def _backward(t: Trainee, state: TrainState, step: int, guard: StepGuard, log: _LossLog, emit: Emit) -> None:
+def _backward(t: Trainee, state: TrainState, step: int, guard: StepGuard, log: _LossLog, emit: Emit,
+              batches: Prefetcher) -> None:
     """Forward and backward of every batch this step draws, then the gradient clip: all queued on the device."""
     o = t.project.optim
     guard.begin()
@@ -122,7 +122,7 @@ def _backward(t: Trainee, state: TrainState, step: int, guard: StepGuard, log: _
     while True:
         out_of_memory = False
         try:
-            done = _accumulate(t, draws, step, weights, guard, state.micro_split)
+            done = _accumulate(t, batches.take(step, draws, state.micro_split), weights, guard)
         except torch.OutOfMemoryError:
             out_of_memory = True        # handled outside the except block, so its traceback frees its tensors
         if not out_of_memory:
@@ -225,35 +225,28 @@ class _LossLog:
         return logged
 
 
-def _accumulate(t: Trainee, draws: list, step: int, weights: dict[str, float], guard: StepGuard,
-                split: int) -> list[tuple[str, Any, Any, int]]:
-    """Forward and backward every drawn batch, each cut into `split` micro-batches (more after an out-of-memory
+def _accumulate(t: Trainee, pieces: list[Piece], weights: dict[str, float],
+                guard: StepGuard) -> list[tuple[str, Any, Any, int]]:
+    """Forward and backward every micro-batch of the step (a batch may be cut in several after an out-of-memory
     error), scaled so that the gradients are those of the whole batch.
 
     Where the task losses are combined: there is no line that sums them. Each task's weighted loss gets a
     backward of its own and the gradients add up in the parameters' .grad, which is exactly the gradient of the
     weighted sum, but each task's graph is freed before the next task runs, so peak memory is one task's.
     """
-    p = t.project
     done = []
-    for micro, draw in enumerate(draws):
-        for name, rows_idx in draw:
-            data = t.tasks[name]
-            size = -(-len(rows_idx) // split)
-            for j in range(0, len(rows_idx), size):
-                chunk = rows_idx[j:j + size]
-                batch = data.collate(data.train[chunk], micro_seed(p.train.seed, step, micro * split + j // size))
-                batch = {k: v.to(t.device, non_blocking=True) for k, v in batch.items()}
-                with t.autocast():
-                    loss = t.model(name, batch).loss
-                factor = weights[name] / p.optim.grad_accum
-                if split > 1:
-                    factor *= len(chunk) / len(rows_idx)
-                scaled = loss * factor
-                if scaled.requires_grad:   # not during the heads-only warm-up for a head without weights
-                    (t.scaler.scale(scaled) if t.scaler else scaled).backward()
-                kept, ok = guard.check_loss(name, loss.detach())
-                done.append((name, kept, ok, len(chunk)))
+    for piece in pieces:
+        batch = {k: v.to(t.device, non_blocking=True) for k, v in piece.batch.items()}
+        with t.autocast():
+            loss = t.model(piece.name, batch).loss
+        factor = weights[piece.name] / t.project.optim.grad_accum
+        if piece.rows != piece.of:
+            factor *= piece.rows / piece.of
+        scaled = loss * factor
+        if scaled.requires_grad:   # not during the heads-only warm-up for a head without weights
+            (t.scaler.scale(scaled) if t.scaler else scaled).backward()
+        kept, ok = guard.check_loss(piece.name, loss.detach())
+        done.append((piece.name, kept, ok, piece.rows))
     return done
 
 
