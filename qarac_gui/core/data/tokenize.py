@@ -23,6 +23,7 @@ class TaskData:
     mask_id: int | None
     vocab_size: int
     pad_ids: dict[str, int] = field(default_factory=dict)   # by input prefix, where tokenizers differ
+    pad_multiple: int = 1       # batches padded to a multiple of this many tokens (compiled runs: few shapes)
 
     @property
     def name(self) -> str:
@@ -33,14 +34,18 @@ class TaskData:
         tokenizer's padding; the kind adds its labels (masked-LM masks drawn from `seed`, so a resumed run draws
         the same ones)."""
         batch: dict[str, torch.Tensor] = {}
+        kind = kind_of(self.task.head)
         for prefix in (k[:-len("input_ids")] for k in rows if k.endswith("input_ids")):
             ids = rows[prefix + "input_ids"]
             width = max(len(x) for x in ids)
+            if self.pad_multiple > 1:   # never past what a row may hold: the model's positions end there
+                bucket = -(-width // self.pad_multiple) * self.pad_multiple
+                width = max(width, min(bucket, kind.longest(self.task, prefix)))
             batch[prefix + "input_ids"] = pad(ids, width, self.pad_ids.get(prefix, self.pad_id))
             batch[prefix + "attention_mask"] = pad(rows[prefix + "attention_mask"], width, 0)
             if prefix + "token_type_ids" in rows:
                 batch[prefix + "token_type_ids"] = pad(rows[prefix + "token_type_ids"], width, 0)
-        kind_of(self.task.head).collate(self, rows, batch, seed)
+        kind.collate(self, rows, batch, seed)
         return batch
 
 

@@ -142,6 +142,10 @@ class HeadKind:
         pair = batch[d.text_pair] if d.text_pair else None
         return dict(tokenizer(batch[d.text], pair, truncation=True, max_length=task.max_length))
 
+    def longest(self, task: TaskConfig, prefix: str) -> int:
+        """The most tokens a row's input under `prefix` can have (a padded batch never needs to be wider)."""
+        return task.max_length
+
     def collate(self, data: TaskData, rows: dict, batch: dict, seed: int) -> None:
         """Add the labels of padded rows to `batch` (which holds the padded inputs)."""
         import torch

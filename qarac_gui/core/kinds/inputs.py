@@ -293,6 +293,10 @@ class Decode(_OverInputs):
         out.update({"target" + SEPARATOR + k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")})
         return out
 
+    def longest(self, task: TaskConfig, prefix: str) -> int:
+        # The condition vector takes the decoder's first position, so the target may be one token shorter.
+        return task.max_length - 1 if prefix == "target" + SEPARATOR else task.max_length
+
     def collate(self, data: TaskData, rows: dict, batch: dict, seed: int) -> None:
         import torch
         ids, mask = batch["target" + SEPARATOR + "input_ids"], batch["target" + SEPARATOR + "attention_mask"]

@@ -168,6 +168,8 @@ class TrainConfig:
     # Batches of rows of similar length: far less padding. Off by default so that a file without the key trains
     # as it did before the key existed (the same seed, the same batches); see docs/training.md.
     group_by_length: bool = False
+    # torch.compile the backbones, batches padded to multiples of 16 so it sees a handful of shapes
+    compile: bool = False
 
 
 @dataclass

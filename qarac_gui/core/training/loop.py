@@ -17,6 +17,7 @@ from qarac_gui.core.events import CheckpointSaved, Emit, EvalDone, Progress, Ste
 from qarac_gui.core.kinds.metrics import is_better
 from qarac_gui.core.project.config import Project
 from qarac_gui.core.training.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
+from qarac_gui.core.training.compiling import GraphReport
 from qarac_gui.core.training.evaluation import evaluate_task
 from qarac_gui.core.training.guard import StepGuard
 from qarac_gui.core.training.memory import split_after_oom
@@ -74,6 +75,7 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
     if in_head_phase:                   # no encoder gradients at all: the heads warm up on a fixed encoder
         _set_backbones_trainable(t, False, frozen)
     t.model.train()
+    graphs = GraphReport(p.train.compile)
     batches = Prefetcher(t.tasks, t.stream, o.grad_accum, p.train.seed, state.step + 1, t.plan.total_steps,
                          state.micro_split, pin=t.device.type == "cuda")
     try:
@@ -99,6 +101,7 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
                 if diverged():          # the log reads the device anyway: take the verdict in first
                     return "diverged"
                 emit(log.flush(step, t.stream.epochs_done(t.plan.epoch_task), *lrs))
+                graphs(emit)
             reason = _evaluate_or_checkpoint(t, state, emit, step, last, saves, diverged)
             if reason:
                 return reason
@@ -106,6 +109,7 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
             return "diverged"
         if saves.step != state.step:    # the end is a checkpoint too: a crash while exporting loses no training
             _checkpoint(t, state, emit)
+        graphs(emit)
         return "completed"
     finally:
         batches.close()

@@ -27,6 +27,7 @@ from qarac_gui.core.training.checkpoint import (
     rows_fingerprint,
     saved_rows,
 )
+from qarac_gui.core.training.compiling import compile_backbones
 from qarac_gui.core.training.evaluation import default_monitor
 from qarac_gui.core.training.guard import scale_lr
 from qarac_gui.core.training.loop import Trainee, autocast_factory
@@ -264,6 +265,9 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     _check_stop(stop)
     emit(Progress("model", f"Moving the model to {device}"))
     model.to(device)
+    if project.train.compile:
+        emit(Progress("model", "Compiling the backbones with torch.compile: the first steps take longer"))
+        compile_backbones(model, tasks, device)
     sizes = {n: len(d.train) for n, d in tasks.items()}
     plan = plan_run(project, sizes)
     inputs = {n: row_lengths(d.train) for n, d in tasks.items()}

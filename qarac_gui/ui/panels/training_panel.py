@@ -49,6 +49,9 @@ TIPS = {
     "train.temperature": "For temperature mixing: above 1 gives small tasks more turns than their size.",
     "train.precision": "auto uses bf16 (or fp16) mixed precision on a GPU: faster and less memory. CPU runs fp32.",
     "train.device": "Where to train.",
+    "train.compile": "Compile the encoders with torch.compile: faster steps on a GPU once compiled (the first "
+                     "steps wait a minute or more). Needs Triton on a GPU, a C++ compiler on the CPU. A compiled "
+                     "run resumes to float rounding, not to the last bit.",
     "train.seed": "Same seed, same data order and initial heads: runs can be repeated exactly.",
     "train.log_every": "Report the losses every N steps (one device sync per report).",
     "eval.every": "Validate every N steps (0: only at the end).",
@@ -145,6 +148,7 @@ class TrainingPanel(QScrollArea):
         group("Hardware and evaluation", [
             ("Device", self.device_combo),
             ("Precision", b.choice("train.precision", [(p, p) for p in PRECISIONS], t["train.precision"])),
+            ("", b.check("train.compile", "Compile (torch.compile)", t["train.compile"])),
             ("Seed", b.integer("train.seed", t["train.seed"], 0, 2**31 - 1)),
             ("Log every", b.integer("train.log_every", t["train.log_every"], 1, 10**6)),
             ("Validate every", b.integer("eval.every", t["eval.every"], 0, 10**8, "end only")),
