@@ -143,10 +143,95 @@ def _compare(a: Path, b: Path) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    """Push a finished run's exported models to the Hub; Ctrl-C stops after the folder being sent."""
+    from qarac_gui.core.results.history import human_size
+    from qarac_gui.core.results.push import PushCancelled, push_run
+    run = args.project
+    if run is None:
+        print("error: give the run folder to push: qarac-train RUN_FOLDER --push ORG/NAME", file=sys.stderr)
+        return EXIT_ERROR
+    if not run.is_dir():
+        print(f"error: {run} is not a run folder: --push takes the folder of a finished run (the one holding "
+              "export/), not a project file", file=sys.stderr)
+        return EXIT_ERROR
+    cancel = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nStopping after the folder being sent (Ctrl-C again to abort)...", file=sys.stderr)
+
+    def show(p) -> None:
+        print(f"  {p.message} [{p.files_done}/{p.files_total} files, {human_size(p.bytes_done)} of "
+              f"{human_size(p.bytes_total)}]", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        urls = push_run(run, args.push, layout="one_repo" if args.one_repo else "per_task",
+                        private=not args.public, progress=show, cancel=cancel)
+    except PushCancelled as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if args.debug:
+            raise
+        return _unexpected(e, "qarac-train --push")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for url in urls:
+        print(url)
+    return EXIT_OK
+
+
+def _onnx(run_dir: Path | None, debug: bool) -> int:
+    """Write each task a finished run exported as ONNX beside it, checked against transformers with onnxruntime."""
+    from qarac_gui.core.results.onnx_export import export_run_onnx
+    if run_dir is None:
+        print("error: give the run folder to convert: qarac-train RUN_FOLDER --onnx", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        done, skipped = export_run_onnx(run_dir, TerminalPrinter())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if debug:
+            raise
+        return _unexpected(e, "qarac-train --onnx")
+    for note in skipped:
+        print(note, file=sys.stderr)
+    for name, r in done.items():
+        print(f"{r.folder / 'model.onnx'}  ({name}: inputs {', '.join(r.inputs)}; outputs {', '.join(r.outputs)}; "
+              f"largest difference from transformers {r.max_difference:.1g})")
+    return EXIT_OK
+
+
+def _unexpected(e: Exception, command: str) -> int:
+    """A bug, not bad input: recorded in the bug log and said in one line, never as a traceback."""
+    from qarac_gui.core.bug_report import record
+    log = record(e, command)
+    details = f"details in {log}; " if log else ""
+    print(f"error: unexpected {type(e).__name__}: {e} (a bug in qarac_gui: {details}run again with --debug to "
+          "see them here)", file=sys.stderr)
+    return EXIT_ERROR
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qarac-train", description="Fine-tune the tasks of a qarac_gui project "
                                 "in parallel on a shared encoder, then export them.")
-    p.add_argument("project", type=Path, nargs="?", help="the project file (TOML)")
+    p.add_argument("project", type=Path, nargs="?", help="the project file (TOML); with --push or --onnx, a run "
+                   "folder")
     p.add_argument("--out", type=Path, help="run folder (default: a new folder under the app's runs directory)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--lr-scale", type=float, default=1.0, metavar="FACTOR",
@@ -163,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
                    help="instead of training: print how two run folders differ (their settings) and where each "
                    "ended (steps, final metrics), and exit")
+    p.add_argument("--push", metavar="ORG/NAME",
+                   help="instead of training: push the models a finished run exported (its folder in place of the "
+                   "project file) to the Hugging Face Hub, one private repo per task, ORG/NAME-task; uses the login "
+                   "of `hf auth login`")
+    p.add_argument("--one-repo", action="store_true",
+                   help="with --push: one repo ORG/NAME holding a folder per task")
+    p.add_argument("--public", action="store_true", help="with --push: create the repos public, not private")
+    p.add_argument("--onnx", action="store_true",
+                   help="instead of training: write each task a finished run (its folder in place of the project "
+                   "file) exported as ONNX "
+                   "(export/TASK/onnx/model.onnx, dynamic batch and length, beside its tokenizer), check it against "
+                   "transformers with onnxruntime, and exit; needs pip install 'qarac_gui[onnx]'")
     p.add_argument("--jsonl", action="store_true", help="print every event as one JSON line on stdout")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return p
@@ -176,9 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.compare:
         return _compare(*args.compare)
+    if args.onnx:
+        return _onnx(args.project, args.debug)
+    if args.push is not None:
+        return _push(args)
+    if args.one_repo or args.public:
+        print("error: --one-repo and --public go with --push ORG/NAME", file=sys.stderr)
+        return EXIT_ERROR
     if args.project is None:
         parser.print_usage(sys.stderr)
-        print("error: give the project file to train (or --compare RUN_A RUN_B)", file=sys.stderr)
+        print("error: give the project file to train (or --compare RUN_A RUN_B, or a run folder with --push or "
+              "--onnx)", file=sys.stderr)
         return EXIT_ERROR
     if args.resume and args.out is None:
         print("error: --resume needs --out DIR, the folder of the run to continue", file=sys.stderr)
@@ -236,12 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        from qarac_gui.core.bug_report import record
-        log = record(e, "qarac-train")
-        details = f"details in {log}; " if log else ""
-        print(f"error: unexpected {type(e).__name__}: {e} (a bug in qarac_gui: {details}run again with --debug to "
-              "see them here)", file=sys.stderr)
-        return EXIT_ERROR
+        return _unexpected(e, "qarac-train")
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)

@@ -8,11 +8,21 @@ makes downloads trickle so a test can cancel one half-way.
 A misbehaving Hub, for the requests whose "METHOD /path" contains `fault_on` ("" for all): `stall` holds each one
 that long before answering (a Hub that accepts the connection and says nothing), `status` answers it with that
 error (500, 502, 503, 404, ...); `cut_after` drops a download half-way, and `cut_then` is the status every later
-request for files gets (so the download cannot simply be resumed).
+request for files gets (so the download cannot simply be resumed). `hold`, an Event, keeps them waiting until the
+test sets it.
+
+Uploads, as huggingface_hub's create_repo and upload_folder make them: POST /api/repos/create (the token must be
+TOKEN, the namespace one of `writers`, else 401 or 403), /api/validate-yaml, preupload (each file's upload mode, and
+its oid when the repo already holds it, so unchanged files are not sent again), and the NDJSON commit, whose
+`file` lines carry base64 content and `lfsFile` lines name an object sent before. By default every file is
+"regular": with hf_xet installed, the client sends "lfs" files through Xet storage, which this stand-in does not
+speak. With `lfs` set, weights files are "lfs" and go through the Git LFS batch API, a PUT and a verify, the way a
+client without Xet (HF_HUB_DISABLE_XET) sends them. `commits` records each commit: repo, summary, paths.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -86,6 +96,11 @@ class StandInHub:
         self.stall = 0.0              # seconds to hold a request matching fault_on before answering it
         self.status = 0               # answer a request matching fault_on with this HTTP status
         self.fault_on = ""            # which requests stall or fail: a part of "METHOD /path", "" for all
+        self.hold: threading.Event | None = None    # while set to a clear Event, requests matching fault_on wait
+        self.writers = {"tester"}     # namespaces the token may create repos in and commit to
+        self.lfs = False              # weights files go through Git LFS (clients without Xet only)
+        self.lfs_objects: dict[str, bytes] = {}     # sha256 -> content, sent through the LFS upload URL
+        self.commits: list[dict] = []
         self._stopped = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -157,6 +172,8 @@ class StandInHub:
                     return False
                 if hub.stall:
                     hub._stopped.wait(hub.stall)
+                while hub.hold is not None and not hub.hold.is_set() and not hub._stopped.is_set():
+                    hub.hold.wait(0.05)
                 if hub.status:
                     code = {404: "RepoNotFound" if what.split()[1].startswith("/api/") else "EntryNotFound"}
                     self._error(hub.status, code.get(hub.status, ""), f"error {hub.status}")
@@ -180,15 +197,57 @@ class StandInHub:
             def do_GET(self):
                 self._route(head=False)
 
-            def do_POST(self):
-                # paths-info: the metadata of the listed paths (datasets asks for it while resolving data files)
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":     # a streamed upload
+                    out = b""
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    return out
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def do_PUT(self):
+                # the Git LFS basic transfer: the object's content, to the URL the batch answer gave
                 self.is_head = False
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
-                parts = [p for p in urlparse(self.path).path.split("/") if p]
-                hub.requests.append(f"POST {urlparse(self.path).path}")
+                body = self._body()
+                path = urlparse(self.path).path
+                hub.requests.append(f"PUT {path}")
                 if self._fault():
                     return
+                sha = path.rsplit("/", 1)[-1]
+                if not path.startswith("/lfs-upload/") or hashlib.sha256(body).hexdigest() != sha:
+                    return self._error(400, "", "content does not match its oid")
+                hub.lfs_objects[sha] = body
+                self._send(200)
+
+            def do_POST(self):
+                self.is_head = False
+                body = self._body()
+                url = urlparse(self.path)
+                parts = [p for p in url.path.split("/") if p]
+                hub.requests.append(f"POST {url.path}")
+                if self._fault():
+                    return
+                if parts == ["api", "repos", "create"]:
+                    return self._create(json.loads(body))
+                if parts == ["api", "validate-yaml"]:
+                    return self._json(200, {"errors": [], "warnings": []})
+                if len(parts) >= 5 and parts[0] == "api" and parts[4] in ("preupload", "commit"):
+                    repo = self._repo("/".join(parts[2:4]), parts[1])
+                    if repo is None or not self._may_write(repo.id):
+                        return
+                    return self._preupload(repo, json.loads(body)) if parts[4] == "preupload" else \
+                        self._commit(repo, body)
+                if len(parts) == 6 and parts[1].endswith(".git") and parts[2:] == ["info", "lfs", "objects", "batch"]:
+                    if not self._may_write(f"{parts[0]}/{parts[1][:-4]}"):
+                        return
+                    return self._lfs_batch(json.loads(body))
+                if parts == ["lfs-verify"]:
+                    sha = json.loads(body)["oid"]
+                    return self._json(200 if sha in hub.lfs_objects else 404, {})
+                # paths-info: the metadata of the listed paths (datasets asks for it while resolving data files)
+                form = parse_qs(body.decode())
                 repo = self._repo("/".join(parts[2:4]), parts[1])
                 if repo is None:
                     return
@@ -197,6 +256,70 @@ class StandInHub:
                 out += [{"type": "directory", "path": p, "oid": "0" * 40} for p in paths
                         if p not in repo.files and any(f.startswith(p.rstrip("/") + "/") for f in repo.files)]
                 self._json(200, out)
+
+            def _may_write(self, repo_id: str) -> bool:
+                """True when the token may write to the repo's namespace; else the refusal has been sent."""
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    self._error(401, "", "Invalid credentials in Authorization header")
+                    return False
+                if repo_id.split("/")[0] not in hub.writers:
+                    self._error(403, "", f"You don't have the rights to write to {repo_id.split('/')[0]}")
+                    return False
+                return True
+
+            def _create(self, payload: dict):
+                name, kind = payload["name"], payload.get("type") or "model"
+                repo_id = f"{payload.get('organization') or 'tester'}/{name}"
+                if not self._may_write(repo_id):
+                    return
+                repos = hub.datasets if kind == "dataset" else hub.repos
+                if repo_id in repos:        # the client's exist_ok takes this for "already there"
+                    return self._json(409, {"error": "You already created this model repo", "url":
+                                            f"{hub.url}/{repo_id}"})
+                private = payload.get("visibility") == "private" or payload.get("private") is True
+                repos[repo_id] = Repo(repo_id, private=private, pipeline_tag="", tags=[])
+                self._json(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
+
+            def _preupload(self, repo: Repo, payload: dict):
+                out = []
+                for f in payload["files"]:
+                    mode = "lfs" if hub.lfs and lfs(f["path"], b"") and f["size"] else "regular"
+                    held = repo.files.get(f["path"])
+                    remote = None if held is None else hashlib.sha256(held).hexdigest() if mode == "lfs" else oid(held)
+                    out.append({"path": f["path"], "uploadMode": mode, "shouldIgnore": False, "oid": remote})
+                self._json(200, {"files": out, "commitOid": repo.sha})
+
+            def _commit(self, repo: Repo, body: bytes):
+                added, deleted, summary = {}, [], ""
+                for line in body.splitlines():
+                    item = json.loads(line)
+                    value = item["value"]
+                    if item["key"] == "header":
+                        summary = value["summary"]
+                    elif item["key"] == "file":
+                        added[value["path"]] = base64.b64decode(value["content"])
+                    elif item["key"] == "lfsFile":
+                        if value["oid"] not in hub.lfs_objects:
+                            return self._error(422, "", f"{value['path']}: LFS object {value['oid']} not uploaded")
+                        added[value["path"]] = hub.lfs_objects[value["oid"]]
+                    elif item["key"] in ("deletedFile", "deletedFolder"):
+                        deleted.append(value["path"])
+                for path in deleted:
+                    repo.files = {n: d for n, d in repo.files.items() if n != path and not n.startswith(path + "/")}
+                repo.files.update(added)
+                hub.commits.append({"repo": repo.id, "summary": summary, "paths": sorted(added)})
+                self._json(200, {"commitUrl": f"{hub.url}/{repo.id}/commit/{repo.sha}", "commitOid": repo.sha,
+                                 "success": True})
+
+            def _lfs_batch(self, payload: dict):
+                objects = []
+                for o in payload["objects"]:
+                    entry = {"oid": o["oid"], "size": o["size"]}
+                    if o["oid"] not in hub.lfs_objects:      # an object the Hub holds already is not sent again
+                        entry["actions"] = {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}"},
+                                            "verify": {"href": f"{hub.url}/lfs-verify"}}
+                    objects.append(entry)
+                self._json(200, {"transfer": "basic", "objects": objects})
 
             def _route(self, head: bool):
                 self.is_head = head

@@ -1,16 +1,20 @@
-"""Export: pick a finished run, the tasks, and a destination; see what will be written; copy it; open it."""
+"""Export: pick a finished run, the tasks, and a destination; see what will be written; copy it; open it; or push it
+to the Hugging Face Hub."""
 
 from __future__ import annotations
 
+import html
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -20,7 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.results.history import copy_export, exported_folders, list_runs
+from qarac_gui.core.results.history import copy_export, exported_folders, human_size, list_runs
+from qarac_gui.core.results.onnx_export import EXTRA, copy_with_onnx, missing_libraries
+from qarac_gui.core.results.push import LAYOUTS, PushProgress, push_run
 from qarac_gui.ui.form import ComboBox
 from qarac_gui.ui.worker import Failure, JobRunner
 
@@ -67,6 +73,13 @@ class ExportDialog(QDialog):
         layout.addWidget(QLabel("Write these models (each folder loads with plain transformers; 'full' is the "
                                 "whole multi-task model for qarac_gui):"))
         layout.addLayout(self.tasks_box)
+        self.onnx_box = QCheckBox("Also write each task as ONNX (onnx/model.onnx beside its tokenizer, checked "
+                                  "against transformers with onnxruntime)")
+        self.onnx_box.setObjectName("export_onnx")
+        if missing_libraries():
+            self.onnx_box.setEnabled(False)
+            self.onnx_box.setText(self.onnx_box.text() + f"; needs pip install '{EXTRA}'")
+        layout.addWidget(self.onnx_box)
         self.summary = QLabel("")
         self.summary.setObjectName("export_summary")
         self.summary.setWordWrap(True)
@@ -74,6 +87,7 @@ class ExportDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         layout.addWidget(self.progress)
+        layout.addWidget(self._push_box())
         layout.addStretch(1)
         buttons = QDialogButtonBox()
         self.export_button = buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
@@ -89,6 +103,11 @@ class ExportDialog(QDialog):
         self.jobs = JobRunner(self)
         self.jobs.finished.connect(self._on_job_finished)
         self.written: list[Path] = []
+        self._push_cancel = threading.Event()
+        self._push_state: PushProgress | None = None
+        self._push_timer = QTimer(self)
+        self._push_timer.setInterval(100)
+        self._push_timer.timeout.connect(self._on_push_timer_timeout)
         self._on_run_changed()
 
     def run_dir(self) -> Path | None:
@@ -128,6 +147,8 @@ class ExportDialog(QDialog):
                                  f"{', '.join(parts)}. Nothing there is overwritten: the folder must be new or "
                                  "empty.")
         self.export_button.setEnabled(bool(self.folders and names and dest))
+        self.push_button.setEnabled(bool(self.folders and names and self.push_repo.text().strip())
+                                    and not self._push_timer.isActive())
 
     def _on_browse_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export into")
@@ -141,11 +162,18 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(False)
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
-        self.summary.setText(f"Copying {len(names)} folder(s)…")
-        self.jobs.submit("export", lambda: copy_export(run, dest, names))
+        if self.onnx_box.isChecked():
+            self.summary.setText(f"Copying {len(names)} folder(s) and writing them as ONNX…")
+            self.jobs.submit("export", lambda: copy_with_onnx(run, dest, names), uses_transformers=True)
+        else:
+            self.summary.setText(f"Copying {len(names)} folder(s)…")
+            self.jobs.submit("export", lambda: copy_export(run, dest, names))
 
     @Slot(str, object)
     def _on_job_finished(self, key: str, result) -> None:
+        if key == "push":
+            self._on_push_finished(result)
+            return
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         if isinstance(result, Failure):
@@ -153,8 +181,15 @@ class ExportDialog(QDialog):
             self.summary.setText(f"<span style='color:#d04040'>Export failed: {result.message}</span>")
             self.export_button.setEnabled(True)
             return
+        notes = ""
+        if isinstance(result, tuple):       # copy_with_onnx: (folders, ONNX exports, why the others were not)
+            result, onnx, skipped = result
+            if onnx:
+                notes += (f" Written as ONNX: {', '.join(onnx)} (largest difference from transformers "
+                          f"{max(r.max_difference for r in onnx.values()):.1g}).")
+            notes += "".join(f" {note}." for note in skipped)
         self.written = result
-        self.summary.setText(f"Done: {len(result)} folder(s) written to {Path(result[0]).parent}.")
+        self.summary.setText(f"Done: {len(result)} folder(s) written to {Path(result[0]).parent}.{notes}")
         self.open_button.setVisible(True)
 
     def _on_open_clicked(self) -> None:
@@ -162,3 +197,99 @@ class ExportDialog(QDialog):
             parent = self.parent()
             if hasattr(parent, "open_folder"):
                 parent.open_folder(Path(self.written[0]).parent)
+
+    def _push_box(self) -> QGroupBox:
+        box = QGroupBox("Push to the Hub")
+        form = QFormLayout(box)
+        self.push_repo = QLineEdit()
+        self.push_repo.setObjectName("push_repo")
+        self.push_repo.setPlaceholderText("ORG/NAME (your user name or an organisation)")
+        self.push_repo.textChanged.connect(self._update)
+        form.addRow("Repository", self.push_repo)
+        self.push_layout = ComboBox()
+        self.push_layout.setObjectName("push_layout")
+        for key, words in LAYOUTS.items():
+            self.push_layout.addItem(words, key)
+        form.addRow("Layout", self.push_layout)
+        self.push_private = QCheckBox("Private: only you (or the organisation) can see it")
+        self.push_private.setObjectName("push_private")
+        self.push_private.setChecked(True)
+        form.addRow(self.push_private)
+        row = QHBoxLayout()
+        self.push_button = QPushButton("Push")
+        self.push_button.setObjectName("push_button")
+        self.push_button.clicked.connect(self.start_push)
+        self.push_cancel = QPushButton("Cancel push")
+        self.push_cancel.setObjectName("push_cancel")
+        self.push_cancel.setEnabled(False)
+        self.push_cancel.clicked.connect(self._on_push_cancel_clicked)
+        row.addWidget(self.push_button)
+        row.addWidget(self.push_cancel)
+        row.addStretch(1)
+        form.addRow(row)
+        self.push_progress = QProgressBar()
+        self.push_progress.setObjectName("push_progress")
+        self.push_progress.setVisible(False)
+        form.addRow(self.push_progress)
+        self.push_status = QLabel("Uses the Hugging Face login saved on this computer (`hf auth login`). A model card "
+                                  "with the tasks, metrics, base models, data and project file goes with the models.")
+        self.push_status.setObjectName("push_status")
+        self.push_status.setWordWrap(True)
+        self.push_status.setOpenExternalLinks(True)
+        form.addRow(self.push_status)
+        return box
+
+    def start_push(self) -> None:
+        run, names, repo = self.run_dir(), self.chosen(), self.push_repo.text().strip()
+        if run is None or not names or not repo:
+            return
+        layout, private, cancel = self.push_layout.currentData(), self.push_private.isChecked(), self._push_cancel
+        cancel.clear()
+        self._push_state = None
+        self.push_button.setEnabled(False)
+        self.push_cancel.setEnabled(True)
+        self.push_progress.setVisible(True)
+        self.push_progress.setRange(0, 0)
+        self.push_status.setText(f"Pushing {len(names)} folder(s) to {repo}…")
+        self._push_timer.start()
+
+        def track(state: PushProgress) -> None:
+            self._push_state = state          # the timer reads it; an attribute swap needs no lock
+        self.jobs.submit("push", lambda: push_run(run, repo, names, layout=layout, private=private, progress=track,
+                                                  cancel=cancel))
+
+    def _on_push_cancel_clicked(self) -> None:
+        # The folder being sent finishes (huggingface_hub sends it as one commit); nothing after it starts.
+        self._push_cancel.set()
+        self.push_cancel.setEnabled(False)
+        self.push_status.setText("Cancelling after the folder being sent…")
+
+    def _on_push_timer_timeout(self) -> None:
+        p = self._push_state
+        if p is None:
+            return
+        self.push_progress.setRange(0, max(1, p.files_total))
+        self.push_progress.setValue(p.files_done)
+        self.push_progress.setFormat(f"{p.files_done} of {p.files_total} files · {human_size(p.bytes_done)} of "
+                                     f"{human_size(p.bytes_total)}")
+        if not self._push_cancel.is_set():
+            self.push_status.setText(p.message + "…")
+
+    def _on_push_finished(self, result) -> None:
+        self._on_push_timer_timeout()
+        self._push_timer.stop()
+        self.push_cancel.setEnabled(False)
+        self._update()
+        if isinstance(result, Failure) and self._push_cancel.is_set() and result.user_error:
+            self.push_status.setText(html.escape(result.message[:1].upper() + result.message[1:]))
+            return
+        if isinstance(result, Failure):
+            self.push_progress.setVisible(False)
+            self.push_status.setText(f"<span style='color:#d04040'>Push failed: {html.escape(result.shown)}</span>")
+            return
+        links = ", ".join(f"<a href='{url}'>{url}</a>" for url in result)
+        self.push_status.setText(f"Pushed to {links}")
+
+    def reject(self) -> None:
+        self._push_cancel.set()           # a push in progress stops after its current folder
+        super().reject()
