@@ -333,3 +333,11 @@ def test_preflight_refuses_bad_values_before_loading_the_model_and_prints_warnin
     assert "row 5" in error and "'high'" in error and "'score'" in error
     assert "no validation data" in captured.err                      # the warnings come first
     assert _events(captured.out) == [] and not out.exists()          # nothing loaded, nothing written
+
+
+def test_onnx_wants_the_folder_of_a_finished_run(tmp_path, capsys):
+    assert main(["--onnx"]) == 1
+    assert "give the run folder to convert" in capsys.readouterr().err
+    assert main([str(tmp_path), "--onnx"]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "Traceback" not in err
