@@ -187,13 +187,16 @@ def started_without_checkpoint(run_dir: Path) -> bool:
     is kept. Continuing it starts it again from step 0 in the same folder."""
     names = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
     from qarac_gui.core.results.history import KERNEL_LOCK, LOCK
+    from qarac_gui.core.results.trackers import TRACKER_FOLDERS
     return {"project.toml", "events.jsonl"} <= names <= {"project.toml", "events.jsonl", "checkpoints", LOCK,
-                                                         KERNEL_LOCK}
+                                                         KERNEL_LOCK, *TRACKER_FOLDERS}
 
 
 def clear_unsaved_run(run_dir: Path) -> None:
     (run_dir / "events.jsonl").unlink(missing_ok=True)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    # What TensorBoard wrote goes too; mlflow/ stays, the MLflow tracker retires its earlier run itself
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
 
 
 def _check_run_dir(run_dir: Path) -> None:
@@ -226,7 +229,9 @@ def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Pa
                 restart: bool = False) -> RunEnded:
     log = _EventLog(run_dir / "events.jsonl")
     from qarac_gui.core.results.trackers import open_trackers
-    emit = CallbackList(log, *open_trackers(project, run_dir), emit)     # a tracker closes itself at RunEnded
+    # A tracker closes itself at RunEnded; one that fails says so once, to the log and the caller, not to the
+    # other trackers
+    emit = CallbackList(log, *open_trackers(project, run_dir, say=CallbackList(log, emit)), emit)
     if restart:
         emit(Progress("resume", "The run stopped before its first checkpoint; it starts again from step 0"))
     state = None                        # the trainer's counters, once built: a failure reports the step it hit

@@ -164,7 +164,7 @@ class TrainConfig:
     num_threads: int = 0             # CPU threads for torch; 0: torch's default
     skip_limit: int = 5              # steps in a row with a NaN/inf loss or gradient before the run stops; 0: never
     init_from: str = ""              # a multi-task model folder (export/full): start from its weights
-    report_to: list[str] = field(default_factory=list)   # experiment trackers that get a copy: "tensorboard"
+    report_to: list[str] = field(default_factory=list)   # trackers that get a copy: tensorboard, mlflow, trackio
     # Batches of rows of similar length: far less padding. Off by default so that a file without the key trains
     # as it did before the key existed (the same seed, the same batches); see docs/training.md.
     group_by_length: bool = False
