@@ -16,6 +16,14 @@ SPARSE = 30                     # a series with fewer points in view than this m
 LEGEND_ROW = 24                 # pixels a row of legend entries takes
 TITLE_AND_AXIS = 75             # pixels the title and the step axis take
 RAW_ALPHA = 150                 # the raw loss under its smoothed curve: fainter, still plain to see
+# A series longer than LONG is drawn from its envelope (the min and max of every BIN points), kept up to date as
+# points arrive: pyqtgraph's own peak downsampling scans every point of every curve on each setData, about 3 ms a
+# million points, which a long run pays on every frame. Zoomed in to at most DETAIL points, they are drawn as
+# they are.
+LONG = 50_000
+BIN = 64
+DETAIL = 50_000
+AUTO_DOWNSAMPLE = 2.0
 
 pg.setConfigOptions(antialias=False)
 
@@ -133,6 +141,15 @@ class Series:
         self._x[self.size], self._y[self.size] = x, y
         self.size += 1
 
+    def extend(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        need = self.size + len(xs)
+        if need > len(self._x):
+            capacity = max(need, 2 * len(self._x))
+            self._x = np.concatenate([self._x[:self.size], np.empty(capacity - self.size)])
+            self._y = np.concatenate([self._y[:self.size], np.empty(capacity - self.size)])
+        self._x[self.size:need], self._y[self.size:need] = xs, ys
+        self.size = need
+
     def set(self, xs, ys) -> None:
         xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
         self.size = len(xs)
@@ -147,6 +164,27 @@ class Series:
     @property
     def y(self) -> np.ndarray:
         return self._y[:self.size]
+
+
+class Envelope:
+    """A long series as the min and max of every BIN of its drawable points, each pair at the bin's first step (as
+    pyqtgraph's peak mode draws them); `done` raw points are in it, the rest of the series is drawn as it is."""
+
+    def __init__(self, log_y: bool) -> None:
+        self.log_y = log_y
+        self.points = Series()
+        self.done = 0
+
+    def update(self, series: Series, good) -> None:
+        whole = series.size // BIN * BIN
+        if whole <= self.done:
+            return
+        x, y = series.x[self.done:whole], series.y[self.done:whole]
+        y = np.where(good(y), y, np.nan).reshape(-1, BIN)
+        low, high = np.fmin.reduce(y, axis=1), np.fmax.reduce(y, axis=1)      # NaN only where a bin has nothing
+        keep = ~np.isnan(low)
+        self.points.extend(np.repeat(x[::BIN][keep], 2), np.column_stack([low[keep], high[keep]]).ravel())
+        self.done = whole
 
 
 class LiveChart(pg.PlotWidget):
@@ -180,6 +218,9 @@ class LiveChart(pg.PlotWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self._auto_symbols: dict[str, bool] = {}     # name -> marked now; only series that mark sparse points
         self._dirty: set[str] = set()
+        self._envelopes: dict[str, Envelope] = {}
+        self._fed: dict[str, tuple[int, int] | None] = {}   # a long series' raw slice drawn; None: its envelope
+        self._flushing = False
         item.setLogMode(y=log_y)
         item.ctrl.logYCheck.toggled.connect(self._on_log_y_toggled)     # the context menu's "Log Y" too
         item.getViewBox().sigXRangeChanged.connect(self._on_view_x_range_changed)
@@ -265,6 +306,9 @@ class LiveChart(pg.PlotWidget):
         curve = self.getPlotItem().plot(
             name=name if legend else None, pen=pen, symbol=symbol, symbolSize=6,
             symbolBrush=color, symbolPen=None)
+        # pyqtgraph's auto downsampling keeps 5 points a pixel by default (10 vertices with "peak"): a min and a max
+        # every half pixel draw the same band at less than half the painting cost; 1 leaves gaps between strokes
+        curve.opts["autoDownsampleFactor"] = AUTO_DOWNSAMPLE
         self.series[name] = Series()
         self.curves[name] = curve
         if symbol is None and mark_sparse:
@@ -288,6 +332,7 @@ class LiveChart(pg.PlotWidget):
         if name not in self.series:
             self.add_series(name, color_of(len(self.series)))
         self.series[name].set(xs, ys)
+        self._envelopes.pop(name, None)
         self._dirty.add(name)
 
     def set_visible(self, name: str, visible: bool) -> None:
@@ -297,17 +342,53 @@ class LiveChart(pg.PlotWidget):
     def drawable(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The points the axis can show: finite ones, and in log mode only values above 0 (pyqtgraph warns on a
         curve whose points are all gone, and a gap tells no more than the points left out)."""
-        good = ys > 0 if self.log_y else np.isfinite(ys)
+        good = self._good(ys)
         return (xs, ys) if good.all() else (xs[good], ys[good])
 
+    def _good(self, ys: np.ndarray) -> np.ndarray:
+        return ys > 0 if self.log_y else np.isfinite(ys)
+
+    def _in_view(self, s: Series) -> tuple[int, int] | None:
+        """The raw points of a long series inside a zoomed-in x range, if few enough to draw as they are."""
+        view = self.getPlotItem().getViewBox()
+        if view.autoRangeEnabled()[0]:
+            return None
+        low, high = view.viewRange()[0]
+        first, last = np.searchsorted(s.x, low), np.searchsorted(s.x, high, side="right")
+        return (int(first), int(last)) if last - first <= DETAIL else None
+
+    def _points(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        s = self.series[name]
+        if s.size <= LONG:
+            self._envelopes.pop(name, None)
+            self._fed.pop(name, None)
+            return self.drawable(s.x, s.y)
+        shown = self._in_view(s)
+        if shown is not None:
+            # a view's width of points either side: panning redraws only once it leaves them
+            first, last = shown
+            first, last = max(0, 2 * first - last - 1), min(s.size, 2 * last - first + 1)
+            self._fed[name] = (first, last)
+            return self.drawable(s.x[first:last], s.y[first:last])
+        self._fed[name] = None
+        envelope = self._envelopes.get(name)
+        if envelope is None or envelope.log_y != self.log_y:
+            envelope = self._envelopes[name] = Envelope(self.log_y)
+        envelope.update(s, self._good)
+        tail_x, tail_y = self.drawable(s.x[envelope.done:], s.y[envelope.done:])
+        return np.concatenate([envelope.points.x, tail_x]), np.concatenate([envelope.points.y, tail_y])
+
     def flush(self) -> None:
-        for name in self._dirty:
-            s = self.series[name]
-            self.curves[name].setData(*self.drawable(s.x, s.y))
-        if self._dirty:
-            self._update_symbols(self._dirty)
+        dirty, self._dirty = self._dirty, set()
+        self._flushing = True
+        try:
+            for name in dirty:
+                self.curves[name].setData(*self._points(name))
+        finally:
+            self._flushing = False
+        if dirty:
+            self._update_symbols(dirty)
             self._show_if_empty()
-        self._dirty.clear()
 
     def visible_points(self, name: str) -> int:
         """Points of the series inside the x range shown (all of them while the x axis follows the data)."""
@@ -330,6 +411,17 @@ class LiveChart(pg.PlotWidget):
 
     def _on_view_x_range_changed(self, *_) -> None:
         self._update_symbols(list(self._auto_symbols))
+        if self._flushing:
+            return
+        # a long series drawn from a slice or its envelope may need the other, or another slice, for the new range
+        stale = set()
+        for name, fed in self._fed.items():
+            shown = self._in_view(self.series[name])
+            if (shown is None) != (fed is None) or shown and fed and not fed[0] <= shown[0] <= shown[1] <= fed[1]:
+                stale.add(name)
+        if stale:
+            self._dirty |= stale
+            self.flush()
 
     def marked(self, name: str) -> bool:
         return self.curves[name].opts["symbol"] is not None
@@ -342,6 +434,8 @@ class LiveChart(pg.PlotWidget):
         self.curves.clear()
         self._auto_symbols.clear()
         self._dirty.clear()
+        self._envelopes.clear()
+        self._fed.clear()
         self._show_legend_if_useful()
         self._show_if_empty()
 
@@ -438,8 +532,16 @@ class LossChart(LiveChart):
         if task not in self.series:
             self.add_task(task, len(self.series) // 2)
         self.append(f"{task} (raw)", step, loss)
-        value, self._ema[task] = smooth(np.array([loss]), self.smoothing, self._ema.get(task, (0.0, 0)))
-        self.append(task, step, float(value[0]))
+        # smooth() for one value, in plain floats: a burst of thousands of events pays no numpy call per loss
+        last, count = self._ema.get(task, (0.0, 0))
+        value, w = loss, self.smoothing
+        if math.isfinite(loss) and w > 0:
+            last, count = w * last + (1 - w) * loss, count + 1
+            value = last / (1 - w ** count) if w < 1 else last
+        elif math.isfinite(loss):
+            last, count = loss, count + 1
+        self._ema[task] = (last, count)
+        self.append(task, step, value)
 
     def set_smoothing(self, weight: float) -> None:
         """Smooth every task's loss again with the new weight (0: the raw losses alone)."""

@@ -17,6 +17,7 @@ from qarac_gui.core.errors import UserError
 from qarac_gui.core.model.threadsafe_import import import_transformers
 
 DRAIN_MS = 66                     # ~15 Hz: smooth to watch, cheap for the GUI thread
+DRAIN_CHUNK = 200                 # events handed over at once (about 5 ms of chart work)
 
 
 class Failure:
@@ -125,17 +126,25 @@ class RunController(QObject):
             return True
         ended = self._thread.wait(ms)
         if ended:
-            self._drain()
+            self._drain_all()
             self._on_thread_finished()
         return ended
 
     @Slot()
     def _drain(self) -> None:
+        """Hand the queued events to the window in chunks: a burst (a run replayed, a flood of fast steps) then
+        leaves the event loop free for input and timers between chunks instead of one long stall."""
         batch = []
-        while self._queue:
+        while self._queue and len(batch) < DRAIN_CHUNK:
             batch.append(self._queue.popleft())
+        if self._queue:
+            QTimer.singleShot(1, self._drain)       # 1 ms, not 0: timers and input get their turn first
         if batch:
             self.events_received.emit(batch)
+
+    def _drain_all(self) -> None:
+        while self._queue:
+            self._drain()
 
     @Slot(object)
     def _on_worker_done(self, result: Any) -> None:
@@ -146,7 +155,7 @@ class RunController(QObject):
         if self._thread is None:
             return
         self._timer.stop()
-        self._drain()
+        self._drain_all()                           # the run's last events before running_changed(False)
         thread, worker = self._thread, self._worker
         self._thread = self._worker = None
         thread.deleteLater()

@@ -12,7 +12,7 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QStatusBar, QWidget
 
 from qarac_gui.core.events import EvalDone, RunEnded, RunStarted, StepLogged, event_to_json
-from qarac_gui.ui.charts import SPARSE, LiveChart, LossChart, log_tick_strings, tick_strings
+from qarac_gui.ui.charts import BIN, DETAIL, LONG, SPARSE, LiveChart, LossChart, log_tick_strings, tick_strings
 from qarac_gui.ui.panels.charts_panel import ChartsPanel
 from qarac_gui.ui.panels.log_panel import LogPanel
 from qarac_gui.ui.panels.run_panel import RunPanel
@@ -383,3 +383,65 @@ def test_the_metrics_key_says_which_marker_is_which_metric_of_which_task(qtbot):
     assert panel.metrics.curves["sentiment/macro_f1"].opts["symbol"] == "t"
     panel.clear()
     assert panel.metrics_key.text() == ""
+
+
+# Long series (over LONG points) are drawn from an envelope of BIN-point bins; zoomed in, point by point.
+def _long_chart(qtbot, n=4 * LONG):
+    chart = LiveChart("Loss", "loss")
+    qtbot.addWidget(chart)
+    chart.resize(600, 400)
+    chart.show()
+    xs = np.arange(1, n + 1, dtype=float)
+    ys = 1.0 + np.sin(xs / 50.0)
+    ys[1234] = 9.0                      # a spike the drawing must keep
+    ys[5000:5010] = np.nan              # gaps are left out, not drawn as 0
+    chart.set_data("v", xs, ys)
+    chart.flush()
+    return chart, xs, ys
+
+
+def test_a_long_series_is_drawn_from_its_envelope_with_every_peak(qtbot):
+    chart, xs, ys = _long_chart(qtbot)
+    x, y = chart.curves["v"].getOriginalDataset()
+    assert len(x) < len(xs) / 10                             # far fewer points than the series
+    assert np.nanmax(y) == 9.0 and np.nanmin(y) == np.nanmin(ys)
+    assert np.all(np.isfinite(y)) and np.all(np.diff(x) >= 0)
+
+
+def test_points_appended_to_a_long_series_are_drawn_at_once(qtbot):
+    chart, xs, ys = _long_chart(qtbot)
+    for i in range(BIN + 3):                                 # a whole bin and then some
+        chart.append("v", len(xs) + 1 + i, -5.0 if i == BIN + 2 else 0.5)
+    chart.flush()
+    x, y = chart.curves["v"].getOriginalDataset()
+    assert x[-1] == len(xs) + BIN + 3 and y[-1] == -5.0 and np.nanmax(y) == 9.0
+
+
+def test_zoomed_in_a_long_series_shows_every_raw_point(qtbot):
+    chart, xs, ys = _long_chart(qtbot)
+    chart.getPlotItem().setXRange(1200, 1300, padding=0)
+    x, y = chart.curves["v"].getOriginalDataset()
+    inside = (xs >= 1200) & (xs <= 1300)
+    shown = (x >= 1200) & (x <= 1300)
+    np.testing.assert_array_equal(x[shown], xs[inside])
+    np.testing.assert_array_equal(y[shown], ys[inside])
+    chart.getPlotItem().enableAutoRange(x=True)              # following the data again: the envelope
+    chart.getPlotItem().getViewBox().updateAutoRange()
+    assert len(chart.curves["v"].getOriginalDataset()[0]) < len(xs) / 10
+    chart.getPlotItem().setXRange(1, 4 * DETAIL, padding=0)  # too many points in view: still the envelope
+    assert len(chart.curves["v"].getOriginalDataset()[0]) < len(xs) / 10
+
+
+def test_a_long_series_in_log_mode_leaves_out_values_at_or_below_zero(qtbot):
+    chart, xs, ys = _long_chart(qtbot)
+    chart.append("v", len(xs) + 1, -1.0)
+    chart.set_log_y(True)
+    x, y = chart.curves["v"].getOriginalDataset()
+    assert np.all(y > 0) and np.nanmax(y) == 9.0
+
+
+def test_a_series_replaced_by_a_short_one_is_drawn_point_by_point(qtbot):
+    chart, xs, ys = _long_chart(qtbot)
+    chart.set_data("v", [1, 2, 3], [0.5, 0.4, 0.3])
+    chart.flush()
+    assert list(chart.curves["v"].getOriginalDataset()[1]) == [0.5, 0.4, 0.3]

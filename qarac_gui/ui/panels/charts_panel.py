@@ -108,11 +108,13 @@ class ChartsPanel(QWidget):
         self._task_index: dict[str, int] = {}
         self.planned: dict[str, list[float]] = {}
         self.charts = {"loss": self.loss, "metrics": self.metrics, "lr": self.lr, "throughput": self.throughput}
+        self._marker_at: tuple[float, float] | None = None      # where the lr marker goes at the next flush
 
     def clear(self) -> None:
         for chart in self.charts.values():
             chart.clear_all()
         self.marker.setData([], [])
+        self._marker_at = None
         for box in self.task_boxes.values():
             box.hide()                        # now: a deferred delete waits for the event loop's next turn
             self.task_boxes_layout.removeWidget(box)
@@ -169,8 +171,8 @@ class ChartsPanel(QWidget):
                 self.loss.append_loss(prefix + task, event.step, loss)
             self.lr.append(f"{prefix}applied encoder", event.step, event.lr)
             self.lr.append(f"{prefix}applied heads", event.step, event.head_lr)
-            if not prefix:
-                self.marker.setData(*self.lr.drawable(np.array([event.step], float), np.array([event.lr], float)))
+            if not prefix:      # drawn at the next flush: a burst of events moves it once, not once each
+                self._marker_at = (event.step, event.lr)
             name = f"{prefix}samples/s"
             if name not in self.throughput.series:       # grey: it belongs to no task, and red is the first task's
                 self.throughput.add_series(name, "#6b7280")
@@ -202,6 +204,10 @@ class ChartsPanel(QWidget):
         self.metrics_key.setVisible(bool(parts))
 
     def flush(self) -> None:
+        if self._marker_at is not None:
+            step, lr = self._marker_at
+            self.marker.setData(*self.lr.drawable(np.array([step], float), np.array([lr], float)))
+            self._marker_at = None
         for chart in self.charts.values():
             chart.flush()
 
