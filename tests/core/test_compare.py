@@ -73,4 +73,4 @@ def test_compare_of_a_folder_that_is_not_a_run_says_so(tmp_path, tiny_bert, caps
 
 def test_without_a_project_or_compare_the_cli_says_what_to_give(capsys):
     assert cli.main([]) == 1
-    assert "give the project file to train (or --compare RUN_A RUN_B)" in capsys.readouterr().err
+    assert "give the project file to train (or --compare RUN_A RUN_B" in capsys.readouterr().err
