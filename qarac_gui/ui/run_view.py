@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Slot
-from PySide6.QtWidgets import QStatusBar, QWidget
+from PySide6.QtCore import QObject, QTimer, Slot
+from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepDone, StepLogged, StepSkipped, describe
 from qarac_gui.ui.dialogs.error_dialog import show_error
@@ -52,6 +52,8 @@ class RunView(QObject):
         controller.events_received.connect(self._on_controller_events_received)
         controller.paused_changed.connect(self._on_controller_paused_changed)
         controller.finished.connect(self._on_controller_finished)
+        self.device_meter = DeviceMeter(self)
+        status_bar.addPermanentWidget(self.device_meter.label)
 
     def show_start(self, run_dir: Path, resume: bool) -> None:
         self.charts.clear()
@@ -105,6 +107,8 @@ class RunView(QObject):
                     self.run_panel.show_speed(event.samples_per_s)
             elif isinstance(event, RunStarted):
                 self._first_step = event.start_step
+                if self.controller.running:     # this process trains: its device's memory is the run's
+                    self.device_meter.start(event.device, event.precision)
                 self.run_panel.start_run(event.total_steps, event.start_step)
                 self.log.add(describe(event))
             elif isinstance(event, Progress):
@@ -133,6 +137,7 @@ class RunView(QObject):
     @Slot(object)
     def _on_controller_finished(self, result: RunEnded | ProbeResult | Failure) -> None:
         self.charts.flush()
+        self.device_meter.stop()
         match result:
             case Failure():
                 details = "" if result.user_error else result.details
@@ -146,3 +151,40 @@ class RunView(QObject):
                 where = f" — models in {Path(run_dir) / 'export'}" if reason in ("completed", "early_stopped") else ""
                 self.run_panel.set_status(f"{text} at step {step}{where}. {message}".strip())
                 self._status_bar.showMessage(text, 8000)
+
+
+class DeviceMeter(QObject):
+    """The status bar's device facts while a run trains here: the device, the precision used, and its memory in
+    use of the total, from torch's own statistics (the process's resident memory on a CPU), once a second."""
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self.label = QLabel("")
+        self.label.setObjectName("device_memory")
+        self.label.setToolTip("The run's device and precision, and the memory it holds: reserved by torch's "
+                              "allocator on a GPU, the app's resident memory on a CPU")
+        self._timer = QTimer(self)
+        self._timer.setInterval(1000)
+        self._timer.timeout.connect(self.update)
+        self._device, self._precision = "", ""
+
+    def start(self, device: str, precision: str) -> None:
+        self._device, self._precision = device, precision
+        self.update()
+        self._timer.start()
+
+    def stop(self) -> None:
+        if self._timer.isActive():
+            self._timer.stop()
+            self.update()
+
+    @Slot()
+    def update(self) -> None:
+        from qarac_gui.core.model.devices import memory_use
+        from qarac_gui.core.results.history import human_size
+        use = memory_use(self._device)
+        text = f"{self._device} · {self._precision}"
+        if use is not None:
+            of = f" of {human_size(use.total)}" if use.total else ""
+            text += f" · {human_size(use.used)} in use{of} (peak {human_size(use.peak)})"
+        self.label.setText(text)
