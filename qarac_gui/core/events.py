@@ -150,15 +150,16 @@ def _percent(share: float) -> str:
 
 
 def _padding_lines(tasks: dict[str, dict]) -> list[str]:
-    lines = []
-    for name, info in tasks.items():
-        padding = info.get("padding")
-        if not padding:
-            continue
-        if info.get("grouped_by_length"):
-            lines.append(f"{name}: {_percent(padding['grouped'])} padding in batches "
-                         f"({_percent(padding['random'])} if random)")
-        else:
-            lines.append(f"{name}: {_percent(padding['random'])} padding in batches "
-                         f"({_percent(padding['grouped'])} with train.group_by_length)")
-    return lines
+    return [line for name, info in tasks.items() if (line := padding_line(name, info))]
+
+
+def padding_line(name: str, info: dict) -> str:
+    """How much of a task's batches is padding, and what the other way of batching would leave ("" for logs
+    written before it was measured)."""
+    padding = info.get("padding")
+    if not padding:
+        return ""
+    if info.get("grouped_by_length"):
+        return f"{name}: {_percent(padding['grouped'])} padding in batches ({_percent(padding['random'])} if random)"
+    return (f"{name}: {_percent(padding['random'])} padding in batches "
+            f"({_percent(padding['grouped'])} with train.group_by_length)")

@@ -445,3 +445,19 @@ def test_a_series_replaced_by_a_short_one_is_drawn_point_by_point(qtbot):
     chart.set_data("v", [1, 2, 3], [0.5, 0.4, 0.3])
     chart.flush()
     assert list(chart.curves["v"].getOriginalDataset()[1]) == [0.5, 0.4, 0.3]
+
+
+def test_each_tasks_box_says_how_much_of_its_batches_is_padding(qtbot):
+    panel = ChartsPanel()
+    qtbot.addWidget(panel)
+    started = realistic_run(total=10)[0]
+    tasks = dict(started.tasks)
+    tasks[TASKS[0]] = {"kind": "classification", "grouped_by_length": True,
+                       "padding": {"grouped": 0.086, "random": 0.30}}
+    tasks[TASKS[1]] = {"kind": "classification", "grouped_by_length": False,
+                       "padding": {"grouped": 0.05, "random": 0.42}}
+    panel.handle(RunStarted(**{**started.__dict__, "tasks": tasks}))
+    assert panel.task_boxes[TASKS[0]].toolTip() == f"{TASKS[0]}: 8.6 % padding in batches (30 % if random)"
+    assert panel.task_boxes[TASKS[1]].toolTip() == (f"{TASKS[1]}: 42 % padding in batches "
+                                                    "(5.0 % with train.group_by_length)")
+    assert panel.task_boxes[TASKS[2]].toolTip() == ""          # a log from before padding was measured

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.events import EvalDone, RunStarted, StepLogged
+from qarac_gui.core.events import EvalDone, RunStarted, StepLogged, padding_line
 from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart, color_of
 from qarac_gui.ui.form import DoubleSpinBox
 
@@ -153,8 +153,10 @@ class ChartsPanel(QWidget):
 
     def handle(self, event, prefix: str = "") -> None:
         if isinstance(event, RunStarted):
-            for task in event.tasks:
+            for task, info in event.tasks.items():
                 self._add_task(prefix + task)
+                if line := padding_line(task, info):
+                    self.task_boxes[prefix + task].setToolTip(line)
             if not prefix:
                 self.planned = event.lr_curve
             for name, style in (("encoder", "#3b82f6"), ("heads", "#f59e0b")):
