@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGridLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from qarac_gui.core.project.config import MIXING, OPTIMIZERS, PRECISIONS, SCHEDULERS
 from qarac_gui.core.project.limits import MAX_STEPS
@@ -11,6 +23,7 @@ from qarac_gui.ui.bar_charts import MixChart
 from qarac_gui.ui.charts import LiveChart
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder, set_relevant
+from qarac_gui.ui.worker import Failure, JobRunner
 
 TIPS = {
     "optim.lr": "Peak learning rate of the encoder. Keep it small (about 1e-5 to 5e-5 for NLP encoders): large "
@@ -104,6 +117,20 @@ class TrainingPanel(QScrollArea):
         self.mix_label.setObjectName("mix_label")
         self.mix_label.setWordWrap(True)
         layout.addWidget(self.mix_label)
+        estimate_row = QHBoxLayout()
+        self.estimate_button = QPushButton("Estimate memory and time")
+        self.estimate_button.setObjectName("estimate_button")
+        self.estimate_button.setToolTip("Build the model as the run will and measure one pass of each task's widest "
+                                        "batch: the memory the run needs on its device and the time of an epoch")
+        self.estimate_button.clicked.connect(self.start_estimate)
+        estimate_row.addWidget(self.estimate_button)
+        self.estimate_label = QLabel("")
+        self.estimate_label.setObjectName("estimate_label")
+        self.estimate_label.setWordWrap(True)
+        estimate_row.addWidget(self.estimate_label, 1)
+        layout.addLayout(estimate_row)
+        self.jobs = JobRunner(self)
+        self.jobs.finished.connect(self._on_estimate_finished)
         forms = QGridLayout()
         layout.addLayout(forms)
 
@@ -210,3 +237,48 @@ class TrainingPanel(QScrollArea):
         self.lr_chart.flush()
         self.lr_chart.getPlotItem().enableAutoRange()
         self.plan_label.setText(note)
+
+    @Slot()
+    def start_estimate(self) -> None:
+        import copy
+        import threading
+
+        from qarac_gui.core.estimate import estimate_run
+        project = copy.deepcopy(self.document.project)      # edits while it measures do not change what it measures
+        self.estimate_button.setEnabled(False)
+        self.estimate_label.setStyleSheet("")
+        self.estimate_label.setText("Estimating: loading the model and the data, then one pass of each task's "
+                                    "widest batch…")
+        self.jobs.submit("estimate", lambda: estimate_run(project, lambda event: None, threading.Event()),
+                         uses_transformers=True)
+
+    @Slot(str, object)
+    def _on_estimate_finished(self, key: str, result: object) -> None:
+        self.estimate_button.setEnabled(True)
+        if isinstance(result, Failure):
+            self.estimate_label.setStyleSheet("color: #b91c1c;")
+            self.estimate_label.setText(f"Could not estimate: {result.message}")
+            return
+        self.estimate_label.setStyleSheet("color: #b45309;" if result.warnings else "")
+        self.estimate_label.setText(estimate_words(result))
+
+
+def estimate_words(e) -> str:
+    from qarac_gui.core.results.history import human_size
+    widest = max(e.tasks, key=lambda c: c.activations)
+    where = f"the {e.device}'s {human_size(e.available)}" if e.available else f"{e.device} memory"
+    text = (f"About {human_size(e.total)} of {where}: weights {human_size(e.weights)}, gradients "
+            f"{human_size(e.gradients)}, optimiser {human_size(e.optimizer)}, activations "
+            f"{human_size(widest.activations)} ({widest.task}, {widest.rows} rows of {widest.tokens} tokens). "
+            f"An epoch: {_duration(e.epoch_seconds)} ({e.steps_per_epoch:.0f} steps of {e.step_seconds:.3g} s).")
+    return " ".join([*(f"Will not fit: {w}." for w in e.warnings), text])
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
