@@ -178,19 +178,21 @@ def engine_project(cfg: dict, two_tasks: bool):
 def run_engine(cfg: dict, two_tasks: bool) -> dict:
     import threading
 
-    from qarac_gui.core.data.tokenize import TaskData
     from qarac_gui.core.events import RunStarted, StepDone
     from qarac_gui.core.run import run
     from qarac_gui.core.training import setup
+    from qarac_gui.core.training.prefetch import Prefetcher
     threads = set_threads(cfg)
     clock, pending, seen = Clock(cfg), [0, 0], {}
-    collate, make_optimizer = TaskData.collate, setup.make_optimizer
+    take, make_optimizer = Prefetcher.take, setup.make_optimizer
 
-    def counting_collate(self, rows, seed=0):
-        inputs = [ids for key, ids in rows.items() if key.endswith("input_ids")]
-        pending[0] += sum(len(x) for ids in inputs for x in ids)
-        pending[1] += len(inputs[0])
-        return collate(self, rows, seed)
+    def counting_take(self, step, draws, split):
+        # Counted when the step takes its batches: a background thread collates them a step or two ahead
+        pieces = take(self, step, draws, split)
+        for piece in pieces:
+            pending[0] += sum(int(v.sum()) for k, v in piece.batch.items() if k.endswith("attention_mask"))
+            pending[1] += piece.rows
+        return pieces
 
     def noting_optimizer(*args, **kwargs):
         optimizer = make_optimizer(*args, **kwargs)
@@ -203,9 +205,12 @@ def run_engine(cfg: dict, two_tasks: bool) -> dict:
         elif isinstance(event, StepDone):
             clock.step(event.step, *pending)
             pending[0] = pending[1] = 0
-    TaskData.collate, setup.make_optimizer = counting_collate, noting_optimizer
-    with tempfile.TemporaryDirectory(prefix="qarac-bench-run-") as tmp:
-        ended = run(engine_project(cfg, two_tasks), emit, threading.Event(), run_dir=Path(tmp) / "run")
+    Prefetcher.take, setup.make_optimizer = counting_take, noting_optimizer
+    try:
+        with tempfile.TemporaryDirectory(prefix="qarac-bench-run-") as tmp:
+            ended = run(engine_project(cfg, two_tasks), emit, threading.Event(), run_dir=Path(tmp) / "run")
+    finally:
+        Prefetcher.take, setup.make_optimizer = take, make_optimizer
     if ended.reason != "completed":
         raise RuntimeError(f"the engine's run ended {ended.reason}: {ended.message}")
     return clock.result(threads=threads, **seen)
