@@ -19,6 +19,13 @@ if __name__ == "__main__":
     # A frozen program has no python to re-run for spawned children; this lets the executable play that part,
     # before either program reads the command line.
     multiprocessing.freeze_support()
+    if sys.argv[1:3] == ["-m", "torch.distributed.run"]:
+        # A run in several processes from the window: torchrun itself, in this executable (there is no python to
+        # start it with); it starts qarac-train once per process (--no-python).
+        import runpy
+        sys.argv = [sys.argv[0], *sys.argv[3:]]
+        runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)
+        sys.exit(0)
     if os.path.basename(sys.argv[0]).lower().startswith("qarac-train"):
         from qarac_gui.cli import main
     else:

@@ -310,3 +310,13 @@ def test_bundled_command_line_trains_the_demo(extracted_deb, tmp_path):
                              "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "run" / "export" / "sentiment" / "config.json").is_file()
+
+
+def test_the_frozen_entry_point_runs_torchrun_for_a_run_in_several_processes():
+    """The window starts torchrun as `<the app's executable> -m torch.distributed.run ...`: launch.py hands that
+    to torch's own launcher (here as a script, which is how PyInstaller runs it)."""
+    launch = Path(__file__).resolve().parent.parent / "packaging" / "launch.py"
+    out = subprocess.run([sys.executable, str(launch), "-m", "torch.distributed.run", "--help"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--nproc-per-node" in out.stdout and "--no-python" in out.stdout
