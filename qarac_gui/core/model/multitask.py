@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -34,8 +36,12 @@ class MultiTaskModel(nn.Module):
             t.name: kind_of(t.head).build_graph(t, self) if t.name in self.whole_model else
             build_head(t.head, backbones[t.backbone], num_labels.get(t.name, 0), pretrained_lms.get(t.backbone))
             for t in project.tasks})
+        # With one adapter per task (adapters.apply_adapters): makes the task's adapter the active one.
+        self.task_adapters: Callable[[str], None] | None = None
 
     def forward(self, task: str, batch: dict) -> HeadOutput:
+        if self.task_adapters is not None:
+            self.task_adapters(task)
         if task in self.whole_model:
             return self.heads[task](self, batch)
         return self.heads[task](self.backbones[self.task_backbone[task]], batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 import stat
@@ -29,6 +30,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLINGS = ("cls", "mean")
 BACKBONE_ROLES = ("encoder", "decoder")
 BACKBONE_POOLINGS = ("cls", "mean", "attention")
+ADAPTERS = ("none", "lora")
+ADAPTER_SCOPES = ("shared", "per_task")
+ADAPTER_EXPORTS = ("merged", "separate")
 ACTIVATIONS = ("auto", "tanh", "relu", "gelu")
 FORMATS = ("auto", "csv", "tsv", "json", "jsonl", "parquet")
 # Task names become folder names on export: keep them to characters that are safe on every file system.
@@ -51,6 +55,13 @@ class BackboneConfig:
     # every task that embeds with this backbone. attention: learnt weights over the tokens.
     pooling: str = "mean"
     pooling_rank: int = 0           # attention pooling: rank of its two projections; 0: the hidden size
+    # lora: train low-rank adapters (peft) and keep the backbone's own weights as they are; none: train the weights.
+    adapter: str = "none"
+    adapter_scope: str = "shared"   # shared: one adapter for every task | per_task: one each, switched per task
+    lora_rank: int = 8
+    lora_alpha: float = 16.0        # the adapter's output is scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=list)   # layer names; empty: peft's default for the architecture
 
 
 @dataclass
@@ -192,6 +203,8 @@ class CheckpointConfig:
 class ExportConfig:
     tasks: list[str] = field(default_factory=list)   # empty: every task
     full_model: bool = True          # also write the whole multi-head model for reloading in the app
+    # Backbones with LoRA adapters: merged into plain transformers weights, or the adapter alone (peft's format)
+    adapter: str = "merged"
 
 
 @dataclass
@@ -487,6 +500,7 @@ def validate(p: Project) -> list[str]:
         _check_choice(problems, f"backbones.{shown(name)}.pooling", bb.pooling, BACKBONE_POOLINGS)
         if bb.pooling_rank < 0:
             problems.append(f"backbones.{shown(name)}.pooling_rank: must be 0 (the hidden size) or more")
+        problems += _lora_problems(f"backbones.{shown(name)}", bb)
     if not p.tasks:
         problems.append("tasks: add at least one [[tasks]] table")
     seen: set[str] = set()
@@ -600,7 +614,26 @@ def validate(p: Project) -> list[str]:
     for name in p.export.tasks:
         if name not in {t.name for t in p.tasks}:
             problems.append(f"export.tasks: no task named {name!r}")
+    _check_choice(problems, "export.adapter", p.export.adapter, ADAPTER_EXPORTS)
     problems += _bound_problems(p)
+    return problems
+
+
+def _lora_problems(w: str, bb: BackboneConfig) -> list[str]:
+    problems: list[str] = []
+    _check_choice(problems, f"{w}.adapter", bb.adapter, ADAPTERS)
+    _check_choice(problems, f"{w}.adapter_scope", bb.adapter_scope, ADAPTER_SCOPES)
+    if bb.lora_rank < 1:
+        problems.append(f"{w}.lora_rank: must be at least 1")
+    if bb.lora_alpha <= 0:
+        problems.append(f"{w}.lora_alpha: must be above 0")
+    if not 0 <= bb.lora_dropout < 1:
+        problems.append(f"{w}.lora_dropout: must be in [0, 1)")
+    if any(not t.strip() for t in bb.lora_targets):
+        problems.append(f"{w}.lora_targets: an empty layer name; name layers like \"query\", or leave the list empty")
+    if bb.adapter == "lora" and importlib.util.find_spec("peft") is None:
+        problems.append(f"{w}.adapter: \"lora\" needs the peft library: pip install peft   (or: pip install "
+                        "'qarac-gui[peft]')")
     return problems
 
 
@@ -636,6 +669,9 @@ def _bound_problems(p: Project) -> list[str]:
             (f"{w}.head.hidden_size", t.head.hidden_size, lim.MAX_HIDDEN, "the head's hidden layer is allocated at "
              "once, and the widest encoders are 16384 wide; 0 uses the encoder's width"),
         ]
+    for name, bb in p.backbones.items():
+        bounds.append((f"backbones.{shown(name)}.lora_rank", bb.lora_rank, lim.MAX_HIDDEN, "an adapter's rank is at "
+                       "most the layer's width (the widest encoders are 16384 wide); 8 or 16 is usual"))
     tr = p.train
     bounds += [
         ("train.max_steps", tr.max_steps, lim.MAX_STEPS, "the longest run this app plans: months of training even "

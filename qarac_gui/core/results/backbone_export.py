@@ -12,7 +12,14 @@ import qarac_gui
 from qarac_gui.core.kinds import kind_of
 from qarac_gui.core.kinds.inputs import task_inputs
 from qarac_gui.core.project.config import Project, TaskConfig, dumps_project
-from qarac_gui.core.results.export import SENTENCE_TAGS, card_header, described_base, share_modes, write_card
+from qarac_gui.core.results.export import (
+    SENTENCE_TAGS,
+    card_header,
+    described_base,
+    plain_backbone,
+    share_modes,
+    write_card,
+)
 
 FOLDER = "backbones"            # export/backbones/<name>/, beside the task folders and full/
 
@@ -174,7 +181,8 @@ def export_backbones(folder: Path, project: Project, tasks: list[TaskConfig], mo
 def _write_encoder(out: Path, project: Project, name: str, model: Any, users: list[TaskConfig]) -> str:
     """The encoder, a sentence-transformers layout, pooling.py; returns the first part of the model card."""
     from safetensors.torch import save_file
-    encoder = model.backbones[name]
+    # With one LoRA adapter per task, the first reader's is the one merged in (a folder holds one encoder).
+    encoder = plain_backbone(project, model, name, users[0].name)
     encoder.save_pretrained(out)
     hidden = encoder.config.hidden_size
     pooling = project.backbones[name].pooling
@@ -247,7 +255,7 @@ The paths are relative to the run's `export/` folder (or wherever its `{FOLDER}`
 
 def _write_decoder(out: Path, project: Project, name: str, model: Any, tokenizers: dict[str, Any],
                    users: list[TaskConfig]) -> str:
-    decoder = model.backbones[name]
+    decoder = plain_backbone(project, model, name, users[0].name)
     decoder.save_pretrained(out)
     return _decoder_card(project, name, decoder, tokenizers[name], users)
 

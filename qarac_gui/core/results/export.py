@@ -15,6 +15,7 @@ import qarac_gui
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.kinds import kind_of
 from qarac_gui.core.kinds.base import pooling_of
+from qarac_gui.core.model.adapters import ADAPTERS_FILE, adapter_of, adapter_state, plain_copy, uses_lora
 from qarac_gui.core.model.heads import split_mlm_model
 from qarac_gui.core.project.config import Project, TaskConfig, dumps_project
 
@@ -32,6 +33,8 @@ SEQ_CLS_LAYOUT = {
 TOKEN_LAYOUT = {t: "classifier" for t in SEQ_CLS_LAYOUT}
 QA_LAYOUT = {t: "qa_outputs" for t in SEQ_CLS_LAYOUT}
 LAYOUTS = {"sequence": SEQ_CLS_LAYOUT, "token": TOKEN_LAYOUT, "qa": QA_LAYOUT}
+# peft's task type of each layout whose adapter can be written alone (the rest are written merged)
+PEFT_TASK_TYPES = {"sequence": "SEQ_CLS", "token": "TOKEN_CLS", "qa": "QUESTION_ANS"}
 FULL_FORMAT = "qarac_gui.multitask/1"
 # The Hub's pipeline tag of each transformers class an export is written as (the widget and the search filter).
 PIPELINE_TAGS = {"AutoModelForSequenceClassification": "text-classification",
@@ -57,6 +60,18 @@ def _linear_layers(head: torch.nn.Module) -> list[torch.nn.Linear]:
     return [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
 
 
+def _head_names(kind: Any, model_type: str, base: str) -> tuple[str, ...]:
+    """Where the architecture's own head class keeps the layers of a head of this kind."""
+    names = LAYOUTS[kind.layout][model_type]
+    return (names,) if isinstance(names, str) else tuple(n.format(base=base) for n in names)
+
+
+def plain_backbone(project: Project, model: Any, backbone: str, task: str) -> Any:
+    """The backbone as its own transformers class: with its LoRA adapter of the task merged in, when it has one."""
+    encoder = model.backbones[backbone]
+    return plain_copy(encoder, adapter_of(project, task, backbone)) if uses_lora(project, backbone) else encoder
+
+
 def _native_model(task: TaskConfig, encoder: Any, head: torch.nn.Module, labels: list[str]) -> Any:
     import transformers
     kind = kind_of(task.head)
@@ -80,8 +95,7 @@ def _native_model(task: TaskConfig, encoder: Any, head: torch.nn.Module, labels:
         lm_name = next(n for n, m in target.named_children() if m is split_mlm_model(target))
         state.update({f"{lm_name}.{k}": v for k, v in head.lm_head.state_dict().items()})
     else:
-        names = LAYOUTS[kind.layout][model_type]
-        names = (names,) if isinstance(names, str) else tuple(n.format(base=base) for n in names)
+        names = _head_names(kind, model_type, base)
         for name, layer in zip(names, _linear_layers(head), strict=True):
             state[f"{name}.weight"], state[f"{name}.bias"] = layer.weight, layer.bias
     result = target.load_state_dict(state, strict=False)
@@ -188,7 +202,29 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _model_card(project: Project, task: TaskConfig, labels: list[str], metrics: dict) -> str:
+def _lora_line(project: Project, task: TaskConfig, alone: bool) -> list[str]:
+    b = project.backbones[task.main_backbone]
+    if b.adapter != "lora":
+        return []
+    how = "written alone in peft's format" if alone else "merged into these weights"
+    own = "its own adapter" if b.adapter_scope == "per_task" else "one adapter shared by the tasks"
+    return [f"- LoRA (peft): rank {b.lora_rank}, alpha {b.lora_alpha:g}, dropout {b.lora_dropout:g}, {own}; the "
+            f"base model's weights were not trained; the adapter is {how}"]
+
+
+def _adapter_usage(task: TaskConfig, labels: list[str], base: str) -> list[str]:
+    kind = kind_of(task.head)
+    size = f", num_labels={len(labels)}" if labels else ""
+    return ["", "## Loading", "", "The adapter goes onto its base model with peft; the head's layers are saved whole "
+            "beside it.", "", "```python", "from peft import PeftModel",
+            f"from transformers import {kind.auto_class}, AutoTokenizer", "",
+            f"base = {kind.auto_class}.from_pretrained({base!r}{size})",
+            "model = PeftModel.from_pretrained(base, FOLDER)      # this folder",
+            "tokenizer = AutoTokenizer.from_pretrained(FOLDER)", "```",
+            "", "`model.merge_and_unload()` gives a plain transformers model with the adapter merged in."]
+
+
+def _model_card(project: Project, task: TaskConfig, labels: list[str], metrics: dict, alone_on: str = "") -> str:
     o, d = project.optim, task.data
     kind = kind_of(task.head)
     data = d.hub + (f" ({d.hub_config})" if d.hub_config else "") if d.hub else Path(d.train).name
@@ -206,11 +242,13 @@ def _model_card(project: Project, task: TaskConfig, labels: list[str], metrics: 
              f"- optimiser: {'NAdam' if o.optimizer == 'nadam' else 'AdamW'}, lr {o.lr:g}, scheduler {o.scheduler}, "
              f"weight decay {o.weight_decay:g}",
              f"- mixing: {project.train.mixing}; batch size {task.batch_size}; max length {task.max_length}",
-             f"- loss weight {task.weight:g}"]
+             f"- loss weight {task.weight:g}"] + _lora_line(project, task, bool(alone_on))
     if labels:
         lines.append(f"- labels: {', '.join(labels)}")
     lines += ["", "## Validation metrics", ""]
     lines += [f"- {k}: {v:.4f}" for k, v in sorted(metrics.items())] or ["- (no validation data)"]
+    if alone_on:
+        lines += _adapter_usage(task, labels, alone_on)
     lines += ["", "The project file that produced this model is `project.toml` in this folder."]
     return header + "\n".join(lines) + "\n"
 
@@ -257,25 +295,60 @@ def export_task(folder: Path, project: Project, task: TaskConfig, model: Any, to
     if problem:
         raise ExportError(f"task {task.name}: {problem}")
     folder.mkdir(parents=True)
-    if kind_of(task.head).export_as == "sentence_transformers":
-        _write_similarity(folder, task, encoder, head)
+    kind = kind_of(task.head)
+    # An adapter alone in peft's format needs a peft task type; the other kinds are written merged.
+    alone = (uses_lora(project, task.main_backbone) and project.export.adapter == "separate"
+             and kind.export_as == "native" and kind.layout in PEFT_TASK_TYPES)
+    base = _adapter_base(project, task.main_backbone, source) if alone else ""
+    if kind.export_as == "sentence_transformers":
+        _write_similarity(folder, task, plain_backbone(project, model, task.main_backbone, task.name), head)
+    elif alone:
+        _write_adapter(folder, project, task, model, labels, base)
     else:
-        _native_model(task, encoder, head, labels).save_pretrained(folder)
+        _native_model(task, plain_backbone(project, model, task.main_backbone, task.name), head,
+                      labels).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_card(folder / "README.md", _model_card(project, task, labels, metrics))
+    write_card(folder / "README.md", _model_card(project, task, labels, metrics, base))
     (folder / "project.toml").write_text(dumps_project(project), encoding="utf-8")
     share_modes(folder)
     return folder
 
 
+def _adapter_base(project: Project, backbone: str, source: str) -> str:
+    """The base model an adapter alone goes onto: the backbone of train.init_from when the run started from one,
+    else the model the run loaded (a Hub id, or a folder of this machine)."""
+    if project.train.init_from:
+        return str(project.resolve(project.train.init_from) / "backbones" / backbone)
+    return source
+
+
+def _write_adapter(folder: Path, project: Project, task: TaskConfig, model: Any, labels: list[str],
+                   base_model: str) -> None:
+    """The task's LoRA adapter and its head, in peft's format (PeftModel.from_pretrained on the base model)."""
+    from qarac_gui.core.model.adapters import standalone_adapter
+    encoder = model.backbones[task.main_backbone]
+    kind = kind_of(task.head)
+    native = _native_model(task, plain_copy(encoder, None), model.heads[task.name], labels)
+    names = list(_head_names(kind, encoder.config.model_type, native.base_model_prefix))
+    wrapped = standalone_adapter(native, encoder, adapter_of(project, task.name, task.main_backbone),
+                                 project.backbones[task.main_backbone], PEFT_TASK_TYPES[kind.layout], names,
+                                 base_model)
+    wrapped.save_pretrained(folder)
+
+
 def export_full(folder: Path, project: Project, model: Any, tokenizers: dict[str, Any],
                 labels: dict[str, list[str]], step: int) -> Path:
     """Every backbone and head, to reload in the app and keep training or predicting."""
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
     folder.mkdir(parents=True)
     for name, encoder in model.backbones.items():
-        encoder.save_pretrained(folder / "backbones" / name)
+        # A backbone with adapters is written with its base weights, its adapters beside the heads.
+        plain = plain_copy(encoder, None) if uses_lora(project, name) else encoder
+        plain.save_pretrained(folder / "backbones" / name)
         tokenizers[name].save_pretrained(folder / "backbones" / name)
+    adapters = adapter_state(model)
+    if adapters:
+        save_file(adapters, str(folder / ADAPTERS_FILE))
     save_model(model.heads, str(folder / "heads.safetensors"))
     if len(model.poolers):
         save_model(model.poolers, str(folder / "poolers.safetensors"))
@@ -310,6 +383,12 @@ def load_full_model(folder: Path) -> tuple[Project, Any, dict[str, Any], dict[st
         tokenizers[name] = AutoTokenizer.from_pretrained(path)
     labels = {name: info["labels"] for name, info in manifest["tasks"].items()}
     model = MultiTaskModel(project, backbones, {n: len(v) for n, v in labels.items()})
+    if any(cfg.adapter == "lora" for cfg in project.backbones.values()):
+        from safetensors.torch import load_file
+
+        from qarac_gui.core.model.adapters import apply_adapters, load_adapter_state
+        apply_adapters(project, model, init_from=False)
+        load_adapter_state(model, load_file(folder / ADAPTERS_FILE), str(folder / ADAPTERS_FILE))
     load_model(model.heads, str(folder / "heads.safetensors"))
     if len(model.poolers):
         load_model(model.poolers, str(folder / "poolers.safetensors"))

@@ -133,4 +133,6 @@ def _build(project: Project, labels: dict[str, list[str]]) -> tuple[Any, dict[st
     from qarac_gui.core.model.multitask import MultiTaskModel
     loaded = {name: load_backbone(cfg, project.root, name=name) for name, cfg in project.backbones.items()}
     model = MultiTaskModel(project, {n: b.model for n, b in loaded.items()}, {n: len(v) for n, v in labels.items()})
+    from qarac_gui.core.model.adapters import apply_adapters
+    apply_adapters(project, model, init_from=False)         # a LoRA run's checkpoint holds adapter weights
     return model, {n: b.tokenizer for n, b in loaded.items()}
