@@ -103,6 +103,17 @@ class TerminalPrinter:
             self._line(self._status(e.step, e.epoch, e.elapsed_s))
 
 
+def _silent(event) -> None:
+    pass
+
+
+def _leave_group() -> None:
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def _jsonl(event) -> None:
     sys.stdout.write(event_to_json(event) + "\n")
     sys.stdout.flush()
@@ -288,7 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and args.out is None:
         print("error: --resume needs --out DIR, the folder of the run to continue", file=sys.stderr)
         return EXIT_ERROR
-    if refusal := _out_refusal(args):
+    from qarac_gui.core.training import distributed
+    try:
+        world = distributed.from_env()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    # Under torchrun rank 0 alone checks and writes the run folder (the others would find it taken)
+    if world.writer and (refusal := _out_refusal(args)):
         print(f"error: {refusal}", file=sys.stderr)
         return EXIT_ERROR
     stop = threading.Event()
@@ -315,19 +333,29 @@ def main(argv: list[str] | None = None) -> int:
         from qarac_gui.core.model.hub import guard_hub_requests
         guard_hub_requests()            # bounds every Hub request of this process, transformers' and datasets' too
         if args.find_batch_size:
+            if world.on:
+                raise UserError("--find-batch-size measures in one process: run it without torchrun; batch_size "
+                                "under torchrun is the whole batch, which the processes share")
             return _find_batch_size(project, stop)
-        printer = _jsonl if args.jsonl else TerminalPrinter()
+        world = distributed.start(project.train.device)
+        # One process of the run speaks: the others' events would repeat its own
+        printer = (_jsonl if args.jsonl else TerminalPrinter()) if world.writer else _silent
         if not args.resume:
-            from qarac_gui.core.preflight import preflight
-            from qarac_gui.core.training.setup import fetch_hub_data
-            fetch_hub_data(project, printer, stop)        # with progress, before the checks read the data
-            problems, warnings, notes = preflight(project)   # the GUI's pre-Start checks, before any training
-            for note in notes:
-                print(note, file=sys.stderr)
-            for warning in warnings:
-                print(f"warning: {warning}", file=sys.stderr)
+            problems: list[str] = []
+            if world.local_rank == 0:   # once per machine; the other processes then find the data in the cache
+                from qarac_gui.core.preflight import preflight
+                from qarac_gui.core.training.setup import fetch_hub_data
+                fetch_hub_data(project, printer, stop)        # with progress, before the checks read the data
+                problems, warnings, notes = preflight(project)   # the GUI's pre-Start checks, before any training
+                for note in notes if world.writer else ():
+                    print(note, file=sys.stderr)
+                for warning in warnings if world.writer else ():
+                    print(f"warning: {warning}", file=sys.stderr)
+            # Process 0's verdict for all: every process ends the same way, none waits for one that left
+            problems = distributed.from_rank_0(world, problems)
             if problems:
-                print("error: " + "; ".join(problems), file=sys.stderr)
+                if world.writer:
+                    print("error: " + "; ".join(problems), file=sys.stderr)
                 return EXIT_ERROR
         from qarac_gui.core.run import run
         ended = run(project, printer, stop, run_dir=args.out,
@@ -341,11 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
+        if world.on and distributed.peer_left(e):
+            print("error: another process of this run stopped (its own message says why); this one stops too",
+                  file=sys.stderr)
+            return EXIT_ERROR
         return _unexpected(e, "qarac-train")
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
         code_trust.set_policy(previous_policy)
+        _leave_group()
     if ended.reason == "diverged":
         print(f"error: {ended.message}", file=sys.stderr)
         return EXIT_ERROR

@@ -40,6 +40,16 @@ def new_run_dir(project: Project, runs: Path | None = None) -> Path:
     return path
 
 
+class _NoLog:
+    """The event log of a process that writes none (ranks other than 0 under several processes)."""
+
+    def __call__(self, event: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _EventLog:
     """Appends every event to events.jsonl in the run folder (the run history reads it back)."""
 
@@ -70,6 +80,17 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
 
     Errors a user can fix (UserError) end the run as "failed" with their message and are re-raised.
     """
+    from qarac_gui.core.training.distributed import start
+    world = start(project.train.device)
+    if world.on:
+        return _run_ranked(project, emit, stop, world, run_dir, resume, min_log_interval, pause, lr_scale)
+    run_dir, resume, restart, made = _claim(project, run_dir, resume, lr_scale)
+    return _run_claimed(project, emit, stop, run_dir, resume, restart, made, min_log_interval, pause, lr_scale)
+
+
+def _claim(project: Project, run_dir: Path | None, resume: bool, lr_scale: float) -> tuple[Path, bool, bool, Any]:
+    """Check the run folder and take it: made, locked, the project written. (run folder, resume, restart from
+    step 0, the topmost folder made or None); a UserError says what is wrong before anything is written."""
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(project)
     _check_run_dir(run_dir)
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
@@ -110,7 +131,18 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
             unlock_run(run_dir)
         raise UserError(f"cannot write the run into {run_dir}: {describe(e)}; choose a folder on a disk with space "
                         "that you may write to") from None
+    if resume:                  # a request left by a run that ended without reading it
+        from qarac_gui.core.training.distributed import clear_stop_request
+        clear_stop_request(run_dir)
     remember_runs_folder(run_dir.parent)        # the run history lists the runs of every folder runs went to
+    return run_dir, resume, restart, made
+
+
+def _run_claimed(project: Project, emit: Emit, stop: threading.Event, run_dir: Path, resume: bool, restart: bool,
+                 made: Any, min_log_interval: float, pause: threading.Event | None, lr_scale: float,
+                 world: Any = None) -> RunEnded:
+    """The run in a folder this process has claimed (rank 0's under several processes)."""
+    from qarac_gui.core.results.history import unlock_run
     started = threading.Event()
 
     def note_start(event: Any) -> None:
@@ -118,7 +150,7 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
             started.set()
     try:
         return _run_locked(project, CallbackList(note_start, emit), stop, run_dir, resume, min_log_interval, pause,
-                           lr_scale, restart)
+                           lr_scale, restart, world)
     except UserError:
         if made and not started.is_set():      # refused while setting up (model, data, limits): leave no folder
             unlock_run(run_dir)
@@ -126,6 +158,29 @@ def run(project: Project, emit: Emit, stop: threading.Event, *, run_dir: Path | 
         raise
     finally:
         unlock_run(run_dir)
+
+
+def _run_ranked(project: Project, emit: Emit, stop: threading.Event, world: Any, run_dir: Path | None,
+                resume: bool, min_log_interval: float, pause: threading.Event | None, lr_scale: float) -> RunEnded:
+    """One of several processes (torchrun): rank 0 checks and claims the run folder and writes every file of the
+    run; the others learn the folder (and whether the run resumes) from it, train, and write nothing."""
+    from qarac_gui.core.training.distributed import from_rank_0
+    claimed, refusal = None, None
+    if world.writer:
+        try:
+            claimed = _claim(project, run_dir, resume, lr_scale)
+        except UserError as e:
+            refusal = str(e)
+    run_dir, resume, restart, refusal = from_rank_0(world, (claimed[0] if claimed else None,
+                                                            claimed[1] if claimed else resume,
+                                                            claimed[2] if claimed else False, refusal))
+    if refusal is not None:
+        raise UserError(refusal)
+    if world.writer:
+        return _run_claimed(project, emit, stop, run_dir, resume, restart, claimed[3], min_log_interval, pause,
+                            lr_scale, world)
+    return _run_locked(project, lambda event: None, stop, run_dir, resume, min_log_interval, pause, lr_scale,
+                       restart, world)
 
 
 # What a checkpoint's tensors and stream positions depend on; the rest (steps, evaluation, checkpoints, export)
@@ -226,12 +281,15 @@ def _make_run_dir(run_dir: Path) -> Path | None:
 
 def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Path, resume: bool,
                 min_log_interval: float, pause: threading.Event | None, lr_scale: float,
-                restart: bool = False) -> RunEnded:
-    log = _EventLog(run_dir / "events.jsonl")
-    from qarac_gui.core.results.trackers import open_trackers
-    # A tracker closes itself at RunEnded; one that fails says so once, to the log and the caller, not to the
-    # other trackers
-    emit = CallbackList(log, *open_trackers(project, run_dir, say=CallbackList(log, emit)), emit)
+                restart: bool = False, world: Any = None) -> RunEnded:
+    from qarac_gui.core.training.distributed import SINGLE, clear_stop_request
+    world = world or SINGLE
+    log = _EventLog(run_dir / "events.jsonl") if world.writer else _NoLog()
+    if world.writer:
+        from qarac_gui.core.results.trackers import open_trackers
+        # A tracker closes itself at RunEnded; one that fails says so once, to the log and the caller, not to the
+        # other trackers
+        emit = CallbackList(log, *open_trackers(project, run_dir, say=CallbackList(log, emit)), emit)
     if restart:
         emit(Progress("resume", "The run stopped before its first checkpoint; it starts again from step 0"))
     state = None                        # the trainer's counters, once built: a failure reports the step it hit
@@ -240,7 +298,7 @@ def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Pa
         return RunEnded(state.step if state else 0, reason, message, str(run_dir))
     try:
         from qarac_gui.core.training.setup import build_run
-        trainee, state, started = build_run(project, run_dir, emit, stop, resume, lr_scale)
+        trainee, state, started = build_run(project, run_dir, emit, stop, resume, lr_scale, world)
         emit(started)
         # the first step is the slowest (the device warms up): say so rather than show a bar stuck at its start
         first = state.step + 1
@@ -249,7 +307,9 @@ def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Pa
         from qarac_gui.core.training.loop import fit
         reason = fit(trainee, state, emit, stop, min_log_interval, pause)
         message = ""
-        if reason in ("completed", "early_stopped"):
+        if world.writer:        # the stop it asked for is done; a later --resume must not stop again
+            clear_stop_request(run_dir)
+        if reason in ("completed", "early_stopped") and world.writer:
             message = _export(project, trainee, state, run_dir, emit)
         elif reason == "diverged":
             message = diverged_message(run_dir, state)

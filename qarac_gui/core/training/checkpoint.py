@@ -56,7 +56,9 @@ def set_rng_state(state: dict, torch_states: dict) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(torch_states["cpu"])
     if torch.cuda.is_available() and torch_states.get("cuda"):
-        torch.cuda.set_rng_state_all(torch_states["cuda"])
+        # A run saved on a machine with more GPUs resumes on one with fewer: the GPUs it has take their states
+        for index, cuda_state in enumerate(torch_states["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def _sha256(path: Path) -> str:
@@ -76,8 +78,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(folder: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any,
-                    stream: Any, state: TrainState, keep: int) -> Path:
-    """Write into a temporary folder, fsync, write the manifest last, then rename into place.
+                    stream: Any, state: TrainState, keep: int, world_size: int = 1) -> Path:
+    """Write into a temporary folder, fsync, write the manifest last, then rename into place. `world_size`, the
+    number of processes that trained, is recorded in the manifest; a run resumes on any number.
 
     A write that fails (a full disk) removes its temporary folder and leaves every earlier checkpoint as it was.
     """
@@ -85,7 +88,8 @@ def save_checkpoint(folder: Path, *, model: Any, optimizer: Any, scheduler: Any,
     final = folder / f"{PREFIX}{state.step:08d}"
     tmp = folder / f".tmp-{PREFIX}{state.step:08d}"
     try:
-        _write(tmp, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, stream=stream, state=state)
+        _write(tmp, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, stream=stream, state=state,
+               world_size=world_size)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -108,7 +112,7 @@ def save_checkpoint(folder: Path, *, model: Any, optimizer: Any, scheduler: Any,
 
 
 def _write(tmp: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any, stream: Any,
-           state: TrainState) -> None:
+           state: TrainState, world_size: int = 1) -> None:
     from safetensors.torch import save_model
 
     import qarac_gui
@@ -128,7 +132,7 @@ def _write(tmp: Path, *, model: Any, optimizer: Any, scheduler: Any, scaler: Any
             os.fsync(f.fileno())
         files[path.name] = _sha256(path)
     manifest = {"step": state.step, "files": files, "app_version": qarac_gui.__version__,
-                "torch_version": torch.__version__}
+                "torch_version": torch.__version__, "world_size": world_size}
     with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2)
         f.flush()

@@ -3,16 +3,26 @@ step later, so no step waits for the GPU to tell it whether the step was good.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from qarac_gui.core.events import Emit, StepSkipped
+from qarac_gui.core.training.distributed import SINGLE, World, share_any
 from qarac_gui.core.training.torch_internals import set_last_lr, skips_on_device, step_unless
 
 if TYPE_CHECKING:                   # the run's counters; the guard updates the skip counts in them
     from qarac_gui.core.training.checkpoint import TrainState
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What the ranks of a run decide together besides skipping: read with the verdict, one step late."""
+    stop: bool = False
+    pause: bool = False
+    log: bool = False           # a rank's clock says the log interval has passed
+    save: bool = False          # a rank's clock says checkpoint.minutes have passed
 
 
 @dataclass(frozen=True)
@@ -28,15 +38,23 @@ class StepGuard:
     The fused AdamW takes slot 0 as its `found_inf` and leaves parameters and moments untouched when it is set.
     The host reads the flags of step s while step s+1's backward is already queued, and then takes back the
     scheduler step of s, so the schedule counts good steps only.
+
+    Under several processes four more slots carry what the ranks asked (see Asked), and the flags are
+    all-reduced before the verdict is taken, so every rank skips, stops and logs at the same step.
     """
 
-    def __init__(self, names: list[str], optimizer: Any, scheduler: Any, scaler: Any, device: torch.device):
+    def __init__(self, names: list[str], optimizer: Any, scheduler: Any, scaler: Any, device: torch.device,
+                 world: World = SINGLE):
         self.index = {n: i + 1 for i, n in enumerate(names)}
         self.names = names
         self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
-        self.flags = torch.zeros(len(names) + 1, dtype=torch.bool, device=device)
+        self.world = world
+        self.asks = len(names) + 1          # the first of the asked slots
+        size = len(names) + 1 + (len(fields(Asked)) if world.on else 0)
+        self.flags = torch.zeros(size, dtype=torch.bool, device=device)
         self.cuda = device.type == "cuda"
-        self._host = torch.zeros(len(names) + 1, dtype=torch.bool, pin_memory=self.cuda)
+        self._host = torch.zeros(size, dtype=torch.bool, pin_memory=self.cuda)
+        self.asked = Asked()                # the ranks' answers, as of the last verdict read
         self._event = torch.cuda.Event() if self.cuda else None
         self._pending: int | None = None    # the step whose flags are in _host
 
@@ -49,8 +67,15 @@ class StepGuard:
         self.flags[self.index[name]] |= ~finite
         return torch.where(finite, loss, torch.zeros_like(loss)), finite
 
+    def ask(self, asked: Asked) -> None:
+        """This rank's answers for the step being queued (several processes only)."""
+        for i, value in enumerate(astuple(asked)):      # fills with a host scalar: no copy to wait for
+            self.flags[self.asks + i].fill_(value)
+
     def check_gradients(self, grad_norm: torch.Tensor | None) -> None:
-        bad = self.flags[1:].any()
+        if self.world.on:               # a loss that was not finite on one rank skips the step on all
+            share_any(self.flags)
+        bad = self.flags[1:self.asks].any()
         if grad_norm is not None and self.scaler is None:   # fp16 overflow is the grad scaler's own business
             bad = bad | ~torch.isfinite(grad_norm)
         self.flags[0] = bad
@@ -97,6 +122,8 @@ class StepGuard:
         if self._event is not None:
             self._event.synchronize()
         flags = self._host.tolist()
+        if self.world.on:
+            self.asked = Asked(*flags[self.asks:])
         if not flags[0]:
             return None
         rewind_scheduler(self.scheduler, self.optimizer, 1)

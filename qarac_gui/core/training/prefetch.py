@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from qarac_gui.core.training.distributed import SINGLE, World, slice_of
+
 DEPTH = 2                       # steps prepared ahead: one to take now, one being collated
 
 
@@ -26,15 +28,21 @@ def micro_seed(seed: int, step: int, micro: int) -> int:
 
 @dataclass
 class Piece:
-    """One micro-batch: `rows` rows cut from a batch of `of` rows of task `name`, collated on the host."""
+    """One micro-batch: `rows` rows cut from a batch of `of` rows of task `name`, collated on the host. Under
+    several processes, `scale` weighs this rank's slice of the batch (see distributed.slice_of)."""
     name: str
     rows: int
     of: int
     batch: dict[str, torch.Tensor]
+    scale: float = 1.0
 
 
-def collate_step(tasks: dict[str, Any], draws: list, step: int, split: int, seed: int, pin: bool) -> list[Piece]:
-    """Every batch a step draws, each cut into `split` micro-batches (more after an out-of-memory error)."""
+def collate_step(tasks: dict[str, Any], draws: list, step: int, split: int, seed: int, pin: bool,
+                 world: World = SINGLE) -> list[Piece]:
+    """Every batch a step draws, each cut into `split` micro-batches (more after an out-of-memory error); under
+    several processes, this rank's slice of each."""
+    if world.on:
+        return _slices(tasks, draws, step, seed, pin, world)
     pieces = []
     for micro, draw in enumerate(draws):
         for name, rows in draw:
@@ -46,6 +54,18 @@ def collate_step(tasks: dict[str, Any], draws: list, step: int, split: int, seed
                 if pin:                 # a copy from pinned memory is truly asynchronous; from pageable it is not
                     batch = {k: v.pin_memory() for k, v in batch.items()}
                 pieces.append(Piece(name, len(chunk), len(rows), batch))
+    return pieces
+
+
+def _slices(tasks: dict[str, Any], draws: list, step: int, seed: int, pin: bool, world: World) -> list[Piece]:
+    # The whole batch is collated with the seed one process uses, so each row gets the mask it would get there.
+    pieces = []
+    for micro, draw in enumerate(draws):
+        for name, rows in draw:
+            data = tasks[name]
+            part = slice_of(data.collate(data.train[rows], micro_seed(seed, step, micro)), len(rows), world)
+            batch = {k: v.pin_memory() for k, v in part.batch.items()} if pin else part.batch
+            pieces.append(Piece(name, part.rows, len(rows), batch, part.scale))
     return pieces
 
 
@@ -61,8 +81,8 @@ class Prefetcher:
     """Steps first..last prepared ahead by one worker thread; `take` hands them out in order."""
 
     def __init__(self, tasks: dict[str, Any], stream: Any, grad_accum: int, seed: int, first: int, last: int,
-                 split: int, pin: bool) -> None:
-        self.tasks, self.grad_accum, self.seed, self.pin = tasks, grad_accum, seed, pin
+                 split: int, pin: bool, world: World = SINGLE) -> None:
+        self.tasks, self.grad_accum, self.seed, self.pin, self.world = tasks, grad_accum, seed, pin, world
         self.split = split          # the worker cuts the batches it prepares next this way
         # The row lengths are only read: shared, not copied
         self._ahead = copy.deepcopy(stream, memo={id(stream.lengths): stream.lengths})
@@ -80,7 +100,7 @@ class Prefetcher:
             for step in range(first, last + 1):
                 draws = [self._ahead.draw() for _ in range(self.grad_accum)]
                 split = self.split
-                pieces = collate_step(self.tasks, draws, step, split, self.seed, self.pin)
+                pieces = self._collate(draws, step, split)
                 if not self._put(_Prepared(step, split, draws, pieces)):
                     return
         except Exception:   # noqa: BLE001 - the loop collates the step itself and meets the error there, in words
@@ -108,6 +128,11 @@ class Prefetcher:
                 if item.step == step and item.split == split and item.draws == draws:
                     self.taken += 1
                     return item.pieces
+        return self._collate(draws, step, split)
+
+    def _collate(self, draws: list, step: int, split: int) -> list[Piece]:
+        if self.world.on:
+            return collate_step(self.tasks, draws, step, split, self.seed, self.pin, self.world)
         return collate_step(self.tasks, draws, step, split, self.seed, self.pin)
 
     def close(self) -> None:

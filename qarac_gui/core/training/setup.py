@@ -14,6 +14,7 @@ from qarac_gui.core.data.tokenize import TaskData, tokenize
 from qarac_gui.core.errors import RunStopped, UserError
 from qarac_gui.core.events import Emit, Progress, RunStarted
 from qarac_gui.core.kinds import kind_of
+from qarac_gui.core.model.adapters import apply_adapters
 from qarac_gui.core.model.backbone import load_backbone, load_pretrained_lm
 from qarac_gui.core.model.hub import DownloadCancelled
 from qarac_gui.core.model.multitask import MultiTaskModel, apply_freezing, param_groups, pick_device
@@ -28,6 +29,7 @@ from qarac_gui.core.training.checkpoint import (
     saved_rows,
 )
 from qarac_gui.core.training.compiling import compile_backbones
+from qarac_gui.core.training.distributed import SINGLE, World, device_of, local_first, rank_seed, wrap
 from qarac_gui.core.training.evaluation import default_monitor
 from qarac_gui.core.training.guard import scale_lr
 from qarac_gui.core.training.loop import Trainee, autocast_factory
@@ -231,12 +233,8 @@ def _load_into(module: torch.nn.Module, state: dict, what: str) -> None:
     module.load_state_dict(state, strict=False)
 
 
-def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event,
-              resume: bool, lr_scale: float = 1.0) -> tuple[Trainee, TrainState, RunStarted]:
-    if project.train.num_threads:
-        torch.set_num_threads(project.train.num_threads)
-    seed_everything(project.train.seed)
-    device = pick_device(project.train.device)
+def _load(project: Project, emit: Emit, stop: threading.Event) -> tuple[dict, dict, dict[str, TaskData]]:
+    """The backbones (downloaded if need be), their tokenizers, and the tokenised tasks."""
     loaded = {}
     for name, cfg in project.backbones.items():
         _check_stop(stop)
@@ -245,11 +243,23 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
             loaded[name] = load_backbone(cfg, project.root, name=name, progress=download_reporter(cfg.model, emit),
                                          cancel=stop)
         except DownloadCancelled:
-                raise RunStopped() from None
+            raise RunStopped() from None
     tokenizers = {n: b.tokenizer for n, b in loaded.items()}
     # Longer rows than the position embeddings fail mid-forward, after all the tokenising: refuse them first.
     check_max_lengths(project, {n: b.model.config for n, b in loaded.items()}, tokenizers)
-    tasks = prepare_tasks(project, tokenizers, emit, stop)
+    return loaded, tokenizers, prepare_tasks(project, tokenizers, emit, stop)
+
+
+def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event,
+              resume: bool, lr_scale: float = 1.0, world: World = SINGLE) -> tuple[Trainee, TrainState, RunStarted]:
+    """Everything fit() needs; under several processes (`world`) each process builds the same, on its own device,
+    the first process of each machine downloading and tokenising before the others read the caches."""
+    if project.train.num_threads:
+        torch.set_num_threads(project.train.num_threads)
+    seed_everything(project.train.seed)
+    device = device_of(world, pick_device(project.train.device))
+    with local_first(world):
+        loaded, tokenizers, tasks = _load(project, emit, stop)
     _check_stop(stop)
     emit(Progress("model", "Building the model and its heads"))
     wants_lm = {t.main_backbone for t in project.tasks if kind_of(t.head).uses_lm_head}
@@ -262,12 +272,15 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     if project.train.init_from:
         _init_from(project, model, emit)
     apply_freezing(project, model)
+    apply_adapters(project, model)          # LoRA: the base weights frozen, the adapters (and heads) train
     _check_stop(stop)
     emit(Progress("model", f"Moving the model to {device}"))
     model.to(device)
     if project.train.compile:
         emit(Progress("model", "Compiling the backbones with torch.compile: the first steps take longer"))
         compile_backbones(model, tasks, device)
+    if world.on:
+        emit(Progress("model", f"{world.size} processes train this model, each on its share of every batch"))
     sizes = {n: len(d.train) for n, d in tasks.items()}
     plan = plan_run(project, sizes)
     inputs = {n: row_lengths(d.train) for n, d in tasks.items()}
@@ -305,7 +318,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
             how = "grouped by length" if stream.grouped else "random (not grouped by length)"
             emit(Progress("resume", f"The run continues with {how} batches, as it began; train.group_by_length "
                                     "applies to new runs"))
-        if state.micro_split > 1:
+        if state.micro_split > 1 and not world.on:
             emit(Progress("memory", f"Continuing with each batch cut into {state.micro_split} micro-batches, as "
                                     "before (it ran out of memory with whole ones)"))
         if lr_scale != 1.0:
@@ -314,6 +327,11 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
             state.skipped_in_a_row = 0
             emit(Progress("resume", f"Rolled back to step {state.step}; the learning rate from here on is "
                                     f"{state.lr_scale:g} times the planned one"))
+    if world.on:
+        # Built now, while the encoder still trains: DDP reduces only what required gradients when it was built
+        trainee.world, trainee.ddp = world, wrap(model, device)
+        # Each rank's own dropout draws (after the checkpoint's RNG state, which is rank 0's)
+        torch.manual_seed(rank_seed(project.train.seed, world, state.step))
     removed = {n: b.removed for n, b in loaded.items() if b.removed}
     # After the checkpoint, whose stream says whether the run groups by length (the project may say otherwise).
     padding = padding_report(stream, inputs)
