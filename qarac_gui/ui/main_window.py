@@ -10,6 +10,8 @@ from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
+    QHBoxLayout,
+    QLabel,
     QMainWindow,
     QMessageBox,
     QScrollArea,
@@ -17,12 +19,14 @@ from PySide6.QtWidgets import (
     QTabWidget,
     QVBoxLayout,
     QWidget,
+    QWidgetAction,
 )
 
 from qarac_gui.core import paths
 from qarac_gui.ui.dialogs import help as help_dialogs
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.field_words import FieldWords, Place
+from qarac_gui.ui.form import SpinBox
 from qarac_gui.ui.panels.charts_panel import ChartsPanel
 from qarac_gui.ui.panels.log_panel import LogPanel
 from qarac_gui.ui.panels.model_panel import ModelPanel
@@ -32,8 +36,9 @@ from qarac_gui.ui.panels.training_panel import TrainingPanel
 from qarac_gui.ui.project_checks import ProjectChecks
 from qarac_gui.ui.project_files import ProjectFilesMixin, autosave_path, settings
 from qarac_gui.ui.run_control import RunControl
+from qarac_gui.ui.run_follower import WindowRunController
 from qarac_gui.ui.run_view import RunView
-from qarac_gui.ui.worker import JobRunner, RunController
+from qarac_gui.ui.worker import JobRunner
 
 CHART_REFRESH_MS = 100
 AUTOSAVE_MS = 60_000
@@ -45,6 +50,11 @@ def _list_devices() -> list:
     return list_devices()
 
 
+def _count_gpus() -> int:
+    import torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 class MainWindow(ProjectFilesMixin, QMainWindow):
     """qarac_gui's window."""
 
@@ -54,7 +64,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.document = document or ProjectDocument()
         self.jobs = JobRunner(self)
         self.checks = ProjectChecks(self.document, self.jobs, self)
-        self.controller = RunController(self)
+        self.controller = WindowRunController(self)
 
         self.model_panel = ModelPanel(self.document)
         self.tasks_panel = TasksPanel(self.document)
@@ -126,6 +136,11 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             "save_as": self._action("Save &as…", self.save_as, S.SaveAs),
             "export": self._action("&Export models…", self.export_dialog, "Ctrl+E",
                                    "Copy the models a run exported to a folder of your choice"),
+            "follow": self._action("&Follow a run folder…", self.follow_dialog,
+                                   tip="Show the charts of a run another process trains (qarac-train or torchrun, "
+                                       "on this machine or another that shares the folder) while it runs"),
+            "unfollow": self._action("Stop fo&llowing the run", self.runs.give_up_following,
+                                     tip="Stop showing the followed run; the run itself goes on"),
             "quit": self._action("&Quit", self.close, S.Quit),
             "undo": self._action("&Undo", self.document.undo, S.Undo),
             "redo": self._action("&Redo", self.document.redo, S.Redo),
@@ -157,7 +172,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         for key in ("open", "demo"):
             file_menu.addAction(a[key])
         self.recent_menu = file_menu.addMenu("Open &recent")
-        for key in ("save", "save_as", None, "export", None, "quit"):
+        for key in ("save", "save_as", None, "export", None, "follow", "unfollow", None, "quit"):
             file_menu.addSeparator() if key is None else file_menu.addAction(a[key])
         edit = bar.addMenu("&Edit")
         for key in ("undo", "redo", None, "add_task"):
@@ -165,6 +180,8 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         run_menu = self.run_menu = bar.addMenu("&Run")
         for key in ("start", "pause", "stop", None, "find_batch", None, "continue", "history", "try_it", "runs_folder"):
             run_menu.addSeparator() if key is None else run_menu.addAction(a[key])
+        run_menu.addSeparator()
+        run_menu.addAction(self._processes_action())
         run_menu.aboutToShow.connect(self.update_try_it)
         self.update_try_it()
         help_menu = bar.addMenu("&Help")
@@ -195,8 +212,9 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self.tasks_panel.hub_dataset_requested.connect(self.dataset_dialog)
         rp = self.run_panel
         rp.start_clicked.connect(self.runs.start)
-        rp.pause_clicked.connect(lambda: self.controller.set_paused(True))
-        rp.resume_clicked.connect(lambda: self.controller.set_paused(False))
+        rp.pause_clicked.connect(lambda: self.runs.set_paused(True))
+        rp.resume_clicked.connect(lambda: self.runs.set_paused(False))
+        c.restarted.connect(self.charts.clear)          # a followed run folder got a new log
         rp.stop_clicked.connect(self.runs.stop)
         rp.problem_clicked.connect(self.go_to)
 
@@ -213,6 +231,10 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             if state is not None:
                 splitter.restoreState(state)
         self.model_panel.set_recent(self._recent("recent/models"))
+        try:
+            self.processes_spin.setValue(int(s.value("runs/processes", 0)))
+        except (TypeError, ValueError):
+            pass                            # a hand-edited setting: keep the default
 
     def _save_settings(self) -> None:
         s = settings()
@@ -223,6 +245,37 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
     def runs_base(self) -> Path:
         value = settings().value("runs/folder", "")
         return Path(value) if value else paths.runs_dir()
+
+    def _processes_action(self) -> QWidgetAction:
+        """Run > Processes: how many processes Start trains in (torchrun with more than one); a window setting,
+        since the results do not depend on it."""
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(24, 2, 8, 2)
+        spin = self.processes_spin = SpinBox()
+        spin.setObjectName("processes_spin")
+        spin.setRange(0, 64)
+        spin.setSpecialValueText("one per GPU")
+        spin.setToolTip("Processes a run trains in, each with its slice of every batch. More than one starts "
+                        "torchrun (one per GPU, or gloo on the CPU); one trains inside the window. The lr plan, the "
+                        "steps and the charts stay the same.")
+        label = QLabel("&Processes:")
+        label.setBuddy(spin)
+        row.addWidget(label)
+        row.addWidget(spin)
+        spin.valueChanged.connect(self._on_processes_spin_value_changed)
+        action = QWidgetAction(self)
+        action.setDefaultWidget(box)
+        return action
+
+    def _on_processes_spin_value_changed(self, value: int) -> None:
+        self.runs.processes = value
+        settings().setValue("runs/processes", value)
+
+    def follow_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Follow the run in", str(self.runs_base()))
+        if folder:
+            self.runs.follow(folder)
 
     def choose_runs_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Keep new runs in", str(self.runs_base()))
@@ -243,6 +296,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
     def _on_startup_timer(self) -> None:
         self.checks.refresh(force=True)
         self.jobs.submit("devices", _list_devices)
+        self.jobs.submit("gpus", _count_gpus)
 
     def _on_jobs_finished(self, key: str, result) -> None:
         if key == "devices" and isinstance(result, list):
@@ -278,6 +332,9 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         a["stop"].setEnabled(running)
         a["continue"].setEnabled(not running)
         a["export"].setEnabled(not running)
+        a["follow"].setEnabled(not running)
+        a["unfollow"].setEnabled(self.controller.following_elsewhere)
+        self.processes_spin.setEnabled(not running)
 
     def _on_checks_plan_changed(self, *_) -> None:
         """After an edit the bar says what Start would train now (a finished run's last step stays in the log)."""

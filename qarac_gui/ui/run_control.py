@@ -23,10 +23,11 @@ from qarac_gui.ui.dialogs.error_dialog import show_error
 from qarac_gui.ui.dialogs.run_offers import offer_batch_sizes, offer_rollback
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.project_checks import ProjectChecks
-from qarac_gui.ui.worker import Failure, RunController
+from qarac_gui.ui.worker import Failure
 
 if TYPE_CHECKING:
     from qarac_gui.core.probe import BatchFit
+    from qarac_gui.ui.run_follower import WindowRunController
     from qarac_gui.ui.run_view import RunView
 
 
@@ -60,7 +61,7 @@ def probe_job(project: Project, emit: Emit, stop: threading.Event) -> ProbeResul
 class RunControl(QObject):
     """Starts, continues, pauses and stops the window's one run or batch-size probe."""
 
-    def __init__(self, controller: RunController, document: ProjectDocument, checks: ProjectChecks, view: RunView,
+    def __init__(self, controller: WindowRunController, document: ProjectDocument, checks: ProjectChecks, view: RunView,
                  runs_base: Callable[[], Path], window: QWidget) -> None:
         super().__init__(window)
         self.controller, self.document, self.checks, self.view = controller, document, checks, view
@@ -68,6 +69,8 @@ class RunControl(QObject):
         self.close_after_run = False
         self.terminating = False
         self.gpu: bool | None = None            # None until the window's device list (a background job) says
+        self.gpus = 0                           # CUDA devices this process sees (a background job counts them)
+        self.processes = 0                      # processes a run trains in; 0: one per GPU (Run > Processes)
         self._probe_action: QAction | None = None
         self._probe_tip = self._probe_text = ""
         self._probing = False
@@ -112,9 +115,75 @@ class RunControl(QObject):
             run_dir = new_run_dir(project, self._runs_base())
         code_consent.confirm(self._window, project)
         self.view.show_start(run_dir, resume)
+        processes = self.process_count(project)
+        if processes > 1:
+            self._launch(project, run_dir, resume, lr_scale, processes)
+            return True
         self.controller.start(functools.partial(run, project, run_dir=run_dir, resume=resume, min_log_interval=0.1,
                                                 pause=self.controller.pause_flag, lr_scale=lr_scale))
         return True
+
+    def process_count(self, project: Project) -> int:
+        """How many processes Start trains in: the Run > Processes choice, or one per GPU when the project trains on
+        a GPU and there are several."""
+        if self.processes > 0:
+            return self.processes
+        return self.gpus if self.gpus > 1 and project.train.device in ("auto", "cuda") else 1
+
+    def _launch(self, project: Project, run_dir: Path, resume: bool, lr_scale: float, processes: int) -> None:
+        """Train in a child process group (torchrun) and show it through its run folder's log."""
+        import shlex
+        import tempfile
+
+        from qarac_gui.core.project.config import dumps_project
+        from qarac_gui.ui.run_follower import remove_later, train_command
+        cleanup = None
+        if resume:
+            project_file = run_dir / "project.toml"
+        else:               # the window's project may be unsaved: the child gets a copy that replays from anywhere
+            scratch = Path(tempfile.mkdtemp(prefix="qarac-gui-launch-"))
+            project_file = scratch / "project.toml"
+            project_file.write_text(dumps_project(project.with_absolute_paths()), encoding="utf-8")
+            cleanup = remove_later(scratch)
+        command = train_command(processes, project_file, run_dir, resume, lr_scale, self._code_allowed(project))
+        self.view.log.add(f"Training in {processes} processes: {shlex.join(command)}")
+        self.controller.launch(command, run_dir, cleanup, continued=resume)
+
+    @staticmethod
+    def _code_allowed(project: Project) -> bool:
+        """Whether every backbone that wants its repository's code was allowed it here, so the child may run it."""
+        from qarac_gui.core.model import code_trust
+        store = code_trust.policy()
+        names = [n for n, b in project.backbones.items() if b.trust_remote_code and b.model.strip()]
+        if not names or not isinstance(store, code_trust.StoredAnswers):
+            return False
+        sources = [code_consent.source_of(project, n) for n in names]
+        return all(s is not None and store.answer(s) is True for s in sources)
+
+    def follow(self, folder: str | Path) -> bool:
+        """Show a run another process trains into `folder` (started by hand, on this machine or another that shares
+        the folder) until it ends; False if it cannot be followed."""
+        from qarac_gui.core.results.follow import follow_refusal
+        if self.controller.running:
+            self.view.log.add("Cannot follow a run folder while a run is in progress", "error")
+            return False
+        run_dir = Path(folder)
+        if problem := follow_refusal(run_dir):
+            show_error(self._window, "Cannot follow this folder", problem)
+            return False
+        self.view.charts.clear()
+        self.view.run_dir = run_dir
+        self.view.run_panel.show_busy("Waiting for the run to report…")
+        self.view.log.add(f"Following the run in {run_dir}; Pause and Stop ask it through files in its folder")
+        self.controller.follow(run_dir)
+        return True
+
+    def give_up_following(self) -> None:
+        """Stop showing a run started elsewhere; the run goes on."""
+        if self.controller.following_elsewhere:
+            self.controller.give_up()
+            self.view.run_panel.set_status("No longer following the run; it goes on")
+            self.view.log.add("No longer following the run; it goes on")
 
     def bind_probe_action(self, action: QAction) -> None:
         """The menu entry of find_batch_sizes: enabled only with a GPU and no run, its tips saying why not."""
@@ -136,6 +205,8 @@ class RunControl(QObject):
 
     @Slot(str, object)
     def _on_jobs_finished(self, key: str, result: object) -> None:
+        if key == "gpus" and isinstance(result, int):
+            self.gpus = result
         # The window lists the devices in a background job at start (it imports torch); that list says whether
         # there is a GPU, so the probe's entry needs no torch import of its own on the GUI thread.
         if key == "devices":
@@ -157,20 +228,28 @@ class RunControl(QObject):
     def stop(self) -> None:
         if self.controller.running:
             self.controller.request_stop()
-            if self._probing:
+            if self.controller.problem:
+                self.view.run_panel.set_status(f"Cannot stop: {self.controller.problem}")
+                self.view.log.add(f"Cannot stop the run: {self.controller.problem}", "error")
+            elif self._probing:
                 self.view.run_panel.set_status("Stopping the batch-size probe…")
             else:
                 self.view.show_stopping()
 
     def toggle_pause(self) -> None:
-        self.controller.set_paused(not self.controller.paused)
+        self.set_paused(not self.controller.paused)
+
+    def set_paused(self, paused: bool) -> None:
+        self.controller.set_paused(paused)
+        if self.controller.problem:
+            self.view.log.add(f"Cannot {'pause' if paused else 'resume'} the run: {self.controller.problem}", "error")
 
     def terminate(self) -> None:
         """The system asked the app to end (SIGTERM): stop a run with a checkpoint and close without asking;
         unsaved edits stay in the autosave, which the next start offers to recover."""
         self.terminating = True
         self.close_after_run = True
-        if self.controller.running:
+        if self.controller.running and not self.controller.following_elsewhere:   # a run of its own, not one shown
             self.view.log.add("Asked to quit by the system: stopping the run after this step with a checkpoint")
             self.stop()
         else:
@@ -180,6 +259,9 @@ class RunControl(QObject):
         """Closing the window during a run: ask (unless the system asked), then stop it and close once it has
         ended. True while a run keeps the window open."""
         if not self.controller.running:
+            return False
+        if self.controller.following_elsewhere:      # not the window's run: it goes on without the window
+            self.give_up_following()
             return False
         if not self.close_after_run:
             answer = QMessageBox.question(
