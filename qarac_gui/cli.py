@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -277,6 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        # One process of several under torchrun, its work done and its process group closed: leave without the
+        # interpreter's teardown, in which the collectives' own threads can abort the process after the run
+        # ended well (torchrun would then report the run as failed).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     if getattr(sys, "frozen", False):       # a bundled binary: child processes run their task, not this CLI again
         import multiprocessing
         multiprocessing.freeze_support()
