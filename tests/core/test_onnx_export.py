@@ -57,6 +57,7 @@ def _encode(tokenizer, texts: list[str], kind: str):
 
 
 @needs_onnx
+@pytest.mark.slow         # an export and onnxruntime check a kind: seconds each
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_export_matches_transformers_at_other_batch_sizes_and_lengths(tmp_path, torch_threads, kind):
     import numpy as np

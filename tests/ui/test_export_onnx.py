@@ -12,7 +12,7 @@ from qarac_gui.core.results.onnx_export import missing_libraries
 from tests.core.test_onnx_export import _folder
 from tests.core.test_push import write_run
 
-pytestmark = pytest.mark.skipif(bool(missing_libraries()), reason="needs the onnx extra")
+pytestmark = [pytest.mark.skipif(bool(missing_libraries()), reason="needs the onnx extra"), pytest.mark.slow]
 
 
 def test_the_onnx_box_writes_each_copied_task_as_onnx_and_names_what_it_skips(qtbot, tmp_path, no_dialogs,
