@@ -42,7 +42,7 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("export_dialog")
         self.setWindowTitle("Export models")
-        self.resize(620, 420)
+        self.resize(760, 560)       # room for the push section under the export
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.run_combo = ComboBox()
