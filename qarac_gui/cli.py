@@ -252,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--find-batch-size", action="store_true",
                    help="instead of training: find each task's largest batch (of its longest rows) that fits in "
                    "GPU memory, print it and exit")
+    p.add_argument("--export-adapter", choices=["merged", "separate"],
+                   help="backbones with LoRA adapters: export them merged into plain transformers weights, or the "
+                   "adapter alone (peft's PeftModel.from_pretrained loads it onto the base model); the same as "
+                   "--set export.adapter=...")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a project field, e.g. --set optim.lr=3e-5 --set tasks.sentiment.batch_size=8")
     p.add_argument("--trust-remote-code", action="store_true",
@@ -342,6 +346,8 @@ def _main(argv: list[str] | None) -> int:
     previous_policy = code_trust.policy()
     code_trust.set_policy(code_trust.CommandLineGrant(args.trust_remote_code))
     try:
+        if args.export_adapter:         # the same as --set export.adapter=...
+            args.overrides.append(f"export.adapter={args.export_adapter}")
         project = load_project(args.project, args.overrides)
         from qarac_gui.core.model.hub import guard_hub_requests
         guard_hub_requests()            # bounds every Hub request of this process, transformers' and datasets' too

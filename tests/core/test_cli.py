@@ -341,3 +341,21 @@ def test_onnx_wants_the_folder_of_a_finished_run(tmp_path, capsys):
     assert main([str(tmp_path), "--onnx"]) == 1
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "Traceback" not in err
+
+
+def test_export_adapter_is_the_projects_export_adapter_setting(tmp_path, tiny_bert, monkeypatch, capsys):
+    from qarac_gui.core.errors import UserError
+    project = _project_file(tmp_path, tiny_bert)
+    seen = []
+    real = cli.load_project
+
+    def load_and_stop(path, overrides):
+        seen.append(real(path, overrides).export.adapter)
+        raise UserError("looked at the project: no run needed")
+    monkeypatch.setattr(cli, "load_project", load_and_stop)
+    assert main([str(project), "--out", str(tmp_path / "out"), "--export-adapter", "separate"]) == 1
+    assert main([str(project), "--out", str(tmp_path / "out"), "--export-adapter", "merged"]) == 1
+    assert seen == ["separate", "merged"]
+    with pytest.raises(SystemExit):                 # argparse names the two choices
+        main([str(project), "--export-adapter", "alone"])
+    assert "invalid choice: 'alone'" in capsys.readouterr().err
