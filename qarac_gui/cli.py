@@ -186,16 +186,8 @@ def _push(args: argparse.Namespace) -> int:
     except PushCancelled as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as e:
-        if args.debug:
-            raise
-        return _unexpected(e, "qarac-train --push")
+    except (Exception, KeyboardInterrupt) as e:
+        return _failure(e, "qarac-train --push", args.debug)
     finally:
         signal.signal(signal.SIGINT, previous)
     for url in urls:
@@ -211,22 +203,28 @@ def _onnx(run_dir: Path | None, debug: bool) -> int:
         return EXIT_ERROR
     try:
         done, skipped = export_run_onnx(run_dir, TerminalPrinter())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as e:
-        if debug:
-            raise
-        return _unexpected(e, "qarac-train --onnx")
+    except (Exception, KeyboardInterrupt) as e:
+        return _failure(e, "qarac-train --onnx", debug)
     for note in skipped:
         print(note, file=sys.stderr)
     for name, r in done.items():
         print(f"{r.folder / 'model.onnx'}  ({name}: inputs {', '.join(r.inputs)}; outputs {', '.join(r.outputs)}; "
               f"largest difference from transformers {r.max_difference:.1g})")
     return EXIT_OK
+
+
+def _failure(e: BaseException, command: str, debug: bool) -> int:
+    """How a command ends on an error: the user's problem in its words, an abort, or a bug (recorded; raised with
+    --debug)."""
+    if isinstance(e, UserError):
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if isinstance(e, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if debug:
+        raise e
+    return _unexpected(e, command)
 
 
 def _unexpected(e: Exception, command: str) -> int:
@@ -379,20 +377,12 @@ def _main(argv: list[str] | None) -> int:
         from qarac_gui.core.run import run
         ended = run(project, printer, stop, run_dir=args.out,
                     resume=args.resume, lr_scale=args.lr_scale)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as e:
-        if args.debug:
-            raise
-        if world.on and distributed.peer_left(e):
+    except (Exception, KeyboardInterrupt) as e:
+        if not args.debug and world.on and distributed.peer_left(e):
             print("error: another process of this run stopped (its own message says why); this one stops too",
                   file=sys.stderr)
             return EXIT_ERROR
-        return _unexpected(e, "qarac-train")
+        return _failure(e, "qarac-train", args.debug)
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
