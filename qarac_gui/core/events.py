@@ -75,6 +75,17 @@ class EvalDone:
 
 
 @dataclass(frozen=True)
+class TaskStopped:
+    """A task stopped (eval.task_patience): its metric did not improve for that many evaluations; its head is frozen
+    and it is drawn no more, while the other tasks train on."""
+    step: int
+    task: str
+    metric: str
+    best_step: int
+    best_value: float | None
+
+
+@dataclass(frozen=True)
 class CheckpointSaved:
     step: int
     path: str
@@ -95,7 +106,7 @@ class RunEnded:
 
 
 TrainEvent = Union[Progress, RunStarted, StepDone, StepLogged, StepSkipped, EvalDone, CheckpointSaved, ExportDone,
-                   RunEnded]
+                   RunEnded, TaskStopped]
 Emit = Callable[[TrainEvent], None]
 
 
@@ -136,6 +147,8 @@ def describe(event: TrainEvent) -> str:
         case EvalDone(step=step, metrics=metrics):
             parts = [f"{task}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) for task, m in metrics.items()]
             return f"Validation at step {step}: " + "; ".join(parts)
+        case TaskStopped():
+            return f"Task {event.task} stopped at step {event.step}: {task_stop_words(event)}; it trains no more"
         case CheckpointSaved(step=step, path=path):
             return f"Checkpoint at step {step}: {path}"
         case ExportDone(path=path, folders=folders):
@@ -143,6 +156,12 @@ def describe(event: TrainEvent) -> str:
         case RunEnded(reason=reason, step=step, message=message):
             return f"Run {reason} at step {step}" + (f": {message}" if message else "")
     return ""
+
+
+def task_stop_words(event: TaskStopped) -> str:
+    if event.best_value is None:
+        return f"its {event.metric} was never a finite number"
+    return f"no better {event.metric} since its best, {event.best_value:.4g} at step {event.best_step}"
 
 
 def _percent(share: float) -> str:

@@ -310,7 +310,9 @@ def _run_locked(project: Project, emit: Emit, stop: threading.Event, run_dir: Pa
         if world.writer:        # the stop it asked for is done; a later --resume must not stop again
             clear_stop_request(run_dir)
         if reason in ("completed", "early_stopped") and world.writer:
-            message = _export(project, trainee, state, run_dir, emit)
+            from qarac_gui.core.training.task_stopping import stop_note
+            message = "; ".join(filter(None, [stop_note(trainee, state), _export(project, trainee, state, run_dir,
+                                                                                  emit)]))
         elif reason == "diverged":
             message = diverged_message(run_dir, state)
         ended = ending(reason, message)
@@ -366,8 +368,8 @@ def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emi
                         "there and continue the run: it resumes from its final checkpoint and exports again") from e
     folders = {name: str(out / Path(folder).relative_to(work)) for name, folder in folders.items()}
     (run_dir / "metrics.json").write_text(json.dumps(
-        {"step": state.step, "best_step": state.best_step, "best_value": state.best_value, "final": last},
-        indent=2), encoding="utf-8")
+        {"step": state.step, "best_step": state.best_step, "best_value": state.best_value, "final": last}
+        | ({"tasks": state.task_progress} if state.task_progress else {}), indent=2), encoding="utf-8")
     emit(ExportDone(str(out), folders))
     return "; ".join(f"not exported: {s}" for s in skipped)
 
@@ -377,6 +379,7 @@ def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: E
     from qarac_gui.core.results.backbone_export import FOLDER, export_backbones, exported_backbones
     from qarac_gui.core.results.export import export_full, export_problem, export_task
     from qarac_gui.core.training.checkpoint import best_weights_path
+    from qarac_gui.core.training.task_stopping import best_weights
     portable = project.with_absolute_paths()
     wanted = project.export.tasks or [t.name for t in project.tasks]
     folders, skipped = {}, []
@@ -399,8 +402,10 @@ def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: E
         if problem:
             skipped.append(f"{name}: {problem}")
             continue
-        folder = export_task(work / name, portable, task, trainee.model, trainee.tokenizers[task.main_backbone],
-                             trainee.sources[task.main_backbone], data.labels, last.get(name, {}))
+        # eval.task_patience: each task from its own best evaluation
+        with best_weights(trainee.model, project, name, trainee.checkpoint_dir, state, last.get(name, {})) as seen:
+            folder = export_task(work / name, portable, task, trainee.model, trainee.tokenizers[task.main_backbone],
+                                 trainee.sources[task.main_backbone], data.labels, seen)
         folders[name] = str(folder)
     tasks = [portable.task(name) for name in wanted]
     if exported_backbones(tasks):

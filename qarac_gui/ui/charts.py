@@ -221,6 +221,7 @@ class LiveChart(pg.PlotWidget):
         self._envelopes: dict[str, Envelope] = {}
         self._fed: dict[str, tuple[int, int] | None] = {}   # a long series' raw slice drawn; None: its envelope
         self._flushing = False
+        self.markers: list[pg.InfiniteLine] = []     # vertical lines at steps where something happened
         item.setLogMode(y=log_y)
         item.ctrl.logYCheck.toggled.connect(self._on_log_y_toggled)     # the context menu's "Log Y" too
         item.getViewBox().sigXRangeChanged.connect(self._on_view_x_range_changed)
@@ -423,12 +424,30 @@ class LiveChart(pg.PlotWidget):
             self._dirty |= stale
             self.flush()
 
+    def add_marker(self, step: float, color, label: str) -> pg.InfiniteLine:
+        """A dashed vertical line at `step` with a label at its top, in `color` (e.g. where a task stopped)."""
+        color = pg.mkColor(color)
+        line = pg.InfiniteLine(pos=step, angle=90, movable=False,
+                               pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine), label=label,
+                               # on the side of the line where the view has room (pyqtgraph picks one of the
+                               # anchors by where the view's centre is), each marker's label lower than the one
+                               # before, so that tasks stopping together stay readable
+                               labelOpts={"position": 0.92 - 0.09 * (len(self.markers) % 8), "color": color,
+                                          "anchors": [(0, 0), (1, 0)]})
+        line.setZValue(-5)                          # under the curves
+        self.getPlotItem().addItem(line, ignoreBounds=True)
+        self.markers.append(line)
+        return line
+
     def marked(self, name: str) -> bool:
         return self.curves[name].opts["symbol"] is not None
 
     def clear_all(self) -> None:
         for curve in self.curves.values():
             self.getPlotItem().removeItem(curve)
+        for line in self.markers:
+            self.getPlotItem().removeItem(line)
+        self.markers.clear()
         self.legend.clear()
         self.series.clear()
         self.curves.clear()

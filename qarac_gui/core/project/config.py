@@ -190,6 +190,7 @@ class EvalConfig:
     patience: int = 0                # evaluations without improvement before stopping; 0: off
     keep_best: bool = False          # export the weights of the best evaluation instead of the last step
     batch_size: int = 64
+    task_patience: int = 0           # evaluations without improvement of a task's own metric before it stops; 0: off
 
 
 @dataclass
@@ -604,9 +605,12 @@ def validate(p: Project) -> list[str]:
         problems.append("checkpoint.keep: must be at least 1")
     for key, value in (("eval.every", p.eval.every), ("eval.patience", p.eval.patience),
                        ("checkpoint.every", p.checkpoint.every), ("train.num_threads", tr.num_threads),
-                       ("train.skip_limit", tr.skip_limit)):
+                       ("train.skip_limit", tr.skip_limit), ("eval.task_patience", p.eval.task_patience)):
         if value < 0:
             problems.append(f"{key}: must be 0 (off) or more")
+    if p.eval.task_patience > 0 and not p.eval.every:
+        problems.append("eval.task_patience: tasks are judged at each evaluation, and eval.every = 0 evaluates only "
+                        "at the end; set eval.every to a number of steps, or task_patience to 0")
     if p.eval.batch_size < 1:
         problems.append("eval.batch_size: must be at least 1")
     if not p.name.strip():

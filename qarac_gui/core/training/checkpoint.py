@@ -38,6 +38,9 @@ class TrainState:
     lr_scale: float = 1.0           # product of the roll-backs' lr factors
     micro_split: int = 1            # each batch is cut into this many micro-batches (after running out of memory)
     data: dict = field(default_factory=dict)   # task -> {"rows", "sha256"} of the tokenised training rows
+    # eval.task_patience: task -> {"metric", "best_value", "best_step", "evals_without_improvement", "stopped_at"}
+    # (stopped_at 0: still training); see task_stopping.py
+    task_progress: dict = field(default_factory=dict)
 
 
 def rng_state() -> dict:

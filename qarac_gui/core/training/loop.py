@@ -26,6 +26,7 @@ from qarac_gui.core.training.memory import split_after_oom
 from qarac_gui.core.training.plan import RunPlan
 from qarac_gui.core.training.prefetch import Piece, Prefetcher
 from qarac_gui.core.training.sampling import TaskStream
+from qarac_gui.core.training.task_stopping import freeze_stopped, judge_tasks, stopped_tasks
 
 
 @dataclass
@@ -78,6 +79,7 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
         guard.asked = Asked(log=min_log_interval <= 0)
     saves = _Saves(time.monotonic(), state.step)
     frozen = {id(q) for q in t.model.backbones.parameters() if not q.requires_grad}
+    freeze_stopped(t.model, p, stopped_tasks(state))    # a resumed run's stopped tasks stay frozen
 
     def diverged() -> bool:
         return guard.settle(state, emit, p.train.skip_limit)
@@ -88,8 +90,10 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
     t.model.train()
     graphs = GraphReport(p.train.compile)
     # Under several processes each rank's slice is small already: batches are never cut further
-    batches = Prefetcher(t.tasks, t.stream, o.grad_accum, p.train.seed, state.step + 1, t.plan.total_steps,
-                         1 if world.on else state.micro_split, pin=t.device.type == "cuda", world=world)
+    def prefetch() -> Prefetcher:
+        return Prefetcher(t.tasks, t.stream, o.grad_accum, p.train.seed, state.step + 1, t.plan.total_steps,
+                          1 if world.on else state.micro_split, pin=t.device.type == "cuda", world=world)
+    batches = prefetch()
     halted = False                      # a stop agreed while paused
     resumed = -1                        # the step before which the ranks last waited: the verdict read during
                                         # the next step still carries the pause that began it
@@ -109,6 +113,7 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
                 return "stopped"
             if in_head_phase and step > o.head_warmup_steps:
                 _set_backbones_trainable(t, True, frozen)
+                freeze_stopped(t.model, p, stopped_tasks(state))    # what stopped tasks alone used stays frozen
                 in_head_phase = False
             asks = Asked(requests.stop(), requests.pause(), log.time_passed(), saves.time_passed(p)) \
                 if world.on else None
@@ -125,10 +130,14 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
                     return "diverged"
                 emit(log.flush(step, t.stream.epochs_done(t.plan.epoch_task), *lrs))
                 graphs(emit)
+            stopped = len(t.stream.stopped)
             reason = _evaluate_or_checkpoint(t, state, emit, step, last, saves, diverged,
                                              guard.asked.save if world.on else None)
             if reason:
                 return reason
+            if len(t.stream.stopped) != stopped:    # the prefetch drew ahead from a stream with the task in it
+                batches.close()
+                batches = prefetch()
         if diverged():
             return "diverged"
         if saves.step != state.step:    # the end is a checkpoint too: a crash while exporting loses no training
@@ -358,7 +367,8 @@ def _wait_while_paused(poll: Callable[[], tuple[bool, bool]], step: int, emit: E
 
 
 def _evaluate(t: Trainee, state: TrainState, emit: Emit) -> bool:
-    """Validate every task; returns True when early stopping says to stop."""
+    """Validate every task; returns True when early stopping says to stop, or every task has stopped
+    (eval.task_patience)."""
     t.model.eval()
     results = {}
     for name, data in t.tasks.items():
@@ -379,7 +389,8 @@ def _evaluate(t: Trainee, state: TrainState, emit: Emit) -> bool:
     state.eval_history.append({"step": state.step, "metrics": results})
     emit(EvalDone(state.step, results, state.best_step, state.best_value, t.monitor))
     patience = t.project.eval.patience
-    return bool(patience) and state.evals_without_improvement >= patience
+    every_task_stopped = judge_tasks(t, state, results, emit)
+    return every_task_stopped or bool(patience) and state.evals_without_improvement >= patience
 
 
 def _checkpoint(t: Trainee, state: TrainState, emit: Emit) -> None:

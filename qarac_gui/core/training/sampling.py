@@ -39,6 +39,7 @@ class TaskStream:
         self.epoch = {n: 0 for n in self.names}
         self.pos = {n: 0 for n in self.names}
         self._order = {n: self.epoch_order(n, 0) for n in self.names}
+        self.stopped: set[str] = set()              # tasks that stopped (eval.task_patience): drawn no more
 
     def _check_grouping(self, grouped: bool) -> None:
         missing = [n for n in self.names if n not in self.lengths]
@@ -70,6 +71,8 @@ class TaskStream:
 
     def draw(self) -> list[tuple[str, list[int]]]:
         """One micro-batch's worth: a batch of every task (all_tasks) or of one chosen task."""
+        if self.stopped:
+            return self._draw_active()
         if self.mixing == "all_tasks":
             return [(n, self.batch(n)) for n in self.names]
         if self.mixing == "round_robin":
@@ -79,13 +82,39 @@ class TaskStream:
             name = self._draw_rng.choices(self.names, weights=self.weights)[0]
         return [(name, self.batch(name))]
 
+    def stop_task(self, name: str) -> None:
+        """Draw `name` no more; the other tasks keep their positions, and a drawing mixing shares the stopped
+        task's chance among them in proportion to their own."""
+        self.stopped.add(name)
+
+    def active(self) -> list[str]:
+        return [n for n in self.names if n not in self.stopped]
+
+    def _draw_active(self) -> list[tuple[str, list[int]]]:
+        names = self.active()
+        if not names:
+            raise RuntimeError("every task has stopped: there is nothing left to draw")
+        if self.mixing == "all_tasks":
+            return [(n, self.batch(n)) for n in names]
+        if self.mixing == "round_robin":
+            # the turn counter goes on over the stopped tasks' places, so the turns of the others stay in order
+            while self.names[self._turn % len(self.names)] in self.stopped:
+                self._turn += 1
+            name = self.names[self._turn % len(self.names)]
+            self._turn += 1
+        else:
+            weights = [w for n, w in zip(self.names, self.weights) if n not in self.stopped]
+            name = self._draw_rng.choices(names, weights=weights)[0]
+        return [(name, self.batch(name))]
+
     def epochs_done(self, name: str) -> float:
         return self.epoch[name] + self.pos[name] / max(1, self.sizes[name])
 
     def state_dict(self) -> dict:
         version, internal, gauss = self._draw_rng.getstate()
         return {"epoch": dict(self.epoch), "pos": dict(self.pos), "turn": self._turn,
-                "rng": [version, list(internal), gauss], "sizes": dict(self.sizes), "grouped": self.grouped}
+                "rng": [version, list(internal), gauss], "sizes": dict(self.sizes), "grouped": self.grouped,
+                "stopped": sorted(self.stopped)}
 
     def load_state_dict(self, state: dict) -> None:
         if state["sizes"] != self.sizes:
@@ -102,6 +131,7 @@ class TaskStream:
         version, internal, gauss = state["rng"]
         self._draw_rng.setstate((version, tuple(internal), gauss))
         self._order = {n: self.epoch_order(n, self.epoch[n]) for n in self.names}
+        self.stopped = set(state.get("stopped", ()))    # checkpoints written before tasks could stop: none
 
 
 def _chunk_batches(rows: int, batch_size: int) -> int:

@@ -35,6 +35,7 @@ from qarac_gui.core.training.guard import scale_lr
 from qarac_gui.core.training.loop import Trainee, autocast_factory
 from qarac_gui.core.training.plan import group_factor, lr_curve, plan_run, task_probabilities
 from qarac_gui.core.training.sampling import TaskStream, padding_report
+from qarac_gui.core.training.task_stopping import check_task_patience
 
 
 def seed_everything(seed: int) -> None:
@@ -261,6 +262,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     with local_first(world):
         loaded, tokenizers, tasks = _load(project, emit, stop)
     _check_stop(stop)
+    check_task_patience(project, tasks)
     emit(Progress("model", "Building the model and its heads"))
     wants_lm = {t.main_backbone for t in project.tasks if kind_of(t.head).uses_lm_head}
     pretrained_lms = {n: load_pretrained_lm(project.backbones[n], b, name=n) for n, b in loaded.items()

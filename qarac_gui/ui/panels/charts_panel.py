@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.events import EvalDone, RunStarted, StepLogged, padding_line
+from qarac_gui.core.events import EvalDone, RunStarted, StepLogged, TaskStopped, describe, padding_line
 from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart, color_of
 from qarac_gui.ui.form import DoubleSpinBox
 
@@ -184,6 +184,20 @@ class ChartsPanel(QWidget):
                 for metric, value in values.items():
                     if metric != "loss":
                         self._add_metric(prefix + task, metric, event.step, value)
+        elif isinstance(event, TaskStopped):
+            self._mark_stop(prefix + event.task, event)
+
+    def _mark_stop(self, task: str, event: TaskStopped) -> None:
+        """A stopped task: a dashed line in its colour where it stopped, on the loss and the metrics charts, and
+        its box says when and how good it was at its best."""
+        self._add_task(task)
+        color = color_of(self._task_index[task])
+        for chart in (self.loss, self.metrics):
+            chart.add_marker(event.step, color, f"{task} stopped")
+        best = "" if event.best_value is None else f" (best {event.best_value:.4g} at step {event.best_step})"
+        box = self.task_boxes[task]
+        box.setText(f"{task}: stopped at step {event.step}{best}")
+        box.setToolTip("\n".join(filter(None, [box.toolTip(), describe(event)])))     # after its padding line
 
     def _add_metric(self, task: str, metric: str, step: int, value: float) -> None:
         name = f"{task}/{metric}"

@@ -70,6 +70,10 @@ TIPS = {
     "eval.every": "Validate every N steps (0: only at the end).",
     "eval.patience": "Stop early after this many validations without improvement (0: off).",
     "eval.keep_best": "Export the weights of the best validation instead of the last step.",
+    "eval.task_patience": "Stop each task on its own after this many validations without improvement of its own "
+                          "metric (0: off): its head is frozen and its batches go to the other tasks, and it is "
+                          "exported from its best validation. The run ends once every task has stopped; a task "
+                          "without validation data never stops.",
     "checkpoint.every": "Save a checkpoint every N steps (0: only when you stop); a run can continue from it.",
     "checkpoint.minutes": "Also save one at least this often, so a crash or power cut loses at most this much "
                           "training (0: off).",
@@ -180,6 +184,7 @@ class TrainingPanel(QScrollArea):
             ("Log every", b.integer("train.log_every", t["train.log_every"], 1, 10**6)),
             ("Validate every", b.integer("eval.every", t["eval.every"], 0, 10**8, "end only")),
             ("Early-stop patience", b.integer("eval.patience", t["eval.patience"], 0, 10**6, "off")),
+            ("Task patience", b.integer("eval.task_patience", t["eval.task_patience"], 0, 10**6, "off")),
             ("", b.check("eval.keep_best", "Export the best evaluation", t["eval.keep_best"])),
             ("Checkpoint every", b.integer("checkpoint.every", t["checkpoint.every"], 0, 10**8, "on stop")),
             ("Checkpoint minutes", b.number("checkpoint.minutes", t["checkpoint.minutes"], 0.0, 10**6)),
