@@ -49,3 +49,19 @@ def test_engine_benchmark_smoke_prints_every_contender_with_finite_figures():
             assert ratio.group(2) == ("hand loop" if row["setting"] == "2 tasks" else "Trainer")
         else:
             assert ratio is None, row
+
+
+@pytest.mark.slow
+def test_lora_benchmark_smoke_prints_each_mode_with_fewer_trainable_parameters_under_lora():
+    pytest.importorskip("peft")
+    out = subprocess.run([sys.executable, str(ROOT / "benches" / "lora.py"), "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    rows = {r["mode"]: r for r in table_rows(out.stdout)}
+    assert list(rows) == ["full", "lora", "lora_per_task"]
+    share = {mode: positive(r["of total"].split(" %")[0]) for mode, r in rows.items()}
+    assert share["lora"] < share["lora_per_task"] < share["full"] / 10
+    for row in rows.values():
+        positive(row["samples/s"])
+        positive(row["peak RSS (MB)"])
+        assert 0 <= float(row["sentiment accuracy"]) <= 1

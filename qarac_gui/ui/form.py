@@ -167,6 +167,14 @@ class Binder:
         edit.editingFinished.connect(lambda: self._commit(key, edit.text().strip()))
         return self._add(key, edit, lambda v: edit.setText(str(v)), tip)
 
+    def text_list(self, key: str, tip: str = "", placeholder: str = "") -> QLineEdit:
+        """A list of names typed in one line, separated by commas or spaces; empty is the empty list."""
+        edit = QLineEdit()
+        edit.setPlaceholderText(placeholder)
+        edit.editingFinished.connect(
+            lambda: self._commit(key, [part for part in edit.text().replace(",", " ").split() if part]))
+        return self._add(key, edit, lambda v: edit.setText(", ".join(v)), tip)
+
     def column(self, key: str, tip: str = "") -> QComboBox:
         """An editable combo box offering the data's real columns; set_columns() fills it."""
         combo = ComboBox()

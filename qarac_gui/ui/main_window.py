@@ -200,6 +200,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         ch.model_failed.connect(self._on_checks_model_failed)
         ch.preview_ready.connect(self.tasks_panel.show_preview)
         ch.head_params_ready.connect(self.model_panel.show_head_params)
+        ch.trainable_ready.connect(self.model_panel.show_trainable)
         ch.plan_changed.connect(self.training_panel.show_lr_preview)
         ch.plan_changed.connect(self._on_checks_plan_changed)
         ch.mix_changed.connect(self.training_panel.show_mix)

@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
 from qarac_gui.core.data.preview import SMALL_VALIDATION, TaskPreview, preview_task, start_problems
-from qarac_gui.core.model.info import ModelInfo, head_parameters, model_info
+from qarac_gui.core.model.info import ModelInfo, backbone_parameters, head_parameters, model_info
 from qarac_gui.core.project.config import Project
 from qarac_gui.core.training.plan import lr_curve, mixing_preview, plan_run, plan_warnings
 from qarac_gui.ui.dialogs import code_consent
@@ -41,6 +41,7 @@ class ProjectChecks(QObject):
     model_failed = Signal(str)
     preview_ready = Signal(object)              # TaskPreview
     head_params_ready = Signal(dict)
+    trainable_ready = Signal(str, object, str)  # backbone, TrainableCount or why not, repr of the settings counted
     plan_changed = Signal(object, str)          # lr curves (or None), a note on the plan
     advice_changed = Signal(list)               # what would make the run learn little (the core's words)
     mix_changed = Signal(dict)                  # task -> TaskShare of the plan; empty while unknown
@@ -63,6 +64,7 @@ class ProjectChecks(QObject):
         self.problems: list[str] = []
         self.advice: list[str] = []
         self.planned_steps = 0                # what Start would train; 0 while unknown
+        self._counted: tuple = ()             # what the last trainable count was made for
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -88,6 +90,7 @@ class ProjectChecks(QObject):
             key = _task_key(project, i)
             if force or self._keys.get(task.name) != key:
                 self.request_preview(task.name)
+        self._request_trainable()
         self._update_plan()
         self._update_problems()
 
@@ -167,9 +170,25 @@ class ProjectChecks(QObject):
         encoder = self.encoder
         self.jobs.submit("heads", lambda: head_parameters(project, encoder, labels), uses_transformers=True)
 
+    def _request_trainable(self) -> None:
+        """Count what a run trains of the loaded backbone, again whenever its freezing or adapters change."""
+        project, name = self.document.project, self.model_backbone
+        if self.encoder is None or name not in project.backbones:
+            return
+        key = (self.model_spec, repr(project.backbones[name]))
+        if key == self._counted:
+            return
+        self._counted = key
+        project, encoder, settings = copy.deepcopy(project), self.encoder, key[1]
+        self.jobs.submit(f"trainable:{name}", lambda: (settings, backbone_parameters(project, name, encoder)),
+                         uses_transformers=True)
+
     @Slot(str, object)
     def _on_job_finished(self, key: str, result: Any) -> None:
-        if key == "model":
+        if key.startswith("trainable:"):
+            settings, count = ("", result.message) if isinstance(result, Failure) else result
+            self.trainable_ready.emit(key.split(":", 1)[1], count, settings)
+        elif key == "model":
             if isinstance(result, Failure):
                 self.model_error = result.message if result.user_error else f"the model could not be loaded: " \
                                                                              f"{result.message}"
@@ -180,6 +199,8 @@ class ProjectChecks(QObject):
                 for task in self.document.project.tasks:      # truncation needs the tokenizer
                     self.request_preview(task.name)
                 self._request_head_params()
+                self._counted = ()
+                self._request_trainable()
         elif key.startswith("preview:"):
             name = key.split(":", 1)[1]
             self.pending.discard(name)

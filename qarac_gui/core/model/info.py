@@ -1,5 +1,5 @@
-"""What the window says about a base model and the heads on it: its facts, read from a loaded backbone, and each
-head's own parameter count, built exactly as a run builds them."""
+"""What the window says about a base model and the heads on it: its facts, read from a loaded backbone, each head's
+own parameter count, built exactly as a run builds them, and how many of the backbone's parameters a run trains."""
 
 from __future__ import annotations
 
@@ -56,3 +56,41 @@ def head_parameters(project: Project, encoder: Any, labels: dict[str, list[str]]
         n = len(labels.get(task.name) or task.head.labels) or 2
         counts[task.name] = own_parameters(build_head(task.head, encoder, n), encoder)
     return counts
+
+
+@dataclass(frozen=True)
+class TrainableCount:
+    """What a run trains of one backbone (heads are counted apart)."""
+    total: int          # its weights, with its LoRA adapters when it has them
+    trainable: int      # what the optimiser holds of it
+    adapters: int       # the LoRA weights added; 0 without adapters
+    adapted: tuple[str, ...] = ()       # the names of the layers that carry adapters, e.g. ("query", "value")
+    adapted_layers: int = 0             # how many layers carry adapters
+
+
+def backbone_parameters(project: Project, name: str, encoder: Any) -> TrainableCount:
+    """The backbone's weights and how many of them a run trains: freezing and adapters applied exactly as a run
+    applies them, to a copy whose tensors live on the meta device, so that counting takes no memory and leaves the
+    loaded model as it was."""
+    import copy
+    from types import SimpleNamespace
+
+    import torch
+
+    from qarac_gui.core.model.adapters import apply_adapters, lora_layers
+    from qarac_gui.core.model.multitask import apply_freezing
+    memo: dict[int, Any] = {id(p): torch.nn.Parameter(p.detach().to("meta"), requires_grad=p.requires_grad)
+                            for p in encoder.parameters()}
+    memo |= {id(b): b.detach().to("meta") for b in encoder.buffers()}
+    skeleton = copy.deepcopy(encoder, memo)
+    single = copy.copy(project)
+    single.backbones = {name: project.backbones[name]}
+    model = SimpleNamespace(backbones={name: skeleton})
+    apply_freezing(single, model)
+    apply_adapters(single, model, init_from=False)
+    unique = {id(p): p for p in skeleton.parameters()}.values()        # tied weights count once, as in the optimiser
+    layers = lora_layers(skeleton) if project.backbones[name].adapter == "lora" else {}
+    adapters = sum(p.numel() for layer in layers.values() for n, p in layer.named_parameters() if "lora_" in n)
+    return TrainableCount(total=sum(p.numel() for p in unique),
+                          trainable=sum(p.numel() for p in unique if p.requires_grad), adapters=adapters,
+                          adapted=tuple(sorted({n.rpartition(".")[2] for n in layers})), adapted_layers=len(layers))

@@ -104,6 +104,8 @@ def onnx_problem(folder: Path) -> str:
         return ("it is a sentence-transformers model whose pooling (and dense layer) lie outside the transformers "
                 "model; sentence-transformers (3.2 or newer) writes ONNX itself: "
                 "SentenceTransformer(folder, backend='onnx')")
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        return "it holds a LoRA adapter alone (peft's format); export it merged for ONNX"
     if not (folder / "config.json").is_file():
         if any((p / "config.json").is_file() for p in folder.glob("*/")):
             return ("it holds the backbones of the tasks over named inputs, which have no head of their own to "

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from qarac_gui.core.results.adapter_export import WORDS, copy_export_as, lora_backbones, rewrite_problem, run_project
 from qarac_gui.core.results.history import copy_export, exported_folders, human_size, list_runs
 from qarac_gui.core.results.onnx_export import EXTRA, copy_with_onnx, missing_libraries
 from qarac_gui.core.results.push import LAYOUTS, PushProgress, push_run
@@ -33,6 +34,16 @@ from qarac_gui.ui.worker import Failure, JobRunner
 
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _export_as(run: Path, dest: Path, names: list[str], adapter: str, onnx: bool):
+    """The chosen folders with the adapters written as `adapter`, then (when asked) as ONNX."""
+    written = copy_export_as(run, dest, names, adapter)
+    if not onnx:
+        return written
+    from qarac_gui.core.results.onnx_export import export_folders_onnx
+    done, skipped = export_folders_onnx({p.name: p for p in written})
+    return written, done, skipped
 
 
 class ExportDialog(QDialog):
@@ -70,9 +81,12 @@ class ExportDialog(QDialog):
         form.addRow("Destination", row)
         layout.addLayout(form)
         self.tasks_box = QVBoxLayout()
-        layout.addWidget(QLabel("Write these models (each folder loads with plain transformers; 'full' is the "
-                                "whole multi-task model for qarac_gui):"))
+        self.models_label = QLabel("Write these models (each folder loads with plain transformers; 'full' is the "
+                                   "whole multi-task model for qarac_gui):")
+        self.models_label.setWordWrap(True)
+        layout.addWidget(self.models_label)
         layout.addLayout(self.tasks_box)
+        layout.addWidget(self._adapter_row())
         self.onnx_box = QCheckBox("Also write each task as ONNX (onnx/model.onnx beside its tokenizer, checked "
                                   "against transformers with onnxruntime)")
         self.onnx_box.setObjectName("export_onnx")
@@ -127,6 +141,7 @@ class ExportDialog(QDialog):
             box.toggled.connect(self._update)
             self.tasks_box.addWidget(box)
             self.checks[name] = box
+        self._show_adapter_choice(run)
         self._update()
 
     def chosen(self) -> list[str]:
@@ -146,6 +161,14 @@ class ExportDialog(QDialog):
             self.summary.setText(f"Will write {len(names)} folder(s), {total / 2**20:.1f} MiB, into {dest}: "
                                  f"{', '.join(parts)}. Nothing there is overwritten: the folder must be new or "
                                  "empty.")
+            if self.adapter_choice():
+                self.summary.setText(self.summary.text() + " The tasks on LoRA backbones are exported again from the "
+                                     f"run's whole model, as {WORDS[self.adapter_choice()]}.")
+        alone = not self.adapter_box.isHidden() and self.adapter_combo.currentData() == "separate"
+        self.models_label.setText("Write these models (each folder loads with plain transformers, or with peft where "
+                                  "it holds a LoRA adapter alone; 'full' is the whole multi-task model for qarac_gui):"
+                                  if alone else "Write these models (each folder loads with plain transformers; "
+                                  "'full' is the whole multi-task model for qarac_gui):")
         self.export_button.setEnabled(bool(self.folders and names and dest))
         self.push_button.setEnabled(bool(self.folders and names and self.push_repo.text().strip())
                                     and not self._push_timer.isActive())
@@ -162,7 +185,12 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(False)
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
-        if self.onnx_box.isChecked():
+        adapter = self.adapter_choice()
+        if adapter:
+            onnx = self.onnx_box.isChecked()
+            self.summary.setText(f"Writing {len(names)} folder(s) with the adapters as {WORDS[adapter]}…")
+            self.jobs.submit("export", lambda: _export_as(run, dest, names, adapter, onnx), uses_transformers=True)
+        elif self.onnx_box.isChecked():
             self.summary.setText(f"Copying {len(names)} folder(s) and writing them as ONNX…")
             self.jobs.submit("export", lambda: copy_with_onnx(run, dest, names), uses_transformers=True)
         else:
@@ -197,6 +225,53 @@ class ExportDialog(QDialog):
             parent = self.parent()
             if hasattr(parent, "open_folder"):
                 parent.open_folder(Path(self.written[0]).parent)
+
+    def _adapter_row(self) -> QWidget:
+        """The choice for backbones with LoRA adapters: shown only for a run that trained some."""
+        self.adapter_box = QWidget()
+        row = QHBoxLayout(self.adapter_box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("LoRA adapters as"))
+        self.adapter_combo = ComboBox()
+        self.adapter_combo.setObjectName("export_adapter")
+        for key, words in WORDS.items():
+            self.adapter_combo.addItem(words, key)
+        self.adapter_combo.setToolTip("Merged: each task folder holds plain transformers weights with its adapter "
+                                      "added in; no peft needed to load it. The adapter alone: a small folder in "
+                                      "peft's format (adapter_config.json and the adapter's weights, the head "
+                                      "saved whole) that PeftModel.from_pretrained puts on the base model.")
+        self.adapter_combo.currentIndexChanged.connect(self._update)
+        row.addWidget(self.adapter_combo)
+        self.adapter_note = QLabel("")
+        self.adapter_note.setObjectName("export_adapter_note")
+        self.adapter_note.setWordWrap(True)
+        row.addWidget(self.adapter_note, 1)
+        self.adapter_box.setVisible(False)
+        self.run_adapter = "merged"
+        return self.adapter_box
+
+    def _show_adapter_choice(self, run: Path | None) -> None:
+        project = run_project(run) if run else None
+        lora = lora_backbones(project)
+        self.adapter_box.setVisible(bool(lora))
+        if not lora:
+            return
+        self.run_adapter = project.export.adapter
+        self.adapter_combo.setCurrentIndex(self.adapter_combo.findData(self.run_adapter))
+        problem = rewrite_problem(run)
+        self.adapter_combo.setEnabled(not problem)
+        self.adapter_note.setText(f"Only as the run wrote them: {problem}." if problem else
+                                  f"The run wrote: {WORDS[self.run_adapter]}.")
+        self.adapter_note.setToolTip(f"Backbones with LoRA adapters: {', '.join(lora)}. Tasks of other kinds than "
+                                     "classification, regression, tagging and question answering (similarity, "
+                                     "masked LM) are always written merged.")
+
+    def adapter_choice(self) -> str:
+        """The adapter export asked for when it differs from what the run wrote; "" to copy the run's folders."""
+        if self.adapter_box.isHidden() or not self.adapter_combo.isEnabled():
+            return ""
+        chosen = self.adapter_combo.currentData()
+        return chosen if chosen != self.run_adapter else ""
 
     def _push_box(self) -> QGroupBox:
         box = QGroupBox("Push to the Hub")

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -22,11 +23,12 @@ from PySide6.QtWidgets import (
 
 from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.model import code_trust
-from qarac_gui.core.model.info import ModelInfo
+from qarac_gui.core.model.info import ModelInfo, TrainableCount
 from qarac_gui.core.project.config import BACKBONE_POOLINGS, BACKBONE_ROLES
 from qarac_gui.ui.dialogs import code_consent
 from qarac_gui.ui.document import ProjectDocument
 from qarac_gui.ui.form import Binder
+from qarac_gui.ui.panels.adapter_fields import AdapterFields, totals_words, trains_words
 from qarac_gui.ui.panels.backbone_graph import BackboneGraph
 from qarac_gui.ui.panels.backbones_list import BackbonesList
 
@@ -149,11 +151,22 @@ class ModelPanel(QWidget):
         ff.addRow("", self.binder.check("freeze_embeddings", "Freeze embeddings", TIPS["freeze_embeddings"]))
         ff.addRow("Freeze bottom layers", self.binder.integer("freeze_layers", TIPS["freeze_layers"], 0, 1000,
                                                                special="none"))
+        self.adapter_fields = AdapterFields(self.binder, ff)
         self.summary = QTreeWidget()
         self.summary.setObjectName("model_summary")
         self.summary.setHeaderLabels(["Part", "Trains", "Parameters"])
         self.summary.setRootIsDecorated(False)
+        # The part's name gives way (elided, whole in its tooltip) so that what trains and the counts stay in view
+        header = self.summary.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         ff.addRow(self.summary)
+        self.totals = QLabel("")
+        self.totals.setObjectName("trainable_totals")
+        self.totals.setWordWrap(True)
+        ff.addRow(self.totals)
         layout.addWidget(freeze)
         self.graph_box = QGroupBox("How the tasks use the backbones")
         gl = QVBoxLayout(self.graph_box)
@@ -165,6 +178,7 @@ class ModelPanel(QWidget):
         self.body_layout = layout
         self.info: ModelInfo | None = None
         self.head_params: dict[str, int] = {}
+        self.trainable: dict[str, tuple[str, TrainableCount | str]] = {}    # backbone -> (settings counted, count)
         document.changed.connect(self._on_document_changed)
         self.refresh()
 
@@ -177,6 +191,7 @@ class ModelPanel(QWidget):
         bb = project.backbones.get(self.backbone)
         if bb is not None:
             self.binder.refresh()
+        self.adapter_fields.refresh(bb)
         several = len(project.backbones) > 1
         # One encoder read by ordinary heads is the usual project: its role and pooling do not matter there.
         plain = not several and (bb is None or bb.role == "encoder") and not any(
@@ -241,6 +256,17 @@ class ModelPanel(QWidget):
         self.head_params = counts
         self._show_summary()
 
+    def show_trainable(self, backbone: str, count: TrainableCount | str, settings: str) -> None:
+        """What a run trains of a backbone, counted for these settings (a message when it could not be)."""
+        self.trainable[backbone] = (settings, count)
+        self._show_summary()
+
+    def _count_of(self, name: str) -> TrainableCount | None:
+        """The count of the backbone's current settings; None while it is being made."""
+        bb = self.document.project.backbones.get(name)
+        settings, count = self.trainable.get(name, ("", None))
+        return count if isinstance(count, TrainableCount) and bb is not None and settings == repr(bb) else None
+
     def set_recent(self, models: list[str]) -> None:
         from PySide6.QtWidgets import QMenu
         menu = QMenu(self.recent_button)
@@ -278,20 +304,35 @@ class ModelPanel(QWidget):
         project = self.document.project
         several = len(project.backbones) > 1
         shown = project.backbones.get(self.backbone)
+        trainable = total = heads = 0
+        complete = True
         for name, bb in project.backbones.items():
             if not several and self.info is None:
                 continue
+            count = self._count_of(name)
             if self.info is not None and shown is not None and (bb.model, bb.role) == (self.info.spec, shown.role):
                 frozen = min(bb.freeze_layers, self.info.layers)
                 trains = f"{self.info.layers - frozen} of {self.info.layers} layers"
                 params = _count(self.info.parameters)
                 part = f"{bb.role.capitalize()} ({self.info.model_type})"
+                if count is not None:
+                    trains = trains_words(bb, count, self.info.layers)
+                    params = f"{_count(count.trainable)} of {_count(count.total)}"
+                    trainable, total = trainable + count.trainable, total + count.total
+                else:
+                    complete = False
+                if bb.freeze_embeddings:
+                    trains += ", embeddings frozen" if "embeddings" not in trains else ""
             else:
                 trains = f"all but the bottom {bb.freeze_layers} layers" if bb.freeze_layers else "all layers"
+                trains += "; LoRA adapters" if bb.adapter == "lora" else ""
                 params, part = "select it to read", bb.role.capitalize()
-            if bb.freeze_embeddings:
-                trains += ", embeddings frozen"
-            QTreeWidgetItem(self.summary, [f"{part}: {name}" if several else part, trains, params])
+                complete = False
+                if bb.freeze_embeddings:
+                    trains += ", embeddings frozen"
+            item = QTreeWidgetItem(self.summary, [f"{part}: {name}" if several else part, trains, params])
+            if count is not None:
+                item.setToolTip(2, f"{params.replace(' of ', ' of its ')} parameters train")
         for task in project.tasks:
             kind = HEAD_KINDS.get(task.head.kind)
             params = self.head_params.get(task.name)
@@ -299,10 +340,14 @@ class ModelPanel(QWidget):
                 size = "none of its own"          # its backbones and their poolers are the whole model
             else:
                 size = _count(params) if params is not None else "load the model"
-            QTreeWidgetItem(self.summary, [f"Head: {task.name} — {kind.title if kind else task.head.kind}", "yes",
-                                           size])
-        for i in range(3):
-            self.summary.resizeColumnToContents(i)
+                complete = complete and params is not None
+                heads += params or 0
+            item = QTreeWidgetItem(self.summary, [f"Head: {task.name} — {kind.title if kind else task.head.kind}",
+                                                  "yes", size])
+            item.setToolTip(0, item.text(0))
+        self.totals.setText(totals_words(project, trainable + heads, total + heads, heads, complete)
+                            if total else "")
+        self.adapter_fields.show_adapted(self._count_of(self.backbone))
         rows = max(3, min(self.summary.topLevelItemCount(), 12))        # as tall as its rows, within bounds
         row = self.summary.sizeHintForRow(0) if self.summary.topLevelItemCount() else 18
         self.summary.setFixedHeight(self.summary.header().sizeHint().height() + rows * max(row, 16)
