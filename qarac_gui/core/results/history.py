@@ -16,7 +16,8 @@ from qarac_gui.core import paths
 from qarac_gui.core.errors import UserError
 
 EVENT_TYPES = {cls.__name__: cls for cls in (ev.Progress, ev.RunStarted, ev.StepLogged, ev.StepSkipped,
-                                             ev.EvalDone, ev.CheckpointSaved, ev.ExportDone, ev.RunEnded)}
+                                             ev.EvalDone, ev.CheckpointSaved, ev.ExportDone, ev.RunEnded,
+                                             ev.ForgettingAlert)}
 
 
 @dataclass(frozen=True)

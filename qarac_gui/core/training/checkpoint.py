@@ -38,6 +38,8 @@ class TrainState:
     lr_scale: float = 1.0           # product of the roll-backs' lr factors
     micro_split: int = 1            # each batch is cut into this many micro-batches (after running out of memory)
     data: dict = field(default_factory=dict)   # task -> {"rows", "sha256"} of the tokenised training rows
+    forgetting_baseline: dict = field(default_factory=dict)   # keep task -> its metrics at step 0
+    forgetting_alerted: list = field(default_factory=list)    # keep tasks beyond eval.forgetting_alert now
 
 
 def rng_state() -> dict:
