@@ -70,7 +70,7 @@ def estimate_run(project: Project, emit: Emit, stop: threading.Event) -> RunEsti
     t.model.train()
     try:
         costs = []
-        for task in project.tasks:
+        for task in (t for t in project.tasks if not t.keep):     # keep tasks cost no training step
             if stop.is_set():
                 raise UserError("the estimate was stopped before it finished")
             emit(Progress("estimate", f"{task.name}: measuring a batch of its widest rows"))

@@ -86,6 +86,19 @@ class TaskStopped:
 
 
 @dataclass(frozen=True)
+class ForgettingAlert:
+    """A keep task's main metric got eval.forgetting_alert worse than at step 0 (sent once per crossing)."""
+    step: int
+    task: str
+    metric: str
+    baseline: float                         # the value at step 0, before any optimiser update
+    value: float
+    change: float                           # how much worse, relative to the baseline: 0.1 is 10 % worse
+    threshold: float                        # eval.forgetting_alert
+    paused: bool = False                    # eval.forgetting_pause held the run
+
+
+@dataclass(frozen=True)
 class CheckpointSaved:
     step: int
     path: str
@@ -106,7 +119,7 @@ class RunEnded:
 
 
 TrainEvent = Union[Progress, RunStarted, StepDone, StepLogged, StepSkipped, EvalDone, CheckpointSaved, ExportDone,
-                   RunEnded, TaskStopped]
+                   RunEnded, TaskStopped, ForgettingAlert]
 Emit = Callable[[TrainEvent], None]
 
 
@@ -151,6 +164,8 @@ def describe(event: TrainEvent) -> str:
             return f"Task {event.task} stopped at step {event.step}: {task_stop_words(event)}; it trains no more"
         case CheckpointSaved(step=step, path=path):
             return f"Checkpoint at step {step}: {path}"
+        case ForgettingAlert():
+            return forgetting_words(event)
         case ExportDone(path=path, folders=folders):
             return f"Exported {', '.join(folders)} to {path}"
         case RunEnded(reason=reason, step=step, message=message):
@@ -182,3 +197,11 @@ def padding_line(name: str, info: dict) -> str:
         return f"{name}: {_percent(padding['grouped'])} padding in batches ({_percent(padding['random'])} if random)"
     return (f"{name}: {_percent(padding['random'])} padding in batches "
             f"({_percent(padding['grouped'])} with train.group_by_length)")
+
+
+def forgetting_words(e: ForgettingAlert) -> str:
+    how = "no longer finite, unlike" if e.change == float("inf") else f"{100 * e.change:.1f} % worse than"
+    text = (f"Forgetting: {e.task} {e.metric} {e.value:.4g} at step {e.step}, {how} at step 0 "
+            f"({e.baseline:.4g}; the alert is at {100 * e.threshold:g} %)")
+    return text + (". The run is paused (eval.forgetting_pause): resume it in the window, or remove the file "
+                   "pause-request from the run folder" if e.paused else "")

@@ -44,7 +44,8 @@ def probe_batches(project: Project, emit: Emit, stop: threading.Event) -> list[B
     rng = torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
     t.model.train()
     try:
-        return [_probe_task(t, task, emit, stop) for task in project.tasks]
+        # a keep task is only evaluated, in batches of eval.batch_size: it has no training batch to probe
+        return [_probe_task(t, task, emit, stop) for task in project.tasks if not task.keep]
     finally:
         free_memory(t)
         torch.set_rng_state(rng[0])

@@ -381,7 +381,8 @@ def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: E
     from qarac_gui.core.training.checkpoint import best_weights_path
     from qarac_gui.core.training.task_stopping import best_weights
     portable = project.with_absolute_paths()
-    wanted = project.export.tasks or [t.name for t in project.tasks]
+    # keep tasks are never trained: nothing of theirs to export (the full model holds their heads as they were)
+    wanted = project.export.tasks or [t.name for t in project.tasks if not t.keep]
     folders, skipped = {}, []
     last = state.eval_history[-1]["metrics"] if state.eval_history else {}
     best = best_weights_path(trainee.checkpoint_dir)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
-from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepDone, StepLogged, StepSkipped, describe
+from qarac_gui.core.events import (
+    ForgettingAlert,
+    Progress,
+    RunEnded,
+    RunStarted,
+    StepDone,
+    StepLogged,
+    StepSkipped,
+    describe,
+)
 from qarac_gui.ui.dialogs.error_dialog import show_error
 from qarac_gui.ui.panels.charts_panel import ChartsPanel
 from qarac_gui.ui.panels.log_panel import LogPanel
@@ -116,10 +126,22 @@ class RunView(QObject):
                 step = None
                 self.run_panel.set_status(event.message)
                 self.log.add(event.message)
+            elif isinstance(event, ForgettingAlert):
+                self._show_forgetting(event)
             elif text := describe(event):
                 failed = isinstance(event, StepSkipped) or isinstance(event, RunEnded) and event.reason == "failed"
                 self.log.add(text, "error" if failed else "info")
         self._show_step(step)
+
+    def _show_forgetting(self, e: ForgettingAlert) -> None:
+        text = describe(e)
+        self.log.add(text, "warning")
+        # kept until the next message: the alert matters more than the progress that follows it
+        how = f"{100 * e.change:.1f} % worse than" if math.isfinite(e.change) else "no longer finite, unlike"
+        self._status_bar.showMessage(f"Forgetting: {e.task} {e.metric} {how} at step 0 (at step {e.step})"
+                                     + ("; paused" if e.paused else ""))
+        if e.paused:
+            self.controller.paused_by_run()
 
     def _show_step(self, e: StepDone | StepLogged | None) -> None:
         if e is None:

@@ -113,6 +113,12 @@ class RunController(QObject):
             self.pause_flag.clear()
         self.paused_changed.emit(paused)
 
+    def paused_by_run(self) -> None:
+        """The run paused itself (eval.forgetting_pause): the window shows it paused, and Resume lifts it."""
+        if self.running:
+            self.pause_flag.set()
+            self.paused_changed.emit(True)
+
     def request_stop(self) -> None:
         # Called directly, not through a queued slot: the worker's thread is busy inside run().
         self._stop.set()

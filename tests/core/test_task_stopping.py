@@ -165,6 +165,21 @@ def test_the_run_ends_early_when_every_task_has_stopped(tmp_path, tiny_bert, mon
     assert (tmp_path / "r" / "export" / CLS).is_dir()
 
 
+def test_a_keep_task_is_never_judged_so_the_run_ends_when_the_trained_tasks_stop(tmp_path, tiny_bert, monkeypatch):
+    flat = {CLS: dict.fromkeys(range(0, 31), 0.5), REG: dict.fromkeys(range(0, 31), 0.1)}
+    script = Script(monkeypatch, flat)
+    raw = project_dict(tiny_bert, tmp_path / "data", KINDS, **SECTIONS)
+    raw["tasks"][1]["keep"] = True          # the regression task only measures forgetting
+    events = []
+
+    def emit(event):
+        events.append(event)
+        script(event)
+    ended = run(parse_project(raw, tmp_path), emit, threading.Event(), run_dir=tmp_path / "r", min_log_interval=0.0)
+    assert ended.reason == "early_stopped" and ended.step == 3
+    assert [e.task for e in _of(events, TaskStopped)] == [CLS]
+
+
 def test_a_task_without_validation_rows_never_stops(tmp_path, tiny_bert, monkeypatch):
     flat = {CLS: dict.fromkeys(range(1, 31), 0.5), REG: dict.fromkeys(range(1, 31), 0.1)}
     script = Script(monkeypatch, flat)

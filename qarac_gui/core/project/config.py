@@ -15,6 +15,7 @@ from typing import Any
 from qarac_gui.core.kinds import HEAD_KINDS
 from qarac_gui.core.kinds.inputs import task_inputs
 from qarac_gui.core.project.convert import ConfigError, build, shown, to_dict
+from qarac_gui.core.project.keep import keep_problems
 from qarac_gui.core.project.trackers import tracker_problems
 
 CURRENT_VERSION = 3
@@ -129,6 +130,8 @@ class TaskConfig:
     weight: float = 1.0
     batch_size: int = 16
     max_length: int = 128
+    # Evaluated only, never trained: measures what the shared backbone forgets (docs/forgetting.md)
+    keep: bool = False
 
     @property
     def main_backbone(self) -> str:
@@ -191,6 +194,9 @@ class EvalConfig:
     keep_best: bool = False          # export the weights of the best evaluation instead of the last step
     batch_size: int = 64
     task_patience: int = 0           # evaluations without improvement of a task's own metric before it stops; 0: off
+    # A keep task's main metric this much worse than at step 0 (0.1: 10 %) raises the forgetting alert; 0: off
+    forgetting_alert: float = 0.1
+    forgetting_pause: bool = False   # pause the run when the forgetting alert fires
 
 
 @dataclass
@@ -620,6 +626,7 @@ def validate(p: Project) -> list[str]:
             problems.append(f"export.tasks: no task named {name!r}")
     _check_choice(problems, "export.adapter", p.export.adapter, ADAPTER_EXPORTS)
     problems += _bound_problems(p)
+    problems += keep_problems(p)
     return problems
 
 

@@ -17,7 +17,7 @@ from qarac_gui.core.errors import UserError
 
 EVENT_TYPES = {cls.__name__: cls for cls in (ev.Progress, ev.RunStarted, ev.StepLogged, ev.StepSkipped,
                                              ev.EvalDone, ev.CheckpointSaved, ev.ExportDone, ev.RunEnded,
-                                             ev.TaskStopped)}
+                                             ev.TaskStopped, ev.ForgettingAlert)}
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ class TrainState:
     # eval.task_patience: task -> {"metric", "best_value", "best_step", "evals_without_improvement", "stopped_at"}
     # (stopped_at 0: still training); see task_stopping.py
     task_progress: dict = field(default_factory=dict)
+    forgetting_baseline: dict = field(default_factory=dict)   # keep task -> its metrics at step 0
+    forgetting_alerted: list = field(default_factory=list)    # keep tasks beyond eval.forgetting_alert now
 
 
 def rng_state() -> dict:

@@ -271,6 +271,10 @@ class Requests:
             self._files = ((self.run_dir / STOP_REQUEST).exists(), (self.run_dir / PAUSE_REQUEST).exists())
         return self._files
 
+    def look_again(self) -> None:
+        """The next question looks at the files again (one was just written)."""
+        self._looked = float("-inf")
+
     def stop(self) -> bool:
         return self._stop.is_set() or self._look()[0]
 

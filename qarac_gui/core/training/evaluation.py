@@ -13,9 +13,9 @@ EVAL_MASK_SEED = 1234            # masked-LM validation masks stay the same acro
 
 
 def default_monitor(tasks: list[TaskData]) -> str:
-    """The main metric of the first task that has validation data ("" when none has)."""
+    """The main metric of the first trained task that has validation data ("" when none has)."""
     for data in tasks:
-        if data.valid is not None and len(data.valid):
+        if data.valid is not None and len(data.valid) and not data.task.keep:
             return f"{data.name}/{kind_of(data.task.head).main(data.task.head)}"
     return ""
 

@@ -21,6 +21,7 @@ from qarac_gui.core.training.checkpoint import TrainState, best_weights_path, sa
 from qarac_gui.core.training.compiling import GraphReport
 from qarac_gui.core.training.distributed import SINGLE, Requests, World, agree, from_rank_0, share_sum
 from qarac_gui.core.training.evaluation import evaluate_task
+from qarac_gui.core.training.forgetting import ForgettingMonitor
 from qarac_gui.core.training.guard import Asked, StepGuard
 from qarac_gui.core.training.memory import split_after_oom
 from qarac_gui.core.training.plan import RunPlan
@@ -101,7 +102,9 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
     def poll() -> tuple[bool, bool]:
         asked = [requests.pause(), requests.stop()]
         return tuple(agree(world, asked, t.device)) if world.on else tuple(asked)
+    forgetting = ForgettingMonitor(t, state, emit, pause, requests)
     try:
+        forgetting.start()              # the keep tasks' step-0 numbers, before any optimiser update
         for step in range(state.step + 1, t.plan.total_steps + 1):
             if (guard.asked.pause and step > resumed + 1) if world.on else requests.pause():
                 waited, halted = _wait_while_paused(poll, state.step, emit, 0.1 if world.on else 0.05)
@@ -133,6 +136,7 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
             stopped = len(t.stream.stopped)
             reason = _evaluate_or_checkpoint(t, state, emit, step, last, saves, diverged,
                                              guard.asked.save if world.on else None)
+            forgetting.check()
             if reason:
                 return reason
             if len(t.stream.stopped) != stopped:    # the prefetch drew ahead from a stream with the task in it

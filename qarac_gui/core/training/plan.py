@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from qarac_gui.core.project.config import OptimConfig, Project
 from qarac_gui.core.project.convert import ConfigError
+from qarac_gui.core.project.keep import trained_tasks
 from qarac_gui.core.project.limits import MAX_STEPS
 
 
@@ -105,8 +106,9 @@ class RunPlan:
 
 
 def task_probabilities(project: Project, sizes: dict[str, int]) -> dict[str, float]:
-    """Chance that a draw picks each task, for the strategies that draw one task per micro-batch."""
-    names = [t.name for t in project.tasks]
+    """Chance that a draw picks each task, for the strategies that draw one task per micro-batch (keep tasks are
+    never drawn)."""
+    names = [t.name for t in trained_tasks(project)]
     mixing = project.train.mixing
     if mixing in ("all_tasks", "uniform", "round_robin"):
         return {n: 1.0 / len(names) for n in names}
@@ -118,7 +120,7 @@ def task_probabilities(project: Project, sizes: dict[str, int]) -> dict[str, flo
 
 def plan_run(project: Project, sizes: dict[str, int]) -> RunPlan:
     """Total optimiser steps from max_steps, or from epochs of one task and the training-set sizes."""
-    batches = {t.name: max(1, math.ceil(sizes[t.name] / t.batch_size)) for t in project.tasks}
+    batches = {t.name: max(1, math.ceil(sizes[t.name] / t.batch_size)) for t in trained_tasks(project)}
     tr = project.train
     epoch_task = tr.epoch_task or max(batches, key=lambda n: sizes[n])
     accum = project.optim.grad_accum
@@ -169,7 +171,7 @@ class TaskShare:
 def mixing_preview(project: Project, sizes: dict[str, int], plan: RunPlan) -> dict[str, TaskShare]:
     """Per task, what the sampler will draw over the whole plan: a pure function, drawn before Start."""
     draws = plan.total_steps * project.optim.grad_accum       # micro-batch draws: a batch of each task, or of one
-    mixing, names = project.train.mixing, [t.name for t in project.tasks]
+    mixing, names = project.train.mixing, [t.name for t in trained_tasks(project)]
     if mixing == "all_tasks":
         batches = dict.fromkeys(names, float(draws))
     elif mixing == "round_robin":                             # in turn: the first tasks get the remainder

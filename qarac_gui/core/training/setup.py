@@ -31,6 +31,7 @@ from qarac_gui.core.training.checkpoint import (
 from qarac_gui.core.training.compiling import compile_backbones
 from qarac_gui.core.training.distributed import SINGLE, World, device_of, local_first, rank_seed, wrap
 from qarac_gui.core.training.evaluation import default_monitor
+from qarac_gui.core.training.forgetting import evaluation_view, freeze_keep_heads, keep_info, lm_head_notes
 from qarac_gui.core.training.guard import scale_lr
 from qarac_gui.core.training.loop import Trainee, autocast_factory
 from qarac_gui.core.training.plan import group_factor, lr_curve, plan_run, task_probabilities
@@ -50,7 +51,7 @@ def started_event(trainee: Trainee, run_dir: Path, start_step: int, removed: dic
     model = trainee.model
     tasks = {n: {"kind": d.task.head.kind, "train_rows": len(d.train),
                  "valid_rows": len(d.valid) if d.valid is not None else 0, "labels": d.labels,
-                 "head_params": model.head_parameters(n)} | (padding or {}).get(n, {})
+                 "head_params": model.head_parameters(n)} | (padding or {}).get(n, {}) | keep_info(trainee, n)
              for n, d in trainee.tasks.items()}
     encoder_params = sum(p.numel() for p in model.backbones.parameters())
     trainable = sum(p.numel() for g in trainee.optimizer.param_groups for p in g["params"])
@@ -94,7 +95,9 @@ def prepare_tasks(project: Project, tokenizers: dict, emit: Emit, stop: threadin
         if task.data.hub or task.data.union:
             _fetch_hub_data(task, emit, stop)
         emit(Progress("data", f"Loading and tokenising {task.name}", i, len(project.tasks)))
-        train, valid = load_splits(project, task, cache)
+        train, valid = load_splits(project, evaluation_view(task), cache)
+        if task.keep and valid is None:     # never trained: every row it has is held out
+            valid = train
         labels = infer_labels(task, train, valid)
         kind = kind_of(task.head)
         if kind.has_classes and len(labels) < 2:
@@ -267,6 +270,8 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     wants_lm = {t.main_backbone for t in project.tasks if kind_of(t.head).uses_lm_head}
     pretrained_lms = {n: load_pretrained_lm(project.backbones[n], b, name=n) for n, b in loaded.items()
                       if n in wants_lm and b.architecture.endswith("ForMaskedLM")}
+    for note in lm_head_notes(project, pretrained_lms, loaded):
+        emit(Progress("model", note))
     # Seed again so head initialisation does not depend on how much randomness loading used.
     seed_everything(project.train.seed)
     model = MultiTaskModel(project, {n: b.model for n, b in loaded.items()},
@@ -275,6 +280,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
         _init_from(project, model, emit)
     apply_freezing(project, model)
     apply_adapters(project, model)          # LoRA: the base weights frozen, the adapters (and heads) train
+    freeze_keep_heads(project, model)
     _check_stop(stop)
     emit(Progress("model", f"Moving the model to {device}"))
     model.to(device)
@@ -283,9 +289,9 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
         compile_backbones(model, tasks, device)
     if world.on:
         emit(Progress("model", f"{world.size} processes train this model, each on its share of every batch"))
-    sizes = {n: len(d.train) for n, d in tasks.items()}
+    sizes = {n: len(d.train) for n, d in tasks.items() if not d.task.keep}     # keep tasks are never drawn
     plan = plan_run(project, sizes)
-    inputs = {n: row_lengths(d.train) for n, d in tasks.items()}
+    inputs = {n: row_lengths(tasks[n].train) for n in sizes}
     # A row of several inputs (sentence pairs) is as long as its longest: on the demo's pairs that leaves 15 %
     # padding, the sum of both 21 %, random batches 29 %.
     lengths = {n: _longest(v) for n, v in inputs.items()}

@@ -20,11 +20,12 @@ from qarac_gui.core.project.config import Project
 
 def task_metrics(project: Project, tasks: dict[str, Any]) -> dict[str, str]:
     """Task -> the metric it is judged on, for the tasks with validation rows: the one eval.metric names for its
-    task, else the kind's main metric (the one the run monitors by default)."""
+    task, else the kind's main metric (the one the run monitors by default). Keep tasks never train, so they
+    never stop: the forgetting monitor watches them instead."""
     named, _, chosen = project.eval.metric.partition("/")
     out = {}
     for name, data in tasks.items():
-        if data.valid is not None and len(data.valid):
+        if not data.task.keep and data.valid is not None and len(data.valid):
             out[name] = chosen if name == named and chosen else kind_of(data.task.head).main(data.task.head)
     return out
 

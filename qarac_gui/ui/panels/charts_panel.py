@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from qarac_gui.core.events import EvalDone, RunStarted, StepLogged, TaskStopped, describe, padding_line
 from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart, color_of
+from qarac_gui.ui.forgetting_chart import ForgettingChart
 from qarac_gui.ui.form import DoubleSpinBox
 
 MARK_GLYPHS = {"o": "●", "t": "▼", "s": "■", "d": "◆", "+": "+"}     # pyqtgraph's symbols as text
@@ -92,6 +93,13 @@ class ChartsPanel(QWidget):
             grid.addWidget(placed, i // 2, i % 2)
         grid.setRowStretch(0, 1)
         grid.setRowStretch(1, 1)
+        # keep tasks' change since step 0, the whole width under the others, once a run has keep tasks
+        self.forgetting = ForgettingChart()
+        self.forgetting.setMinimumSize(240, 160)
+        self.forgetting.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        grid.addWidget(self.forgetting, 2, 0, 1, 2)
+        self._grid = grid
+        self._show_forgetting(False)
         self.metrics_key.hide()
         # a PlotDataItem, not a bare scatter: only these follow the axis into log mode
         self.marker = pg.PlotDataItem(pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush("#ef4444"),
@@ -126,6 +134,16 @@ class ChartsPanel(QWidget):
         self._metric_marks.clear()
         self.metrics_key.setText("")
         self.metrics_key.hide()
+        self.forgetting.clear_all()
+        self._show_forgetting(False)
+
+    def shown_charts(self) -> dict[str, LiveChart]:
+        """The four charts, and the forgetting chart while a run with keep tasks is shown."""
+        return self.charts | ({"forgetting": self.forgetting} if self.forgetting.tasks else {})
+
+    def _show_forgetting(self, shown: bool) -> None:
+        self.forgetting.setVisible(shown)
+        self._grid.setRowStretch(2, 1 if shown else 0)
 
     def _on_smoothing_value_changed(self, value: float) -> None:
         self.loss.set_smoothing(value)
@@ -147,9 +165,10 @@ class ChartsPanel(QWidget):
 
     def set_task_visible(self, task: str, visible: bool) -> None:
         self.loss.set_task_visible(task, visible)
-        for name in self.metrics.series:
-            if name.split("/")[0] == task:
-                self.metrics.set_visible(name, visible)
+        for chart in (self.metrics, self.forgetting):
+            for name in chart.series:
+                if name.split("/")[0] == task:
+                    chart.set_visible(name, visible)
 
     def handle(self, event, prefix: str = "") -> None:
         if isinstance(event, RunStarted):
@@ -157,6 +176,9 @@ class ChartsPanel(QWidget):
                 self._add_task(prefix + task)
                 if line := padding_line(task, info):
                     self.task_boxes[prefix + task].setToolTip(line)
+                if info.get("keep"):
+                    self.forgetting.add_task(prefix + task, info, color_of(self._task_index[prefix + task]))
+                    self._show_forgetting(True)
             if not prefix:
                 self.planned = event.lr_curve
             for name, style in (("encoder", "#3b82f6"), ("heads", "#f59e0b")):
@@ -181,6 +203,9 @@ class ChartsPanel(QWidget):
             self.throughput.append(name, event.step, event.samples_per_s)
         elif isinstance(event, EvalDone):
             for task, values in event.metrics.items():
+                if prefix + task in self.forgetting.tasks:
+                    self.forgetting.add_values(prefix + task, event.step, values)
+                    continue
                 for metric, value in values.items():
                     if metric != "loss":
                         self._add_metric(prefix + task, metric, event.step, value)
@@ -224,7 +249,7 @@ class ChartsPanel(QWidget):
             step, lr = self._marker_at
             self.marker.setData(*self.lr.drawable(np.array([step], float), np.array([lr], float)))
             self._marker_at = None
-        for chart in self.charts.values():
+        for chart in self.shown_charts().values():
             chart.flush()
 
     def _on_save_clicked(self) -> None:
@@ -239,7 +264,7 @@ class ChartsPanel(QWidget):
         base = Path(path)
         fmt = "svg" if base.suffix.lower() == ".svg" else "png"
         written = []
-        for name, chart in self.charts.items():
+        for name, chart in self.shown_charts().items():
             target = base.with_name(f"{base.stem}-{name}.{fmt}")
             chart.export_image(target)
             written.append(str(target))

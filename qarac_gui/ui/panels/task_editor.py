@@ -54,6 +54,12 @@ def is_data_file(path: str) -> bool:
     return Path(path).suffix.lower() in EXTENSION_FORMATS
 
 
+KEEP_TIP = ("A keep task is never trained: it is evaluated before the first step and at every validation, and "
+            "the charts show how much it got worse since step 0. A masked-LM task on general text measures what the "
+            "encoder forgets. Its validation rows are evaluated, or all its rows when it names no validation file or "
+            "split. Keep tasks are not exported.")
+
+
 class TaskEditor(QScrollArea):
     """Edits the selected task."""
 
@@ -198,6 +204,7 @@ class TaskEditor(QScrollArea):
         tg.addWidget(QLabel("Loss weight"), 0, 4)
         tg.addWidget(b.number("weight", "This task's share of the summed loss. Raise it for a task that lags.",
                               0.0, 1000.0), 0, 5)
+        tg.addWidget(b.check("keep", "Keep: evaluate only, never train (measures forgetting)", KEEP_TIP), 1, 0, 1, 6)
         layout.addWidget(training)
 
         check = QGroupBox("Preview and checks")
@@ -304,8 +311,10 @@ class TaskEditor(QScrollArea):
                          "a Hub dataset's validation comes from its validation split.")
             set_relevant(field["data.format"], not hub, "a Hub dataset has a format of its own.")
         separate = bool(d.validation or (d.hub and d.validation_split))
-        set_relevant(field["data.validation_fraction"], not separate,
-                     "the validation file or split gives the validation rows.")
+        set_relevant(field["data.validation_fraction"], not separate and not task.keep,
+                     "a keep task holds no rows out: all of them are evaluated." if task.keep and not separate
+                     else "the validation file or split gives the validation rows.")
+        set_relevant(field["weight"], not task.keep, "a keep task is never trained, so its loss is never weighed.")
         set_relevant(self.labels_edit, bool(kind and kind.has_classes),
                      f"a {kind.title.lower() if kind else 'this'} head has no classes to name.")
 

@@ -74,6 +74,10 @@ TIPS = {
                           "metric (0: off): its head is frozen and its batches go to the other tasks, and it is "
                           "exported from its best validation. The run ends once every task has stopped; a task "
                           "without validation data never stops.",
+    "eval.forgetting_alert": "Warn when a keep task (evaluated only, never trained) gets this much worse than at "
+                             "step 0, relative to its step-0 value: 0.10 is 10 % worse (a higher perplexity or loss, "
+                             "a lower accuracy). 0 turns the alert off.",
+    "eval.forgetting_pause": "Pause the run when the forgetting alert fires; Resume goes on.",
     "checkpoint.every": "Save a checkpoint every N steps (0: only when you stop); a run can continue from it.",
     "checkpoint.minutes": "Also save one at least this often, so a crash or power cut loses at most this much "
                           "training (0: off).",
@@ -186,6 +190,8 @@ class TrainingPanel(QScrollArea):
             ("Early-stop patience", b.integer("eval.patience", t["eval.patience"], 0, 10**6, "off")),
             ("Task patience", b.integer("eval.task_patience", t["eval.task_patience"], 0, 10**6, "off")),
             ("", b.check("eval.keep_best", "Export the best evaluation", t["eval.keep_best"])),
+            ("Forgetting alert", forgetting_alert(b, t["eval.forgetting_alert"])),
+            ("", b.check("eval.forgetting_pause", "Pause when forgetting", t["eval.forgetting_pause"])),
             ("Checkpoint every", b.integer("checkpoint.every", t["checkpoint.every"], 0, 10**8, "on stop")),
             ("Checkpoint minutes", b.number("checkpoint.minutes", t["checkpoint.minutes"], 0.0, 10**6)),
             ("Skipped steps limit", b.integer("train.skip_limit", t["train.skip_limit"], 0, 10**6, "never stop")),
@@ -214,6 +220,7 @@ class TrainingPanel(QScrollArea):
                      "Warm-up steps is set, and sets the warm-up.")
         set_relevant(field["optim.gamma"], p.optim.scheduler == "exponential",
                      "only the exponential scheduler uses it.")
+        set_relevant(field["eval.forgetting_pause"], p.eval.forgetting_alert > 0, "Forgetting alert is off.")
 
     def set_devices(self, choices: list) -> None:
         """Replace the device list with what was detected (DeviceChoice items)."""
@@ -266,6 +273,12 @@ class TrainingPanel(QScrollArea):
             return
         self.estimate_label.setStyleSheet("color: #b45309;" if result.warnings else "")
         self.estimate_label.setText(estimate_words(result))
+
+
+def forgetting_alert(b, tip: str) -> QWidget:
+    box = b.decimal("eval.forgetting_alert", tip, 0.0, 10.0, step=0.05, decimals=2)
+    box.setSpecialValueText("off")          # 0: no alert
+    return box
 
 
 def estimate_words(e) -> str:
