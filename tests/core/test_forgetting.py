@@ -245,3 +245,19 @@ def test_the_command_line_prints_the_alert_as_a_line():
         "run is paused (eval.forgetting_pause): resume it in the window, or remove the file pause-request from the "
         "run folder",
         "Forgetting: general perplexity inf at step 300, no longer finite, unlike at step 0 (20; the alert is at 10 %)"]
+
+
+def test_a_checkpoint_written_at_the_alert_s_step_holds_the_alert(tmp_path, mlm_model, monkeypatch):
+    # a run killed right after that checkpoint and continued must not alert a second time for the same crossing
+    _scripted(monkeypatch, [10.0, 12.0, 12.5])
+    raw = _raw(tmp_path, mlm_model, train={"max_steps": 2}, eval={"every": 1, "forgetting_alert": 0.1},
+               checkpoint={"every": 1})
+    alerted_in_checkpoint = {}
+
+    def read(event):
+        if type(event).__name__ == "CheckpointSaved":
+            state = json.loads((tmp_path / "run" / event.path / "state.json").read_text(encoding="utf-8"))
+            alerted_in_checkpoint[event.step] = state["trainer"]["forgetting_alerted"]
+    events, ended = _run(tmp_path, raw, emit=read)
+    assert ended.reason == "completed" and len(_of(events, ForgettingAlert)) == 1
+    assert alerted_in_checkpoint[1] == ["masked-lm"]

@@ -135,8 +135,7 @@ def fit(t: Trainee, state: TrainState, emit: Emit, stop: threading.Event, min_lo
                 graphs(emit)
             stopped = len(t.stream.stopped)
             reason = _evaluate_or_checkpoint(t, state, emit, step, last, saves, diverged,
-                                             guard.asked.save if world.on else None)
-            forgetting.check()
+                                             guard.asked.save if world.on else None, forgetting.check)
             if reason:
                 return reason
             if len(t.stream.stopped) != stopped:    # the prefetch drew ahead from a stream with the task in it
@@ -212,15 +211,19 @@ class _Saves:
 
 
 def _evaluate_or_checkpoint(t: Trainee, state: TrainState, emit: Emit, step: int, last: bool, saves: _Saves,
-                            diverged: Callable[[], bool], time_passed: bool | None = None) -> str | None:
+                            diverged: Callable[[], bool], time_passed: bool | None = None,
+                            judged: Callable[[], None] = lambda: None) -> str | None:
     """Validation when due (early stopping may end the run) and checkpoints when due; the reason to end, if any.
     Under several processes `time_passed` is the ranks' shared answer to checkpoint.minutes: every rank takes the
-    same branches, so every rank reads the verdict at the same steps."""
+    same branches, so every rank reads the verdict at the same steps. `judged` looks at a new evaluation (the
+    forgetting alert) before any checkpoint, so the checkpoint holds what it decided."""
     p = t.project
     if last or (p.eval.every and step % p.eval.every == 0):
         if diverged():
             return "diverged"
-        if _evaluate(t, state, emit) and not last:
+        ends = _evaluate(t, state, emit)
+        judged()
+        if ends and not last:
             _checkpoint(t, state, emit)
             return "early_stopped"
     due = p.checkpoint.every and step % p.checkpoint.every == 0
