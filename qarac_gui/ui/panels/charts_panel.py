@@ -27,7 +27,8 @@ MARK_GLYPHS = {"o": "●", "t": "▼", "s": "■", "d": "◆", "+": "+"}     # p
 
 
 class ChartsPanel(QWidget):
-    """Four charts fed by run events; `prefix` lets a second run be overlaid with its own names."""
+    """Four charts fed by run events (a fifth, the task weights, for balancing other than fixed weights); `prefix` lets
+    a second run be overlaid with its own names."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,6 +93,17 @@ class ChartsPanel(QWidget):
             grid.addWidget(placed, i // 2, i % 2)
         grid.setRowStretch(0, 1)
         grid.setRowStretch(1, 1)
+        self.grid = grid
+        # Only for train.balancing other than weights: shown once a run logs task weights
+        self.balance = LiveChart("Task weights", "weight")
+        self.balance.setToolTip("Each task's factor on top of its fixed weight: exp(-s) of its learnt log-variance "
+                                "(uncertainty), or the weight the aggregator gave its gradient (upgrad, pcgrad, "
+                                "mgda; 1 each is the plain sum). The dashed grey line is the mean cosine between "
+                                "the tasks' gradients: below 0 they pull apart.")
+        self.balance.setMinimumSize(240, 160)
+        self.balance.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        grid.addWidget(self.balance, 2, 0, 1, 2)
+        self.balance.hide()
         self.metrics_key.hide()
         # a PlotDataItem, not a bare scatter: only these follow the axis into log mode
         self.marker = pg.PlotDataItem(pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush("#ef4444"),
@@ -111,7 +123,7 @@ class ChartsPanel(QWidget):
         self._marker_at: tuple[float, float] | None = None      # where the lr marker goes at the next flush
 
     def clear(self) -> None:
-        for chart in self.charts.values():
+        for chart in self.shown_charts().values():
             chart.clear_all()
         self.marker.setData([], [])
         self._marker_at = None
@@ -126,6 +138,15 @@ class ChartsPanel(QWidget):
         self._metric_marks.clear()
         self.metrics_key.setText("")
         self.metrics_key.hide()
+        self._show_balance(False)
+
+    def shown_charts(self) -> dict[str, LiveChart]:
+        """The four charts, and the task weights when a run logged them (balancing other than fixed weights)."""
+        return self.charts | ({} if self.balance.isHidden() else {"balance": self.balance})
+
+    def _show_balance(self, shown: bool) -> None:
+        self.balance.setVisible(shown)
+        self.grid.setRowStretch(2, 1 if shown else 0)
 
     def _on_smoothing_value_changed(self, value: float) -> None:
         self.loss.set_smoothing(value)
@@ -147,6 +168,7 @@ class ChartsPanel(QWidget):
 
     def set_task_visible(self, task: str, visible: bool) -> None:
         self.loss.set_task_visible(task, visible)
+        self.balance.set_visible(task, visible)
         for name in self.metrics.series:
             if name.split("/")[0] == task:
                 self.metrics.set_visible(name, visible)
@@ -179,11 +201,27 @@ class ChartsPanel(QWidget):
             if name not in self.throughput.series:       # grey: it belongs to no task, and red is the first task's
                 self.throughput.add_series(name, "#6b7280")
             self.throughput.append(name, event.step, event.samples_per_s)
+            if event.task_weights is not None:
+                self._add_weights(event, prefix)
         elif isinstance(event, EvalDone):
             for task, values in event.metrics.items():
                 for metric, value in values.items():
                     if metric != "loss":
                         self._add_metric(prefix + task, metric, event.step, value)
+
+    def _add_weights(self, event: StepLogged, prefix: str) -> None:
+        if self.balance.isHidden():
+            self._show_balance(True)
+        for task, weight in event.task_weights.items():
+            name = prefix + task
+            if name not in self.balance.series:
+                self.balance.add_series(name, color_of(self._task_index.get(name, len(self._task_index))), width=2)
+            self.balance.append(name, event.step, weight)
+        if event.grad_cosine is not None:
+            name = f"{prefix}gradient cosine"
+            if name not in self.balance.series:
+                self.balance.add_series(name, "#6b7280", dashed=True)
+            self.balance.append(name, event.step, event.grad_cosine)
 
     def _add_metric(self, task: str, metric: str, step: int, value: float) -> None:
         name = f"{task}/{metric}"
@@ -210,7 +248,7 @@ class ChartsPanel(QWidget):
             step, lr = self._marker_at
             self.marker.setData(*self.lr.drawable(np.array([step], float), np.array([lr], float)))
             self._marker_at = None
-        for chart in self.charts.values():
+        for chart in self.shown_charts().values():
             chart.flush()
 
     def _on_save_clicked(self) -> None:
@@ -225,7 +263,7 @@ class ChartsPanel(QWidget):
         base = Path(path)
         fmt = "svg" if base.suffix.lower() == ".svg" else "png"
         written = []
-        for name, chart in self.charts.items():
+        for name, chart in self.shown_charts().items():
             target = base.with_name(f"{base.stem}-{name}.{fmt}")
             chart.export_image(target)
             written.append(str(target))
