@@ -29,9 +29,9 @@ def main() -> int:
     seen = {"model": None, "reduces": 0, "buckets": set(), "per_step": {}, "logged": {}, "phases": []}
     real_wrap = distributed.wrap
 
-    def counting_wrap(model, device):
+    def counting_wrap(model, device, *more):
         import torch.distributed as dist
-        ddp = real_wrap(model, device)
+        ddp = real_wrap(model, device, *more)
         seen["model"] = model
 
         def hook(state, bucket):        # the default all-reduce, counted

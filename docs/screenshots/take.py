@@ -58,6 +58,9 @@ def main() -> int:
     editor.verticalScrollBar().setValue(editor.verticalScrollBar().maximum())
     shot(window, "tasks")
     window.tabs.setCurrentWidget(window.training_panel)
+    panel = window.training_panel
+    panel.start_estimate()              # the estimate's answer in the shot, as a user who pressed the button sees it
+    wait(lambda: panel.estimate_button.isEnabled(), 300)
     shot(window, "training")
 
     window.tabs.setCurrentWidget(window.tasks_panel)
@@ -66,6 +69,7 @@ def main() -> int:
     shot(window, "training-live")
     wait(lambda: not window.controller.running, 600)
     shot(window, "run-finished")
+    demo_run = window.last_run_dir
 
     from qarac_gui.ui.dialogs.export_dialog import ExportDialog
     dialog = ExportDialog(window.runs_base(), window.last_run_dir, window)
@@ -92,6 +96,12 @@ def main() -> int:
     shot(window, "dark")
     app.setPalette(app.style().standardPalette())
     small_csv_run(window, wait, shot)
+    multi_task_run(window, wait, shot)
+    from qarac_gui.ui.dialogs.compare_dialog import CompareDialog
+    compare = CompareDialog(demo_run, window.last_run_dir, window)
+    compare.show()
+    shot(compare, "compare")
+    compare.close()
     window.document.reset()
     window.close()
     return 0
@@ -138,5 +148,34 @@ def small_csv_run(window, wait, shot) -> None:
     shot(window, "small-csv-run")
 
 
+def multi_task_run(window, wait, shot) -> None:
+    """The multi-task views (multi-task.png): the demo with a keep task on general text (the forgetting chart),
+    task_patience (where a task stopped) and learned task weights. The packaged MiniLM has no LM head of its own,
+    so one is fitted first on the encoder held fixed, as benches/forgetting.py does."""
+    import tempfile
+
+    sys.path.insert(0, str(HERE.parent.parent / "benches"))
+    import forgetting
+
+    from qarac_gui.core.project.config import parse_project, save_project
+    out = Path(tempfile.mkdtemp(prefix="qarac-multi-"))
+    fit, heldout = forgetting.write_general(out / "text", 320)
+    head = forgetting.fit_lm_head(forgetting.MODEL, fit, out, 60)
+    raw = forgetting.demo_raw(forgetting.MODEL, heldout, head, 120, lora=False)
+    raw["name"] = "multi-task"
+    raw["eval"].update({"every": 10, "task_patience": 3})
+    raw["train"]["log_every"] = 2
+    path = out / "project.toml"
+    save_project(parse_project(raw, out), path)
+    window.open_project(path, ask=False)
+    window.tabs.setCurrentWidget(window.tasks_panel)
+    checks = window.checks
+    wait(lambda: checks.info is not None and not window.jobs.busy and not checks.pending and checks.ready, 120)
+    window.start_run()
+    wait(lambda: not window.controller.running, 1800)
+    shot(window, "multi-task")
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -46,6 +46,10 @@ class StepLogged:
     head_lr: float
     samples_per_s: float
     elapsed_s: float
+    # train.balancing other than weights: each task's factor on top of its fixed weight (uncertainty: exp(-s_i) at
+    # this step; an aggregator: the mean of its weights since the last StepLogged); None with fixed weights
+    task_weights: dict[str, float] | None = None
+    grad_cosine: float | None = None        # aggregators: mean cosine between the tasks' shared gradients
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,22 @@ def test_a_stopped_task_is_frozen_drawn_no_more_and_exported_from_its_best(tmp_p
     assert metrics["tasks"][REG]["stopped_at"] == 0
 
 
+@pytest.mark.parametrize("balancing", ["mgda", "upgrad"])
+def test_an_aggregator_goes_on_training_the_shared_encoder_after_a_task_stopped(tmp_path, tiny_bert, monkeypatch,
+                                                                              balancing):
+    # the stopped task's gradient row is empty from then on: it must weigh nothing, not pull MGDA to no update
+    pytest.importorskip("torchjd")
+    script = Script(monkeypatch, FALLING)
+    sections = {**SECTIONS, "train": {**SECTIONS["train"], "balancing": balancing}}
+    events, ended = _run(tmp_path, tiny_bert, "r", script, **sections)
+    assert ended.reason == "completed" and _of(events, TaskStopped)[0].step == 4
+    before, after = _encoder(script.seen[5]), _encoder(script.seen[10])
+    assert not all(torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(v, script.seen[10][k]) for k, v in _heads(script.seen[4], CLS).items())
+    weights = [e.task_weights for e in _of(events, StepLogged) if e.step > 5]
+    assert weights and all(list(w) == [REG] and w[REG] > 0 for w in weights)
+
+
 def test_the_run_ends_early_when_every_task_has_stopped(tmp_path, tiny_bert, monkeypatch):
     flat = {CLS: dict.fromkeys(range(1, 31), 0.5), REG: dict.fromkeys(range(1, 31), 0.1)}
     script = Script(monkeypatch, flat)

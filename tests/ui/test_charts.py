@@ -461,3 +461,45 @@ def test_each_tasks_box_says_how_much_of_its_batches_is_padding(qtbot):
     assert panel.task_boxes[TASKS[1]].toolTip() == (f"{TASKS[1]}: 42 % padding in batches "
                                                     "(5.0 % with train.group_by_length)")
     assert panel.task_boxes[TASKS[2]].toolTip() == ""          # a log from before padding was measured
+
+
+# ---------------------------------------------------------------- task balancing
+
+
+def balanced_run(weights: bool, cosine: bool) -> list:
+    """realistic_run with each StepLogged carrying task weights (and the gradient cosine) as balancing logs them."""
+    out = []
+    for e in realistic_run(total=60, every=30):
+        if isinstance(e, StepLogged) and weights:
+            e = StepLogged(e.step, e.epoch, e.task_losses, e.lr, e.head_lr, e.samples_per_s, e.elapsed_s,
+                           {t: 1.0 + 0.01 * i * e.step for i, t in enumerate(TASKS)},
+                           -0.05 + 0.001 * e.step if cosine else None)
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_balanced_runs_chart_one_weight_curve_per_task_with_plain_axis_labels(panel, cosine, tmp_path):
+    assert panel.balance.isHidden()
+    fill(panel, balanced_run(weights=True, cosine=cosine))
+    chart = panel.balance
+    assert chart.isVisible() and chart.height() >= 160
+    tasks = [n for n in chart.series if n != "gradient cosine"]
+    assert tasks == list(TASKS) and all(chart.visible_points(t) == 60 for t in tasks)
+    assert ("gradient cosine" in chart.series) == cosine
+    assert [chart.curves[t].opts["pen"].color().name() for t in TASKS] == \
+        [panel.loss.curves[t].opts["pen"].color().name() for t in TASKS]     # each task in its loss colour
+    labels = [label for _, label in shown_ticks(chart)]
+    assert labels and not any("x" in label or "e" in label for label in labels), labels
+    panel.task_boxes["topic"].setChecked(False)
+    assert not chart.curves["topic"].isVisible()
+    assert any(path.endswith("charts-balance.png") for path in panel.save_all(str(tmp_path / "charts.png")))
+    panel.clear()
+    assert chart.isHidden()
+
+
+def test_fixed_weights_show_no_weights_chart(panel, tmp_path):
+    fill(panel, balanced_run(weights=False, cosine=False))
+    assert panel.balance.isHidden() and not panel.balance.series
+    written = panel.save_all(str(tmp_path / "charts.png"))
+    assert not any("balance" in path for path in written) and len(written) == 4

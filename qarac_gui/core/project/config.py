@@ -21,6 +21,9 @@ from qarac_gui.core.project.trackers import tracker_problems
 CURRENT_VERSION = 3
 
 MIXING = ("all_tasks", "proportional", "temperature", "uniform", "round_robin")
+# How the tasks' gradients are combined: fixed weights, learnt weights, or a torchjd aggregator (AGGREGATORS)
+BALANCINGS = ("weights", "uncertainty", "upgrad", "pcgrad", "mgda")
+AGGREGATORS = ("upgrad", "pcgrad", "mgda")
 SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
     "constant_with_warmup", "inverse_sqrt", "exponential",
@@ -184,6 +187,9 @@ class TrainConfig:
     group_by_length: bool = False
     # torch.compile the backbones, batches padded to multiples of 16 so it sees a handful of shapes
     compile: bool = False
+    # weights | uncertainty (learnt per-task log-variances) | upgrad | pcgrad | mgda (torchjd); see docs/balancing.md
+    balancing: str = "weights"
+    balancing_lr: float = 0.01       # uncertainty: lr of the log-variances (at the model's 1e-5 they hardly move)
 
 
 @dataclass
@@ -599,6 +605,7 @@ def validate(p: Project) -> list[str]:
                         "generators take; choose a seed in that range")
     if tr.temperature <= 0:
         problems.append("train.temperature: must be above 0")
+    problems += _balancing_problems(p)
     if tr.log_every < 1:
         problems.append("train.log_every: must be at least 1")
     if p.eval.metric and "/" not in p.eval.metric:
@@ -627,6 +634,27 @@ def validate(p: Project) -> list[str]:
     _check_choice(problems, "export.adapter", p.export.adapter, ADAPTER_EXPORTS)
     problems += _bound_problems(p)
     problems += keep_problems(p)
+    return problems
+
+
+def _balancing_problems(p: Project) -> list[str]:
+    tr, problems = p.train, []
+    _check_choice(problems, "train.balancing", tr.balancing, BALANCINGS)
+    if tr.balancing_lr <= 0:
+        problems.append("train.balancing_lr: must be above 0")
+    if tr.balancing not in AGGREGATORS:
+        return problems
+    if tr.mixing != "all_tasks":
+        problems.append(f"train.balancing: {tr.balancing!r} combines the gradients of every task at each step, and "
+                        f"{tr.mixing} mixing trains one task per step; set train.mixing = \"all_tasks\", or use "
+                        "balancing \"weights\" or \"uncertainty\"")
+    needed = ("torchjd", "qpsolvers", "quadprog") if tr.balancing == "upgrad" else ("torchjd",)
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        extra = "[quadprog-projector]" if tr.balancing == "upgrad" else ""
+        problems.append(f"train.balancing: {tr.balancing!r} needs the torchjd library"
+                        f"{' with its quadprog solver' if extra else ''} (missing: {', '.join(missing)}); "
+                        f"pip install 'torchjd{extra}>=0.18'   (or: pip install 'qarac-gui[balancing]')")
     return problems
 
 

@@ -135,4 +135,6 @@ def _build(project: Project, labels: dict[str, list[str]]) -> tuple[Any, dict[st
     model = MultiTaskModel(project, {n: b.model for n, b in loaded.items()}, {n: len(v) for n, v in labels.items()})
     from qarac_gui.core.model.adapters import apply_adapters
     apply_adapters(project, model, init_from=False)         # a LoRA run's checkpoint holds adapter weights
+    from qarac_gui.core.training.balancing import add_log_variances
+    add_log_variances(project, model)                       # so do an uncertainty run's: its tasks' log-variances
     return model, {n: b.tokenizer for n, b in loaded.items()}

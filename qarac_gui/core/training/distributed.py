@@ -222,17 +222,20 @@ def slice_of(batch: dict[str, torch.Tensor], rows: int, world: World) -> Slice:
 
 # -------------------------------------------------------------------------------------------------- the wrapper
 class _Forward(torch.nn.Module):
-    """The model's forward returning the loss alone, which DDP follows to find the parameters a task used."""
+    """The model's forward returning the loss alone, which DDP follows to find the parameters a task used; with
+    `balance` (a task's loss -> what trains, e.g. its learnt uncertainty weighting) the loss and what trains, so
+    that DDP sees the parameters `balance` uses as used too."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, balance: Any = None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.balance = model, balance
 
-    def forward(self, name: str, batch: dict) -> torch.Tensor:
-        return self.model(name, batch).loss
+    def forward(self, name: str, batch: dict) -> Any:
+        loss = self.model(name, batch).loss
+        return loss if self.balance is None else (loss, self.balance(name, loss))
 
 
-def wrap(model: torch.nn.Module, device: torch.device) -> Any:
+def wrap(model: torch.nn.Module, device: torch.device, balance: Any = None) -> Any:
     """DistributedDataParallel over the model, built while every parameter the run will train requires gradients
     (before the head-only warm-up freezes the encoder: DDP reduces only what required gradients when it was built).
 
@@ -249,7 +252,7 @@ def wrap(model: torch.nn.Module, device: torch.device) -> Any:
         options["broadcast_buffers"] = False
     if device.type == "cuda":
         options |= {"device_ids": [device.index], "output_device": device.index}
-    return DistributedDataParallel(_Forward(model), **options)
+    return DistributedDataParallel(_Forward(model, balance), **options)
 
 
 # ------------------------------------------------------------------------------------------------- the requests

@@ -50,6 +50,7 @@ class Trainee:
     precision: str
     world: World = SINGLE           # the processes training this model (torchrun); one by default
     ddp: Any = None                 # the DistributedDataParallel wrapper under several processes, else None
+    balancer: Any = None            # train.balancing other than weights (balancing.py), else None
 
 
 def _set_backbones_trainable(t: Trainee, trainable: bool, keep_frozen: set[int]) -> None:
@@ -174,6 +175,8 @@ def _backward(t: Trainee, state: TrainState, step: int, guard: StepGuard, log: _
                             "processes, each of which takes a smaller slice of every batch")
         split_after_oom(t, state, step, draws, emit)
         guard.begin()
+    if t.balancer is not None:
+        t.balancer.combine()
     log.add(done)
     if asks is not None:
         guard.ask(asks)
@@ -193,7 +196,7 @@ def _apply(t: Trainee, guard: StepGuard, step: int) -> tuple[float, float]:
     encoder's and the heads' lr it used."""
     groups = t.optimizer.param_groups
     lrs = (max((g["lr"] for g in groups if not g["is_head"]), default=0.0),
-           max((g["lr"] for g in groups if g["is_head"]), default=0.0))
+           max((g["lr"] for g in groups if g["is_head"] and not g.get("balancing")), default=0.0))
     guard.optimizer_step()
     t.scheduler.step()
     guard.record(step)
@@ -241,6 +244,7 @@ class _LossLog:
 
     def __init__(self, t: Trainee, min_interval: float) -> None:
         self.every, self.min_interval, self.world = t.project.train.log_every, min_interval, t.world
+        self.balancer = t.balancer
         self.sums = {name: torch.zeros((), device=t.device) for name in t.tasks}
         self.finite = {name: torch.zeros((), device=t.device) for name in t.tasks}    # finite losses, counted
         self.counts = dict.fromkeys(t.tasks, 0)
@@ -282,8 +286,9 @@ class _LossLog:
                 sums, finite = both[:len(names)], both[len(names):] / self.world.size
             means = sums / finite
             losses = {n: m for n, m in zip(names, means.tolist()) if math.isfinite(m)}
+        weights, cosine = self.balancer.flush() if self.balancer is not None else (None, None)
         logged = StepLogged(step, epoch, losses, lr, head_lr, self.samples / max(now - self.last, 1e-9),
-                            now - self.started)
+                            now - self.started, weights, cosine)
         for n in self.sums:
             self.sums[n].zero_()
             self.finite[n].zero_()
@@ -303,7 +308,9 @@ def _accumulate(t: Trainee, pieces: list[Piece], weights: dict[str, float],
     """
     if t.ddp is not None:
         return _accumulate_slices(t, pieces, weights, guard)
-    done = []
+    done, balancer = [], t.balancer
+    if balancer is not None:
+        balancer.begin()
     for piece in pieces:
         batch = {k: v.to(t.device, non_blocking=True) for k, v in piece.batch.items()}
         with t.autocast():
@@ -311,9 +318,11 @@ def _accumulate(t: Trainee, pieces: list[Piece], weights: dict[str, float],
         factor = weights[piece.name] / t.project.optim.grad_accum
         if piece.rows != piece.of:
             factor *= piece.rows / piece.of
-        scaled = loss * factor
+        scaled = (loss if balancer is None else balancer.loss(piece.name, loss)) * factor
         if scaled.requires_grad:   # not during the heads-only warm-up for a head without weights
             (t.scaler.scale(scaled) if t.scaler else scaled).backward()
+            if balancer is not None:
+                balancer.collect(piece.name)
         kept, ok = guard.check_loss(piece.name, loss.detach())
         done.append((piece.name, kept, ok, piece.rows))
     return done
@@ -332,10 +341,13 @@ def _accumulate_slices(t: Trainee, pieces: list[Piece], weights: dict[str, float
         batch = {k: v.to(t.device, non_blocking=True) for k, v in piece.batch.items()}
         with contextlib.nullcontext() if i == synced else t.ddp.no_sync():
             with t.autocast():
-                loss = t.ddp(piece.name, batch)
+                loss = trained = t.ddp(piece.name, batch)
+            if isinstance(loss, tuple):     # train.balancing = "uncertainty": the loss, and the balanced loss
+                loss, trained = loss
             if not piece.rows:      # a stand-in: its loss counts for nothing, even were it not finite
                 loss = torch.where(torch.isfinite(loss), loss, torch.zeros_like(loss))
-            scaled = loss * (weights[piece.name] / t.project.optim.grad_accum * piece.scale)
+                trained = torch.where(torch.isfinite(trained), trained, torch.zeros_like(trained))
+            scaled = trained * (weights[piece.name] / t.project.optim.grad_accum * piece.scale)
             if scaled.requires_grad:
                 (t.scaler.scale(scaled) if t.scaler else scaled).backward()
             elif i == synced:

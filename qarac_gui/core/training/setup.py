@@ -20,6 +20,7 @@ from qarac_gui.core.model.hub import DownloadCancelled
 from qarac_gui.core.model.multitask import MultiTaskModel, apply_freezing, param_groups, pick_device
 from qarac_gui.core.model.positions import check_max_lengths
 from qarac_gui.core.project.config import Project
+from qarac_gui.core.training.balancing import add_log_variances, balancing_groups, make_balancer
 from qarac_gui.core.training.checkpoint import (
     TrainState,
     changed_rows,
@@ -160,7 +161,7 @@ def _fetch_one(task, d, emit: Emit, stop: threading.Event) -> None:
 
 def make_optimizer(project: Project, model: MultiTaskModel, device: torch.device) -> torch.optim.Optimizer:
     o = project.optim
-    groups = param_groups(project, model)
+    groups = param_groups(project, model) + balancing_groups(project, model)
     kwargs = dict(lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     if o.optimizer == "nadam":
         # Decoupled, so weight_decay means what it means for AdamW. torch has no fused NAdam, so the guard skips a
@@ -281,6 +282,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     apply_freezing(project, model)
     apply_adapters(project, model)          # LoRA: the base weights frozen, the adapters (and heads) train
     freeze_keep_heads(project, model)
+    add_log_variances(project, model)
     _check_stop(stop)
     emit(Progress("model", f"Moving the model to {device}"))
     model.to(device)
@@ -306,6 +308,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     trainee = Trainee(project, model, tasks, stream, optimizer, scheduler, scaler, device, autocast, plan,
                       monitor_of(project, tasks), run_dir / "checkpoints", tokenizers,
                       {n: b.source for n, b in loaded.items()}, precision)
+    trainee.balancer = make_balancer(project, model, device, world.on)
     fingerprints = {n: rows_fingerprint(d.train) for n, d in tasks.items()}
     state = TrainState(data=fingerprints)
     if resume:
@@ -337,7 +340,8 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
                                     f"{state.lr_scale:g} times the planned one"))
     if world.on:
         # Built now, while the encoder still trains: DDP reduces only what required gradients when it was built
-        trainee.world, trainee.ddp = world, wrap(model, device)
+        balance = trainee.balancer.loss if trainee.balancer is not None else None     # uncertainty
+        trainee.world, trainee.ddp = world, wrap(model, device, balance)
         # Each rank's own dropout draws (after the checkpoint's RNG state, which is rank 0's)
         torch.manual_seed(rank_seed(project.train.seed, world, state.step))
     removed = {n: b.removed for n, b in loaded.items() if b.removed}

@@ -28,7 +28,8 @@ MARK_GLYPHS = {"o": "●", "t": "▼", "s": "■", "d": "◆", "+": "+"}     # p
 
 
 class ChartsPanel(QWidget):
-    """Four charts fed by run events; `prefix` lets a second run be overlaid with its own names."""
+    """Four charts fed by run events (a fifth, the task weights, for balancing other than fixed weights); `prefix` lets
+    a second run be overlaid with its own names."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,13 +94,20 @@ class ChartsPanel(QWidget):
             grid.addWidget(placed, i // 2, i % 2)
         grid.setRowStretch(0, 1)
         grid.setRowStretch(1, 1)
-        # keep tasks' change since step 0, the whole width under the others, once a run has keep tasks
+        self.grid = grid
+        # Row 2, once a run has them: the keep tasks' change since step 0 and the task weights (train.balancing
+        # other than weights); side by side when both show, else the one that shows takes the whole width
         self.forgetting = ForgettingChart()
-        self.forgetting.setMinimumSize(240, 160)
-        self.forgetting.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
-        grid.addWidget(self.forgetting, 2, 0, 1, 2)
-        self._grid = grid
-        self._show_forgetting(False)
+        self.balance = LiveChart("Task weights", "weight")
+        self.balance.setToolTip("Each task's factor on top of its fixed weight: exp(-s) of its learnt log-variance "
+                                "(uncertainty), or the weight the aggregator gave its gradient (upgrad, pcgrad, "
+                                "mgda; 1 each is the plain sum). The dashed grey line is the mean cosine between "
+                                "the tasks' gradients: below 0 they pull apart.")
+        for chart in (self.forgetting, self.balance):
+            chart.setMinimumSize(240, 160)
+            chart.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+            chart.hide()
+        self._place_row_2()
         self.metrics_key.hide()
         # a PlotDataItem, not a bare scatter: only these follow the axis into log mode
         self.marker = pg.PlotDataItem(pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush("#ef4444"),
@@ -119,7 +127,7 @@ class ChartsPanel(QWidget):
         self._marker_at: tuple[float, float] | None = None      # where the lr marker goes at the next flush
 
     def clear(self) -> None:
-        for chart in self.charts.values():
+        for chart in self.shown_charts().values():
             chart.clear_all()
         self.marker.setData([], [])
         self._marker_at = None
@@ -136,14 +144,28 @@ class ChartsPanel(QWidget):
         self.metrics_key.hide()
         self.forgetting.clear_all()
         self._show_forgetting(False)
+        self._show_balance(False)
 
     def shown_charts(self) -> dict[str, LiveChart]:
-        """The four charts, and the forgetting chart while a run with keep tasks is shown."""
-        return self.charts | ({"forgetting": self.forgetting} if self.forgetting.tasks else {})
+        """The four charts, and the forgetting chart and task weights while the run shown has them."""
+        return self.charts | ({"forgetting": self.forgetting} if self.forgetting.tasks else {}) \
+            | ({} if self.balance.isHidden() else {"balance": self.balance})
 
     def _show_forgetting(self, shown: bool) -> None:
         self.forgetting.setVisible(shown)
-        self._grid.setRowStretch(2, 1 if shown else 0)
+        self._place_row_2()
+
+    def _show_balance(self, shown: bool) -> None:
+        self.balance.setVisible(shown)
+        self._place_row_2()
+
+    def _place_row_2(self) -> None:
+        shown = [c for c in (self.forgetting, self.balance) if not c.isHidden()]
+        for chart in (self.forgetting, self.balance):
+            self.grid.removeWidget(chart)
+        for i, chart in enumerate(shown):
+            self.grid.addWidget(chart, 2, i, 1, 2 if len(shown) == 1 else 1)
+        self.grid.setRowStretch(2, 1 if shown else 0)
 
     def _on_smoothing_value_changed(self, value: float) -> None:
         self.loss.set_smoothing(value)
@@ -165,6 +187,7 @@ class ChartsPanel(QWidget):
 
     def set_task_visible(self, task: str, visible: bool) -> None:
         self.loss.set_task_visible(task, visible)
+        self.balance.set_visible(task, visible)
         for chart in (self.metrics, self.forgetting):
             for name in chart.series:
                 if name.split("/")[0] == task:
@@ -201,6 +224,8 @@ class ChartsPanel(QWidget):
             if name not in self.throughput.series:       # grey: it belongs to no task, and red is the first task's
                 self.throughput.add_series(name, "#6b7280")
             self.throughput.append(name, event.step, event.samples_per_s)
+            if event.task_weights is not None:
+                self._add_weights(event, prefix)
         elif isinstance(event, EvalDone):
             for task, values in event.metrics.items():
                 if prefix + task in self.forgetting.tasks:
@@ -223,6 +248,20 @@ class ChartsPanel(QWidget):
         box = self.task_boxes[task]
         box.setText(f"{task}: stopped at step {event.step}{best}")
         box.setToolTip("\n".join(filter(None, [box.toolTip(), describe(event)])))     # after its padding line
+
+    def _add_weights(self, event: StepLogged, prefix: str) -> None:
+        if self.balance.isHidden():
+            self._show_balance(True)
+        for task, weight in event.task_weights.items():
+            name = prefix + task
+            if name not in self.balance.series:
+                self.balance.add_series(name, color_of(self._task_index.get(name, len(self._task_index))), width=2)
+            self.balance.append(name, event.step, weight)
+        if event.grad_cosine is not None:
+            name = f"{prefix}gradient cosine"
+            if name not in self.balance.series:
+                self.balance.add_series(name, "#6b7280", dashed=True)
+            self.balance.append(name, event.step, event.grad_cosine)
 
     def _add_metric(self, task: str, metric: str, step: int, value: float) -> None:
         name = f"{task}/{metric}"

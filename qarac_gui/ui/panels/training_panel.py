@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qarac_gui.core.project.config import MIXING, OPTIMIZERS, PRECISIONS, SCHEDULERS
+from qarac_gui.core.project.config import BALANCINGS, MIXING, OPTIMIZERS, PRECISIONS, SCHEDULERS
 from qarac_gui.core.project.limits import MAX_STEPS
 from qarac_gui.ui.bar_charts import MixChart
 from qarac_gui.ui.charts import LiveChart
@@ -56,6 +56,14 @@ TIPS = {
     "train.mixing": "How tasks share the steps. all_tasks: every step takes a batch of every task and sums the "
                     "losses, so all objectives train together and none is forgotten. The others pick one task per "
                     "step (by size, by size with temperature, evenly, or in turn).",
+    "train.balancing": "How the tasks' gradients are combined. Fixed weights: each loss times its task's weight (the "
+                       "default). Uncertainty: each task learns its own weight, which helps when the losses have "
+                       "very different scales (a regression beside a classifier). UPGrad, PCGrad and MGDA (torchjd, "
+                       "all-tasks mixing only) change the shared encoder's gradient so that no task's gradient is "
+                       "undone by another's; they help when tasks pull the encoder in opposite directions, cost a "
+                       "gradient copy per task, and on agreeing tasks change little. See docs/balancing.md.",
+    "train.balancing_lr": "Uncertainty balancing: the learning rate of the tasks' learnt log-variances (with the "
+                          "heads' schedule). The encoder's 1e-5 would hardly move them.",
     "train.group_by_length": "Draw each batch from rows of similar length, still in random order: far less "
                              "padding, so faster steps (on the demo's data 8.6 % padding instead of 30 %). It "
                              "changes which rows meet in a batch, so the same seed gives other weights.",
@@ -86,6 +94,8 @@ TIPS = {
                         "(0: never stop).",
 }
 OPTIMIZER_LABELS = {"adamw": "AdamW", "nadam": "NAdam"}
+BALANCING_LABELS = {"weights": "Fixed weights", "uncertainty": "Uncertainty (learnt weights)",
+                    "upgrad": "UPGrad (torchjd)", "pcgrad": "PCGrad (torchjd)", "mgda": "MGDA (torchjd)"}
 
 
 class TrainingPanel(QScrollArea):
@@ -175,6 +185,9 @@ class TrainingPanel(QScrollArea):
             ("Minimum steps", b.integer("train.min_steps", t["train.min_steps"], 0, MAX_STEPS, "no minimum")),
             ("Mixing", b.choice("train.mixing", [(m, m.replace("_", " ")) for m in MIXING], t["train.mixing"])),
             ("Temperature", b.number("train.temperature", t["train.temperature"], 0.01, 100.0)),
+            ("Balancing", b.choice("train.balancing", [(m, BALANCING_LABELS[m]) for m in BALANCINGS],
+                                   t["train.balancing"])),
+            ("Balancing lr", b.number("train.balancing_lr", t["train.balancing_lr"], 1e-9, 10.0)),
             ("", b.check("train.group_by_length", "Group by length", t["train.group_by_length"])),
         ])
         self.device_combo = b.choice("train.device", [("auto", "Automatic (the GPU if there is one)"),
@@ -216,6 +229,8 @@ class TrainingPanel(QScrollArea):
         set_relevant(field["train.min_steps"], not steps, "Steps is set, and sets the length.")
         set_relevant(field["train.temperature"], p.train.mixing == "temperature",
                      "only temperature mixing uses it; choose it under Mixing.")
+        set_relevant(field["train.balancing_lr"], p.train.balancing == "uncertainty",
+                     "only uncertainty balancing learns weights; choose it under Balancing.")
         set_relevant(field["optim.warmup_ratio"], p.optim.warmup_steps == 0,
                      "Warm-up steps is set, and sets the warm-up.")
         set_relevant(field["optim.gamma"], p.optim.scheduler == "exponential",
