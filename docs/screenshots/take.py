@@ -159,12 +159,13 @@ def multi_task_run(window, wait, shot) -> None:
 
     from qarac_gui.core.project.config import parse_project, save_project
     out = Path(tempfile.mkdtemp(prefix="qarac-multi-"))
+    (out / "text").mkdir()
     fit, heldout = forgetting.write_general(out / "text", 320)
     head = forgetting.fit_lm_head(forgetting.MODEL, fit, out, 60)
     raw = forgetting.demo_raw(forgetting.MODEL, heldout, head, 120, lora=False)
     raw["name"] = "multi-task"
     raw["eval"].update({"every": 10, "task_patience": 3})
-    raw["train"]["log_every"] = 2
+    raw["train"].update({"log_every": 2, "balancing": "uncertainty"})
     path = out / "project.toml"
     save_project(parse_project(raw, out), path)
     window.open_project(path, ask=False)

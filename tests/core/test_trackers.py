@@ -64,7 +64,7 @@ def tracked(tmp_path_factory, tiny_bert):
         said = []
         from qarac_gui.core.results import trackers
         mp.setattr(trackers, "_say_on_stderr", said.append)
-        project = parse_project(_raw(root, tiny_bert, "tiny-tracked", report_to=ALL), root)
+        project = parse_project(_raw(root, tiny_bert, "tiny-tracked", report_to=ALL, balancing="uncertainty"), root)
         events, ended = _train(project, root / "run")
     assert ended.reason == "completed", ended.message
     assert not said + [e for e in events if isinstance(e, Progress) and e.phase == "tracker"]
@@ -121,6 +121,9 @@ def test_a_run_reports_its_losses_lrs_and_metrics_to_tensorboard(tracked):
         assert [p.step for p in points] == [e.step for e in logged]
         assert [p.value for p in points] == pytest.approx([e.task_losses[task] for e in logged], rel=1e-6)
     assert [p.value for p in board.Scalars("lr/heads")] == pytest.approx([e.head_lr for e in logged], rel=1e-6)
+    weights = board.Scalars("balancing/weight/regression")     # the learnt task weights, as charted in the app
+    assert [p.value for p in weights] == pytest.approx([e.task_weights["regression"] for e in logged], rel=1e-6)
+    assert weights[-1].value != 1.0
     evals = [e for e in events if isinstance(e, EvalDone)]
     accuracy = board.Scalars("validation/classification/accuracy")
     assert [p.step for p in accuracy] == [e.step for e in evals]
@@ -256,3 +259,14 @@ def test_a_failing_tracker_is_said_through_the_given_sink(tmp_path, tiny_bert):
             callback(event)
     assert len(said) == 1 and isinstance(said[0], Progress) and said[0].phase == "tracker"
     assert said[0].message.startswith("TensorBoard stopped recording at step 0: ")
+
+
+def test_the_aggregators_weights_and_gradient_cosine_are_tracker_scalars():
+    from qarac_gui.core.results.trackers import _step_scalars
+    event = StepLogged(4, 0.5, {"a": 0.3, "b": 0.2}, 1e-5, 1e-3, 10.0, 2.0, task_weights={"a": 0.8, "b": 1.2},
+                       grad_cosine=-0.25)
+    scalars = _step_scalars(event)
+    assert scalars["balancing/weight/a"] == 0.8 and scalars["balancing/weight/b"] == 1.2
+    assert scalars["balancing/gradient_cosine"] == -0.25
+    plain = _step_scalars(StepLogged(4, 0.5, {"a": 0.3}, 1e-5, 1e-3, 10.0, 2.0))
+    assert not [k for k in plain if k.startswith("balancing/")]

@@ -36,6 +36,9 @@ def _step_scalars(event: ev.StepLogged) -> dict[str, float]:
     scalars = {f"loss/{task}": loss for task, loss in event.task_losses.items()}
     scalars.update({"lr/encoder": event.lr, "lr/heads": event.head_lr,
                     "throughput/samples_per_s": event.samples_per_s})
+    scalars.update({f"balancing/weight/{task}": w for task, w in (event.task_weights or {}).items()})
+    if event.grad_cosine is not None:
+        scalars["balancing/gradient_cosine"] = event.grad_cosine
     return scalars
 
 
