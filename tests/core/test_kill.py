@@ -232,3 +232,39 @@ def test_twenty_kills_at_random_moments_each_resume_from_an_intact_checkpoint_an
     _assert_same_weights(tmp_path / "straight" / "export", run_dir / "export")
     expected = straight.losses()
     assert child.losses() == {s: v for s, v in expected.items() if s > resumed_from[-1]}
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_task_stopped_then_resume_in_a_new_process_is_bit_exact(tmp_path, tiny_bert):
+    # eval.task_patience on real metrics: the stopped tasks, their frozen heads, the stream without them and their
+    # best weights must all come back from the checkpoint, so the rest of the run is the one never killed
+    project = _project(tmp_path, tiny_bert, "p", train={"max_steps": 12}, optim={"lr": 1e-3},
+                       eval={"every": 1, "task_patience": 1}, checkpoint={"every": 3, "keep": 2})
+    straight = Child(project, tmp_path / "straight", resume=False)
+    straight.finish()
+    stops = {e["task"]: e["step"] for e in straight.of("TaskStopped")}
+    # what the test needs of the seed: a task stops before the kill, and training goes on after it
+    assert stops and min(stops.values()) <= 6 < straight.of("RunEnded")[0]["step"], stops
+    killed = Child(project, tmp_path / "killed", resume=False)
+    killed.wait_for(lambda: any(e["step"] == 6 for e in killed.of("CheckpointSaved")))
+    killed.kill()
+    resumed = Child(project, tmp_path / "killed", resume=True)
+    resumed.finish()
+    start = resumed.of("RunStarted")[0]["start_step"]
+    expected = straight.losses()
+    assert resumed.losses() == {s: v for s, v in expected.items() if s > start}
+    # each stop said once: before the kill by the first process, after it by the second
+    said = [(e["task"], e["step"]) for e in killed.of("TaskStopped") if e["step"] <= start] + \
+        [(e["task"], e["step"]) for e in resumed.of("TaskStopped")]
+    assert sorted(said) == sorted(stops.items())
+    _assert_same_weights(tmp_path / "straight" / "export", tmp_path / "killed" / "export")
+    for task in stops:
+        best = f"best-{task}.safetensors"
+        a, b = _params_of(tmp_path / "straight" / "checkpoints" / best), \
+            _params_of(tmp_path / "killed" / "checkpoints" / best)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _params_of(path: Path) -> dict:
+    from safetensors.torch import load_file
+    return load_file(str(path))
