@@ -47,9 +47,12 @@ class ForgettingChart(LiveChart):
     def _threshold(self, at: float) -> None:
         if at in self.lines:
             return
+        # The label on the side of the line towards zero: the line often bounds the view, and a label on its far
+        # side would be cut off
+        anchor = (0, 0) if at > 0 else (0, 1)
         line = pg.InfiniteLine(pos=at, angle=0, pen=pg.mkPen(ALERT_COLOR, width=1, style=Qt.PenStyle.DashLine),
                                label=f"alert {at:+g} %", labelOpts={"position": 0.08, "color": ALERT_COLOR,
-                                                                      "anchors": [(0, 1), (0, 1)]})
+                                                                      "anchors": [anchor, anchor]})
         self.getPlotItem().addItem(line)
         self.lines[at] = line
 

@@ -239,14 +239,14 @@ class ChartsPanel(QWidget):
 
     def _mark_stop(self, task: str, event: TaskStopped) -> None:
         """A stopped task: a dashed line in its colour where it stopped, on the loss and the metrics charts, and
-        its box says when and how good it was at its best."""
+        its box says when (its tooltip, how good it was at its best)."""
         self._add_task(task)
         color = color_of(self._task_index[task])
         for chart in (self.loss, self.metrics):
             chart.add_marker(event.step, color, f"{task} stopped")
-        best = "" if event.best_value is None else f" (best {event.best_value:.4g} at step {event.best_step})"
         box = self.task_boxes[task]
-        box.setText(f"{task}: stopped at step {event.step}{best}")
+        # short: the boxes share one row, and a long text there would widen the whole panel; the rest is the tooltip's
+        box.setText(f"{task}: stopped at {event.step}")
         box.setToolTip("\n".join(filter(None, [box.toolTip(), describe(event)])))     # after its padding line
 
     def _add_weights(self, event: StepLogged, prefix: str) -> None:
