@@ -48,10 +48,12 @@ class RunEstimate:
     step_seconds: float
     steps_per_epoch: float
     warnings: list[str] = field(default_factory=list)
+    balancing: int = 0          # an aggregator's copy of each task's shared gradients (train.balancing)
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + max((c.activations for c in self.tasks), default=0)
+        return self.weights + self.gradients + self.optimizer + self.balancing + \
+            max((c.activations for c in self.tasks), default=0)
 
     @property
     def epoch_seconds(self) -> float:
@@ -79,8 +81,10 @@ def estimate_run(project: Project, emit: Emit, stop: threading.Event) -> RunEsti
     finally:
         t.optimizer.zero_grad(set_to_none=True)
         torch.set_rng_state(rng)
+    jacobian = getattr(t.balancer, "jacobian", None)     # upgrad, pcgrad, mgda: allocated when the run is built
+    balancing = jacobian.numel() * jacobian.element_size() if jacobian is not None else 0
     estimate = RunEstimate(str(t.device), weights, gradients, optimizer, costs, _available(t.device), step,
-                           _steps_per_epoch(t))
+                           _steps_per_epoch(t), balancing=balancing)
     return RunEstimate(**{**estimate.__dict__, "warnings": _warnings(estimate)})
 
 
@@ -169,4 +173,6 @@ def _warnings(e: RunEstimate) -> list[str]:
     return [f"the run needs about {human_size(e.total)} of {e.device} memory and the device has "
             f"{human_size(e.available)}: task {widest.task} keeps the most for its backward pass "
             f"({human_size(widest.activations)} for {widest.rows} rows of {widest.tokens} tokens); lower "
-            f"tasks.{widest.task}.batch_size or max_length, use train.precision = \"bf16\", or freeze encoder layers"]
+            f"tasks.{widest.task}.batch_size or max_length, use train.precision = \"bf16\", or freeze encoder layers"
+            + (f"; train.balancing keeps a copy of every task's encoder gradients ({human_size(e.balancing)}): "
+               "\"weights\" or \"uncertainty\" need none" if e.balancing else "")]

@@ -68,6 +68,28 @@ def test_a_run_that_will_not_fit_is_named_with_its_task_and_what_to_change(tmp_p
     assert f"tasks.{widest}.batch_size" in e.warnings[0] and "100.0 kB" in e.warnings[0]
 
 
+def test_an_aggregator_s_copy_of_each_task_s_shared_gradients_is_counted(tmp_path, tiny_bert, monkeypatch):
+    pytest.importorskip("torchjd")
+    plain = _estimate(tmp_path, tiny_bert)
+    upgrad = _estimate(tmp_path, tiny_bert, train={"balancing": "upgrad"})
+    assert plain.balancing == 0
+    shared = plain.gradients - sum(c for c in _head_bytes(tmp_path, tiny_bert))     # the trainable non-head weights
+    assert upgrad.balancing == 2 * shared               # a float32 row per task: two tasks
+    assert upgrad.total - plain.total == pytest.approx(upgrad.balancing, rel=0.5, abs=upgrad.balancing)
+    monkeypatch.setattr(estimate_module, "_available", lambda device: upgrad.total - upgrad.balancing // 2)
+    said = _estimate(tmp_path, tiny_bert, train={"balancing": "upgrad"}).warnings
+    assert said and "train.balancing keeps a copy of every task's encoder gradients" in said[0]
+
+
+def _head_bytes(tmp_path, tiny_bert):
+    from qarac_gui.core.training.setup import build_run
+    raw = project_dict(tiny_bert, tmp_path / "data", ["classification", "masked_lm"])
+    t, _, _ = build_run(parse_project(raw, tmp_path), tmp_path / "heads", lambda e: None, threading.Event(), False)
+    shared = {id(q) for q in t.model.backbones.parameters()}
+    return [q.numel() * q.element_size() for head in t.model.heads.values() for q in head.parameters()
+            if q.requires_grad and id(q) not in shared]
+
+
 @pytest.mark.slow
 def test_the_demos_estimate_is_within_a_quarter_of_the_peak_torch_measures(tmp_path, monkeypatch):
     """The peak of every tensor the run holds on the CPU, from torch's own profiler (its memory timeline) over a

@@ -110,8 +110,11 @@ class Aggregation:
         for head in model.heads.values():
             for q in head.parameters():
                 owners[id(q)] = owners.get(id(q), 0) + 1
-        # A head's own weights stay out; one that several heads share (a tied decoder) is shared like the encoder
-        self.shared = [q for q in model.parameters() if q.requires_grad and owners.get(id(q), 0) != 1]
+        # A head's own weights stay out; a weight several heads share, or a head shares with a backbone (a masked-LM
+        # decoder tied to the input embeddings, which every task reads), is shared like the encoder
+        backbone = {id(q) for q in model.backbones.parameters()}
+        self.shared = [q for q in model.parameters()
+                       if q.requires_grad and (id(q) in backbone or owners.get(id(q), 0) != 1)]
         n = sum(q.numel() for q in self.shared)
         self.jacobian = torch.zeros(len(tasks), n, device=device)
         self.rows: list[list[torch.Tensor]] = []

@@ -301,7 +301,9 @@ def estimate_words(e) -> str:
     widest = max(e.tasks, key=lambda c: c.activations)
     where = f"the {e.device}'s {human_size(e.available)}" if e.available else f"{e.device} memory"
     text = (f"About {human_size(e.total)} of {where}: weights {human_size(e.weights)}, gradients "
-            f"{human_size(e.gradients)}, optimiser {human_size(e.optimizer)}, activations "
+            f"{human_size(e.gradients)}, optimiser {human_size(e.optimizer)}, "
+            + (f"task gradients for balancing {human_size(e.balancing)}, " if e.balancing else "") +
+            f"activations "
             f"{human_size(widest.activations)} ({widest.task}, {widest.rows} rows of {widest.tokens} tokens). "
             f"An epoch: {_duration(e.epoch_seconds)} ({e.steps_per_epoch:.0f} steps of {e.step_seconds:.3g} s).")
     return " ".join([*(f"Will not fit: {w}." for w in e.warnings), text])
