@@ -385,6 +385,26 @@ def test_the_metrics_key_says_which_marker_is_which_metric_of_which_task(qtbot):
     assert panel.metrics_key.text() == ""
 
 
+def test_the_metrics_key_never_covers_its_chart_when_a_third_row_of_charts_shows(qtbot):
+    from qarac_gui.core.events import EvalDone
+    from qarac_gui.ui.panels.charts_panel import ChartsPanel
+    panel = ChartsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(870, 500)                  # about the charts' part of a 1360 x 860 window
+    panel.show()
+    panel.handle(EvalDone(step=10, metrics={"sentiment": {"accuracy": 0.9, "macro_f1": 0.88},
+                                            "similarity": {"spearman": 0.5, "pearson": 0.4}},
+                          best_step=10, best_value=0.9, monitored="sentiment/accuracy"))
+    panel._show_forgetting(True)            # a run with keep tasks and learnt task weights: three rows
+    panel._show_balance(True)
+    qtbot.waitUntil(lambda: panel.metrics_key.isVisible())
+    from PySide6.QtWidgets import QApplication
+    for _ in range(3):                      # the layouts settle in posted events, each a pass deeper
+        QApplication.processEvents()
+    chart, key = panel.metrics.geometry(), panel.metrics_key.geometry()
+    assert chart.bottom() < key.top(), (chart, key)
+
+
 # Long series (over LONG points) are drawn from an envelope of BIN-point bins; zoomed in, point by point.
 def _long_chart(qtbot, n=4 * LONG):
     chart = LiveChart("Loss", "loss")

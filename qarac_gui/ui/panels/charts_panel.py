@@ -87,7 +87,8 @@ class ChartsPanel(QWidget):
         cell.addWidget(self.metrics, 1)
         cell.addWidget(self.metrics_key)
         for i, chart in enumerate((self.loss, self.metrics, self.lr, self.throughput)):
-            chart.setMinimumSize(240, 160)
+            # the key's two lines come out of the metrics chart's 160: drawn over its axis otherwise in a short row
+            chart.setMinimumSize(240, 124 if chart is self.metrics else 160)
             placed = metrics_cell if chart is self.metrics else chart
             # equal rows whatever the legends ask for: the key under the metrics takes its room from that chart
             placed.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
