@@ -114,10 +114,13 @@ class ProjectChecks(QObject):
         return "encoder" if "encoder" in project.backbones else next(iter(project.backbones), "")
 
     def _model_spec(self, project: Project) -> str:
+        """What the loaded model depends on. Not freezing, pooling or adapters: reading a large model again for a
+        LoRA rank would cost seconds and its memory twice over; the counts that do depend on them have jobs of
+        their own."""
         bb = project.backbones.get(self._backbone_name(project))
         if bb is None or not bb.model.strip():
             return ""
-        return repr((str(project.root), bb))
+        return repr((str(project.root), bb.model, bb.revision, bb.trust_remote_code, bb.allow_pickle, bb.role))
 
     def load_model(self) -> None:
         project = copy.deepcopy(self.document.project)

@@ -184,3 +184,18 @@ def test_export_dialog_hides_the_choice_without_lora_and_says_why_it_cannot_rewr
     assert not dialog.adapter_box.isHidden() and not dialog.adapter_combo.isEnabled()
     assert "export.full_model = false" in dialog.adapter_note.text() and dialog.adapter_choice() == ""
     shutil.rmtree(tmp_path / "runs")
+
+
+def test_adapter_and_freezing_edits_count_again_without_reading_the_model_again(qtbot, window, tiny_bert, tmp_path):
+    w = window
+    panel = open_project(qtbot, w, tmp_path, tiny_bert)
+    loads = []
+    w.checks.model_loading.connect(loads.append)
+    encoder = w.checks.encoder
+    choose(panel.adapter_fields.adapter, LORA)
+    counted(qtbot, panel, lambda c: c.adapters > 0)
+    w.document.set_value("backbones.encoder.freeze_layers", 1)
+    counted(qtbot, panel, lambda c: c.adapters > 0 and c.trainable < 2048)
+    assert loads == [] and w.checks.encoder is encoder
+    w.document.set_value("backbones.encoder.role", "decoder")       # read another way: loaded again
+    qtbot.waitUntil(lambda: loads == [str(tiny_bert)], timeout=LONG)

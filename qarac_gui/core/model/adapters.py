@@ -38,13 +38,17 @@ def default_targets(model_type: str) -> list[str] | str:
     return list(PEFT_TARGETS.get(model_type) or EXTRA_TARGETS.get(model_type) or []) or "all-linear"
 
 
-def lora_config(cfg: BackboneConfig, model_type: str, **extra: Any) -> Any:
+def lora_config(cfg: BackboneConfig, model_type: str, module: Any = None, **extra: Any) -> Any:
+    """peft's LoraConfig for a backbone; given the module it goes into, only the layers of NEVER it has are
+    excluded (peft warns of an exclusion that matches nothing: a decoder, an encoder saved without a pooler)."""
     from peft import LoraConfig
     targets: list[str] | str = list(cfg.lora_targets) or default_targets(model_type)
     if targets == ["all-linear"]:
         targets = "all-linear"      # peft's shorthand is a string, never a list item
+    never = NEVER if module is None else [n for n in NEVER if any(name == n or name.endswith("." + n)
+                                                                  for name, _ in module.named_modules())]
     return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, **({"exclude_modules": NEVER} | extra))
+                      target_modules=targets, **({"exclude_modules": never or None} | extra))
 
 
 def adapter_names(project: Project, backbone: str) -> dict[str, str]:
@@ -86,7 +90,7 @@ def apply_adapters(project: Project, model: Any, init_from: bool = True) -> None
         from peft import inject_adapter_in_model
         backbone = model.backbones[name]
         names = sorted(set(adapter_names(project, name).values())) or [SHARED]
-        config = lora_config(cfg, backbone.config.model_type)
+        config = lora_config(cfg, backbone.config.model_type, backbone)
         for adapter in names:
             try:
                 with warnings.catch_warnings():     # peft warns that a second adapter is a second adapter
