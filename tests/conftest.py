@@ -65,3 +65,21 @@ def tiny_roberta(tmp_path_factory):
 def torch_threads():
     import torch
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def lora_run(tiny_bert, tmp_path):
+    """A finished two-step run with one LoRA adapter, exported merged with its whole model."""
+    import threading
+
+    import tiny
+
+    from qarac_gui.core.project.config import parse_project
+    from qarac_gui.core.run import run
+    raw = tiny.project_dict(tiny_bert, tmp_path / "data", ["classification"],
+                            train={"max_steps": 2, "num_threads": 1}, export={"adapter": "merged"})
+    raw["backbones"]["encoder"] |= {"adapter": "lora", "lora_rank": 4}
+    run_dir = tmp_path / "runs" / "lora-run"
+    ended = run(parse_project(raw, tmp_path), lambda e: None, threading.Event(), run_dir=run_dir, min_log_interval=0)
+    assert ended.reason == "completed", ended.message
+    return run_dir

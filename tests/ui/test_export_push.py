@@ -92,3 +92,26 @@ def test_cancel_stops_after_the_folder_being_sent(qtbot, dialog, hub):
     assert dialog.push_status.text().startswith("Push cancelled: 1 of 3 folder(s) pushed")
     assert hub.repos["tester/stopped-classification"].files
     assert not hub.repos["tester/stopped-full"].files and not hub.repos["tester/stopped-regression"].files
+
+
+def test_a_lora_run_pushes_its_adapters_alone_when_the_dialog_says_so(qtbot, tmp_path, monkeypatch, hub, no_dialogs,
+                                                                     lora_run):
+    # the run exported merged weights; the dialog's choice writes the adapter alone and pushes that, with a card
+    # that tells the Hub (and a reader) it is a peft adapter on its base model
+    pytest.importorskip("peft")
+    from qarac_gui.ui.dialogs.export_dialog import ExportDialog
+    logged_in(tmp_path, monkeypatch)
+    dialog = ExportDialog(lora_run.parent, lora_run)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    choose(dialog.adapter_combo, "the adapter alone (peft)")
+    dialog.checks["full"].setChecked(False)
+    type_into(qtbot, dialog.push_repo, "tester/lora")
+    push(qtbot, dialog)
+    dialog.jobs.wait()
+    repo = hub.repos["tester/lora-classification"]
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(repo.files)
+    assert "model.safetensors" not in repo.files
+    card = repo.files["README.md"].decode()
+    assert "library_name: peft" in card and "PeftModel.from_pretrained" in card
+    assert not (lora_run / "export" / "classification" / "adapter_config.json").exists()    # the run's own, untouched

@@ -3,7 +3,6 @@ parameter counts, and the export dialog's choice between merged weights and the 
 
 import json
 import shutil
-import threading
 
 import pytest
 import tiny
@@ -102,19 +101,6 @@ def test_frozen_layers_count_and_a_missing_peft_is_said_beside_the_choice(qtbot,
 
 
 # ------------------------------------------------------------------------------------------------ export dialog
-
-
-@pytest.fixture
-def lora_run(tiny_bert, tmp_path):
-    """A finished two-step run with one LoRA adapter, exported merged with its whole model."""
-    from qarac_gui.core.run import run
-    raw = tiny.project_dict(tiny_bert, tmp_path / "data", ["classification"],
-                            train={"max_steps": 2, "num_threads": 1}, export={"adapter": "merged"})
-    raw["backbones"]["encoder"] |= {"adapter": "lora", "lora_rank": 4}
-    run_dir = tmp_path / "runs" / "lora-run"
-    ended = run(parse_project(raw, tmp_path), lambda e: None, threading.Event(), run_dir=run_dir, min_log_interval=0)
-    assert ended.reason == "completed", ended.message
-    return run_dir
 
 
 def export_with(qtbot, dialog, destination, words):

@@ -16,6 +16,7 @@ from qarac_gui.core.model.hub import HubDown, HubError
 
 LAYOUTS = {"per_task": "one repo per task (ORG/NAME-task)", "one_repo": "one repo, a folder per task"}
 CARD = "README.md"
+ADAPTER_CONFIG = "adapter_config.json"        # peft's: a folder that holds an adapter alone
 LOGIN = "`hf auth login`"
 
 
@@ -82,13 +83,17 @@ def _files(folder: Path, skip_card: bool) -> list[Path]:
             if p.is_file() and not (skip_card and p.relative_to(folder).as_posix() == CARD)]
 
 
-def plan_push(run_dir: Path, repo: str, names: list[str] | None = None, layout: str = "per_task") -> PushPlan:
-    """What a push of the run's exported folders `names` (default: all) to `repo` would send, and where."""
+def plan_push(run_dir: Path, repo: str, names: list[str] | None = None, layout: str = "per_task",
+              folders: Path | None = None) -> PushPlan:
+    """What a push of the run's exported folders `names` (default: all) to `repo` would send, and where. `folders`:
+    a folder holding the exported folders in place of the run's export/ (the same models written another way, such
+    as LoRA adapters alone)."""
     from qarac_gui.core.results.history import exported_folders
     if layout not in LAYOUTS:
         raise UserError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     owner, name = check_repo(repo)
-    available = exported_folders(run_dir)
+    available = exported_folders(run_dir) if folders is None else \
+        {p.name: p for p in sorted(Path(folders).iterdir()) if p.is_dir()}
     if not available:
         raise UserError(f"{run_dir} has no exported models (no export/ folder): push a run that finished")
     names = list(dict.fromkeys(names if names is not None else available))
@@ -110,7 +115,9 @@ def plan_push(run_dir: Path, repo: str, names: list[str] | None = None, layout: 
         repos.setdefault(repo_id, "")
     for repo_id in repos:
         held = [s.name for s in steps if s.repo_id == repo_id]
-        repos[repo_id] = model_card(project, text, metrics, held, in_folders=layout == "one_repo")
+        adapters = all((available[n] / ADAPTER_CONFIG).is_file() for n in held)
+        repos[repo_id] = model_card(project, text, metrics, held, in_folders=layout == "one_repo",
+                                    adapters=adapters)
     return PushPlan(repos, steps)
 
 
@@ -154,9 +161,11 @@ def _data_names(task: Any) -> list[str]:
     return [s.hub or Path(s.train).name for s in sources if s.hub or s.train]
 
 
-def model_card(project: Any, project_text: str, metrics: dict, names: list[str], in_folders: bool) -> str:
+def model_card(project: Any, project_text: str, metrics: dict, names: list[str], in_folders: bool,
+               adapters: bool = False) -> str:
     """The README.md of a repo holding the exported folders `names`: metadata the Hub reads, then the tasks, their
-    final validation metrics, base models, datasets and the project file."""
+    final validation metrics, base models, datasets and the project file. `adapters`: every folder holds a LoRA
+    adapter alone, which peft loads onto the base model."""
     from huggingface_hub import ModelCardData
 
     import qarac_gui
@@ -170,7 +179,7 @@ def model_card(project: Any, project_text: str, metrics: dict, names: list[str],
     pipelines = {_pipeline(t) for t in tasks if t.name in names} if not in_folders else {None}
     similarity_only = bool(tasks) and all(kind_of(t.head).export_as == "sentence_transformers" for t in tasks)
     tags = (SENTENCE_TAGS if similarity_only else []) + [kind_of(t.head).name.replace("_", "-") for t in tasks]
-    library = "sentence-transformers" if similarity_only else "transformers"
+    library = "peft" if adapters else "sentence-transformers" if similarity_only else "transformers"
     data = ModelCardData(
         library_name=None if names == ["full"] else library,        # the full model loads in qarac_gui only
         base_model=(hub_bases[0] if len(hub_bases) == 1 else hub_bases) or None,
@@ -180,7 +189,12 @@ def model_card(project: Any, project_text: str, metrics: dict, names: list[str],
     lines = [f"# {project.name}", "",
              f"Fine-tuned with qarac_gui {qarac_gui.__version__}: {_count(len(project.tasks), 'task')} trained "
              "together on shared backbones" + (f" for {metrics['step']} steps" if metrics.get("step") else "") + ".",
-             "", "## Models in this repository", "", "| folder | tasks | kind |", "|---|---|---|"]
+             "", "## Models in this repository", ""]
+    if adapters:
+        lines += ["Each folder is a LoRA adapter in peft's format (with the task's head), not a whole model: load it "
+                  "onto its base model with `peft.PeftModel.from_pretrained(base, folder)`, or with the "
+                  "`AutoPeftModelFor...` class of its task.", ""]
+    lines += ["| folder | tasks | kind |", "|---|---|---|"]
     for n in names:
         held = _tasks_of(project, n)
         what = ("the whole multi-task model, for qarac_gui" if n == "full" else
@@ -217,12 +231,13 @@ def _count(n: int, noun: str) -> str:
 
 def push_run(run_dir: Path, repo: str, names: list[str] | None = None, *, layout: str = "per_task",
              private: bool = True, progress: Callable[[PushProgress], None] | None = None,
-             cancel: threading.Event | None = None, endpoint: str | None = None) -> list[str]:
+             cancel: threading.Event | None = None, endpoint: str | None = None,
+             folders: Path | None = None) -> list[str]:
     """Create the repos (private unless asked) and upload the exported folders and their cards; the URLs of the
     repos. Uses the login huggingface_hub saved; files already on the Hub unchanged are not sent again, so a push
     that failed or was cancelled half-way finishes when run again."""
     from huggingface_hub import HfApi, get_token
-    plan = plan_push(Path(run_dir), repo, names, layout)
+    plan = plan_push(Path(run_dir), repo, names, layout, folders)
     if qhub.hub_offline():
         raise HubError("offline (HF_HUB_OFFLINE is set): cannot push to the Hub; unset it and try again")
     if not get_token():

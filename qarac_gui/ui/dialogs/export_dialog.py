@@ -4,6 +4,7 @@ to the Hugging Face Hub."""
 from __future__ import annotations
 
 import html
+import tempfile
 import threading
 from pathlib import Path
 
@@ -330,8 +331,18 @@ class ExportDialog(QDialog):
 
         def track(state: PushProgress) -> None:
             self._push_state = state          # the timer reads it; an attribute swap needs no lock
-        self.jobs.submit("push", lambda: push_run(run, repo, names, layout=layout, private=private, progress=track,
-                                                  cancel=cancel))
+        adapter = self.adapter_choice()
+
+        def job() -> list[str]:
+            if not adapter:
+                return push_run(run, repo, names, layout=layout, private=private, progress=track, cancel=cancel)
+            # the adapters as chosen above, written into a temporary folder and pushed from there
+            with tempfile.TemporaryDirectory(prefix="qarac-push-") as tmp:
+                track(PushProgress(f"Writing the models with the adapters as {WORDS[adapter]}", 0, 0, 0, 0))
+                copy_export_as(run, Path(tmp) / "models", names, adapter)
+                return push_run(run, repo, names, layout=layout, private=private, progress=track, cancel=cancel,
+                                folders=Path(tmp) / "models")
+        self.jobs.submit("push", job, uses_transformers=bool(adapter))
 
     def _on_push_cancel_clicked(self) -> None:
         # The folder being sent finishes (huggingface_hub sends it as one commit); nothing after it starts.
