@@ -11,18 +11,14 @@ from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QLabel, QSizePolicy
 
+from qarac_gui.ui.chart_parts import LegendRow, ValueAxis, _Sample
+from qarac_gui.ui.chart_series import DETAIL, LONG, Envelope, Series
+
 SMOOTHING = 0.6                 # weight of the past in the smoothed loss: enough to calm the noise, little lag
 SPARSE = 30                     # a series with fewer points in view than this marks each point
 LEGEND_ROW = 24                 # pixels a row of legend entries takes
 TITLE_AND_AXIS = 75             # pixels the title and the step axis take
 RAW_ALPHA = 150                 # the raw loss under its smoothed curve: fainter, still plain to see
-# A series longer than LONG is drawn from its envelope (the min and max of every BIN points), kept up to date as
-# points arrive: pyqtgraph's own peak downsampling scans every point of every curve on each setData, about 3 ms a
-# million points, which a long run pays on every frame. Zoomed in to at most DETAIL points, they are drawn as
-# they are.
-LONG = 50_000
-BIN = 64
-DETAIL = 50_000
 AUTO_DOWNSAMPLE = 2.0
 
 pg.setConfigOptions(antialias=False)
@@ -36,155 +32,6 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 def color_of(index: int) -> pg.QtGui.QColor:
     return pg.mkColor(PALETTE[index % len(PALETTE)])
-
-
-def tick_strings(values: list[float], spacing: float) -> list[str]:
-    """Ticks as the numbers they are: 0.0005, 0.5, 1500, 1e-05, never a scaled "500" with a unit prefix."""
-    if not values or not spacing > 0:
-        return [f"{v:g}" for v in values]
-    biggest = max(abs(v) for v in values)
-    if biggest >= 1e6 or biggest < 1e-3:
-        # too many zeros to write out: as many significant digits as tell neighbouring ticks apart
-        digits = max(1, math.ceil(math.log10(max(biggest, spacing) / spacing)) + 1)
-        return ["0" if abs(v) < spacing * 1e-6 else f"{v:.{digits}g}" for v in values]
-    decimals = next(d for d in range(13) if abs(round(spacing, d) - spacing) <= spacing * 1e-6 or d == 12)
-    return [f"{0.0 if abs(v) < spacing * 1e-6 else v:.{decimals}f}" for v in values]
-
-
-def log_tick_strings(exponents: list[float]) -> list[str]:
-    """Log-axis ticks (pyqtgraph passes their base-10 exponents) as the values: 1e-05, 0.0002, 1."""
-    return [f"{10.0 ** e:.3g}" for e in exponents]
-
-
-class ValueAxis(pg.AxisItem):
-    """An axis that writes the data's own numbers, in log mode too."""
-
-    def __init__(self, orientation: str, whole: bool = False, **kwargs) -> None:
-        super().__init__(orientation, **kwargs)
-        self.enableAutoSIPrefix(False)
-        self.whole = whole          # only whole numbers have ticks (steps): no step 2.5
-
-    def tickSpacing(self, minVal, maxVal, size):
-        levels = super().tickSpacing(minVal, maxVal, size)
-        if not self.whole or self.logMode:
-            return levels
-        return [(spacing, offset) for spacing, offset in levels if spacing >= 1] or [(1.0, 0.0)]
-
-    def tickStrings(self, values, scale, spacing):
-        if self.logMode:
-            return self.logTickStrings(values, scale, spacing)
-        return tick_strings([v * scale for v in values], spacing * scale)
-
-    def logTickStrings(self, values, scale, spacing):
-        return log_tick_strings(list(values))
-
-
-class _Sample(pg.ItemSample):
-    """A legend sample that only shows the line: tasks are shown and hidden with the panel's check boxes."""
-
-    def mouseClickEvent(self, event) -> None:
-        event.ignore()
-
-
-class LegendRow(pg.LegendItem):
-    """The legend as a row of the plot's own layout, under the axis: it takes its room from the plot area, so it
-    can never cover a curve. Entries wrap into as many columns as the width allows."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(frame=False, horSpacing=8, labelTextSize="8pt", **kwargs)
-        self.columns = 1
-
-    def updateSize(self) -> None:
-        # the plot's layout places and sizes the legend; only tell it that the wanted size changed
-        self.updateGeometry()
-
-    def mouseDragEvent(self, event) -> None:
-        event.ignore()          # it stays in its row
-
-    def entry_width(self) -> float:
-        # the text's own width: the label's geometry is stretched to its column
-        return max((20 + label.item.boundingRect().width() + 2 * self.layout.horizontalSpacing()
-                    for _, label in self.items), default=0.0)
-
-    def fit(self, width: float) -> None:
-        """Lay the entries out in as many columns as `width` holds."""
-        columns = max(1, min(len(self.items), int(width // max(self.entry_width(), 1.0))))
-        if columns == self.columns and self.layout.count() == 2 * len(self.items):
-            return
-        self.columns = self.columnCount = columns
-        for i in range(self.layout.count() - 1, -1, -1):
-            self.layout.removeAt(i)
-        for i, (sample, label) in enumerate(self.items):
-            row, col = divmod(i, columns)
-            self.layout.addItem(sample, row, 2 * col, alignment=Qt.AlignmentFlag.AlignVCenter)
-            self.layout.addItem(label, row, 2 * col + 1)
-        self.updateGeometry()
-
-    def _addItemToLayout(self, sample, label) -> None:
-        row, col = divmod(len(self.items) - 1, self.columns)
-        self.layout.addItem(sample, row, 2 * col, alignment=Qt.AlignmentFlag.AlignVCenter)
-        self.layout.addItem(label, row, 2 * col + 1)
-
-
-class Series:
-    """x and y in arrays that double when full: appending is O(1) and setData gets views, not copies."""
-
-    def __init__(self) -> None:
-        self._x = np.empty(256)
-        self._y = np.empty(256)
-        self.size = 0
-
-    def append(self, x: float, y: float) -> None:
-        if self.size == len(self._x):
-            self._x = np.concatenate([self._x, np.empty(len(self._x))])
-            self._y = np.concatenate([self._y, np.empty(len(self._y))])
-        self._x[self.size], self._y[self.size] = x, y
-        self.size += 1
-
-    def extend(self, xs: np.ndarray, ys: np.ndarray) -> None:
-        need = self.size + len(xs)
-        if need > len(self._x):
-            capacity = max(need, 2 * len(self._x))
-            self._x = np.concatenate([self._x[:self.size], np.empty(capacity - self.size)])
-            self._y = np.concatenate([self._y[:self.size], np.empty(capacity - self.size)])
-        self._x[self.size:need], self._y[self.size:need] = xs, ys
-        self.size = need
-
-    def set(self, xs, ys) -> None:
-        xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-        self.size = len(xs)
-        self._x = np.empty(max(256, self.size))
-        self._y = np.empty(max(256, self.size))
-        self._x[:self.size], self._y[:self.size] = xs, ys
-
-    @property
-    def x(self) -> np.ndarray:
-        return self._x[:self.size]
-
-    @property
-    def y(self) -> np.ndarray:
-        return self._y[:self.size]
-
-
-class Envelope:
-    """A long series as the min and max of every BIN of its drawable points, each pair at the bin's first step (as
-    pyqtgraph's peak mode draws them); `done` raw points are in it, the rest of the series is drawn as it is."""
-
-    def __init__(self, log_y: bool) -> None:
-        self.log_y = log_y
-        self.points = Series()
-        self.done = 0
-
-    def update(self, series: Series, good) -> None:
-        whole = series.size // BIN * BIN
-        if whole <= self.done:
-            return
-        x, y = series.x[self.done:whole], series.y[self.done:whole]
-        y = np.where(good(y), y, np.nan).reshape(-1, BIN)
-        low, high = np.fmin.reduce(y, axis=1), np.fmax.reduce(y, axis=1)      # NaN only where a bin has nothing
-        keep = ~np.isnan(low)
-        self.points.extend(np.repeat(x[::BIN][keep], 2), np.column_stack([low[keep], high[keep]]).ravel())
-        self.done = whole
 
 
 class LiveChart(pg.PlotWidget):

@@ -12,7 +12,9 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QStatusBar, QWidget
 
 from qarac_gui.core.events import EvalDone, RunEnded, RunStarted, StepLogged, event_to_json
-from qarac_gui.ui.charts import BIN, DETAIL, LONG, SPARSE, LiveChart, LossChart, log_tick_strings, tick_strings
+from qarac_gui.ui.chart_parts import log_tick_strings, tick_strings
+from qarac_gui.ui.chart_series import BIN, DETAIL, LONG
+from qarac_gui.ui.charts import SPARSE, LiveChart, LossChart
 from qarac_gui.ui.panels.charts_panel import ChartsPanel
 from qarac_gui.ui.panels.log_panel import LogPanel
 from qarac_gui.ui.panels.run_panel import RunPanel

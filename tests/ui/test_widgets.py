@@ -12,7 +12,8 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from qarac_gui.core.project import config
 from qarac_gui.core.project.config import DataConfig, TaskConfig
-from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart, Series
+from qarac_gui.ui.chart_series import Series
+from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart
 from qarac_gui.ui.document import UNDO_LIMIT, ProjectDocument
 from qarac_gui.ui.form import INVALID_STYLE, Binder
 from qarac_gui.ui.panels.tasks_panel import TasksPanel, name_problem, unique_name
