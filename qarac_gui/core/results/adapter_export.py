@@ -4,13 +4,12 @@ in peft's format), and its task folders copied the other way, written again from
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.project.config import ADAPTER_EXPORTS, Project, load_project
-from qarac_gui.core.results.history import copy_export, exported_folders
+from qarac_gui.core.results.history import copy_export, write_export
 
 WORDS = {"merged": "merged weights (plain transformers)", "separate": "the adapter alone (peft)"}
 
@@ -53,29 +52,14 @@ def copy_export_as(run_dir: Path, destination: Path, names: list[str], adapter: 
     problem = rewrite_problem(run_dir)
     if problem:
         raise UserError(f"cannot write {', '.join(again)} as {WORDS[adapter]}: {problem}")
-    available = exported_folders(run_dir)
-    missing = [n for n in names if n not in available]
-    if missing:
-        raise UserError(f"this run has no export of {', '.join(missing)} (it has: {', '.join(available) or 'none'})")
-    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
-        raise UserError(f"{destination} is not an empty folder; choose an empty or new folder so nothing is "
-                        "overwritten")
-    tmp = destination.with_name(f".{destination.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        _write_again(run_dir, tmp, again, adapter)
-        for name in dict.fromkeys(names):
+    names = list(dict.fromkeys(names))
+
+    def fill(into: Path, available: dict[str, Path]) -> None:
+        _write_again(run_dir, into, again, adapter)
+        for name in names:
             if name not in again:
-                shutil.copytree(available[name], tmp / name)
-        from qarac_gui.core.results.export import share_modes
-        share_modes(tmp)
-        if destination.exists():
-            destination.rmdir()
-        os.replace(tmp, destination)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                shutil.copytree(available[name], into / name)
+    write_export(run_dir, destination, names, fill)
     return [destination / name for name in dict.fromkeys(names)]
 
 

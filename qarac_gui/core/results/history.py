@@ -257,13 +257,11 @@ def exported_folders(run_dir: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(out.iterdir()) if p.is_dir()}
 
 
-def copy_export(run_dir: Path, destination: Path, names: list[str], emit=None) -> list[Path]:
-    """Copy the chosen exported folders into `destination` (new or empty), one folder per task.
-
-    Writes into a temporary folder beside the destination first, so a failure leaves nothing half-copied.
-    """
+def write_export(run_dir: Path, destination: Path, names: list[str], fill) -> None:
+    """Models of the run's export written into `destination` (new or empty) by fill(folder, the run's exported
+    folders by name): into a temporary folder beside it, renamed at the end, so a failure leaves nothing half
+    written."""
     available = exported_folders(run_dir)
-    names = list(dict.fromkeys(names))
     missing = [n for n in names if n not in available]
     if not names:
         raise UserError("choose at least one task to export")
@@ -277,18 +275,32 @@ def copy_export(run_dir: Path, destination: Path, names: list[str], emit=None) -
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        for i, name in enumerate(names):
-            if emit:
-                emit(ev.Progress("export", f"Copying {name}", i, len(names)))
-            shutil.copytree(available[name], tmp / name)
+        fill(tmp, available)
         from qarac_gui.core.results.export import share_modes
         share_modes(tmp)                # exports written before their modes were made plain
         if destination.exists():
             destination.rmdir()
         os.replace(tmp, destination)
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"could not write to {destination}: {e.strerror or e}") from e
+        if isinstance(e, OSError):
+            raise UserError(f"could not write to {destination}: {e.strerror or e}") from e
+        raise
+
+
+def copy_export(run_dir: Path, destination: Path, names: list[str], emit=None) -> list[Path]:
+    """Copy the chosen exported folders into `destination` (new or empty), one folder per task.
+
+    Writes into a temporary folder beside the destination first, so a failure leaves nothing half-copied.
+    """
+    names = list(dict.fromkeys(names))
+
+    def fill(into: Path, available: dict[str, Path]) -> None:
+        for i, name in enumerate(names):
+            if emit:
+                emit(ev.Progress("export", f"Copying {name}", i, len(names)))
+            shutil.copytree(available[name], into / name)
+    write_export(run_dir, destination, names, fill)
     if emit:
         emit(ev.Progress("export", "Export copied", len(names), len(names)))
     return [destination / n for n in names]

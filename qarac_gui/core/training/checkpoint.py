@@ -9,7 +9,7 @@ import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -159,10 +159,16 @@ def best_weights_path(checkpoint_dir: Path) -> Path:
 def save_weights(model: Any, path: Path) -> None:
     """Model weights alone, replaced atomically (the best evaluation's weights, kept for export)."""
     from safetensors.torch import save_model
+    replace_file(path, lambda tmp: save_model(model, str(tmp)), "the weights of the best evaluation")
+
+
+def replace_file(path: Path, write: Callable[[Path], None], what: str) -> None:
+    """`path` written by write(a temporary file beside it), synced and renamed over it, so a crash leaves the old
+    file or the new, never half of one; a full disk is said in words, as `what` could not be kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_model(model, str(tmp))
+        write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -171,8 +177,8 @@ def save_weights(model: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         if failure is None:
             raise
-        raise CheckpointError(f"could not keep the weights of the best evaluation in {path}: {describe(failure)}; "
-                              "free some space there and continue the run from its last checkpoint") from e
+        raise CheckpointError(f"could not keep {what} in {path}: {describe(failure)}; free some space there and "
+                              "continue the run from its last checkpoint") from e
 
 
 def is_valid(path: Path, verify_hashes: bool = True) -> bool:

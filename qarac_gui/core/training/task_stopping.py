@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -139,25 +138,12 @@ def save_best(model: Any, project: Project, task: str, path: Path, step: int) ->
     """The weights a task's export reads, as they are now, replaced atomically."""
     from safetensors.torch import save_file
 
-    from qarac_gui.core.training.checkpoint import CheckpointError
-    from qarac_gui.core.training.disk import describe, write_failure
+    from qarac_gui.core.training.checkpoint import replace_file
     state = model.state_dict()
     # Copies: a tied decoder shares its tensor with the embedding, which safetensors refuses to write twice
     tensors = {k: state[k].detach().to("cpu", copy=True).contiguous() for k in export_keys(model, project, task)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"task": task, "step": str(step)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except Exception as e:
-        failure = write_failure(e, path.parent)
-        tmp.unlink(missing_ok=True)
-        if failure is None:
-            raise
-        raise CheckpointError(f"could not keep the best weights of task {task} in {path}: {describe(failure)}; free "
-                              "some space there and continue the run from its last checkpoint") from e
+    replace_file(path, lambda tmp: save_file(tensors, str(tmp), metadata={"task": task, "step": str(step)}),
+                 f"the best weights of task {task}")
 
 
 @contextlib.contextmanager
