@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import tiny
 import torch
+from module_runs import train_run
 from torch.nn import functional as F
 
 from qarac_gui.core.events import EvalDone, ExportDone, RunEnded, RunStarted
@@ -63,15 +64,8 @@ class Trained:
 
 
 def _train(tmp_path_factory, base: Path, raw: dict, root: Path) -> Trained:
-    project = parse_project(raw, root)
-    events: list = []
-    app = tmp_path_factory.getbasetemp()
-    # The conftest's autouse app-dir fixture is function-scoped, so it is not active while a module fixture runs.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QARAC_GUI_DATA", str(app / "app-data"))
-        mp.setenv("QARAC_GUI_CACHE", str(app / "app-cache"))
-        ended = run(project, events.append, threading.Event(), run_dir=base / "run", min_log_interval=0)
-    trained = Trained(project, base / "run", events, ended)
+    done = train_run(tmp_path_factory, parse_project(raw, root), base / "run")
+    trained = Trained(done.project, done.run_dir, done.events, done.ended)
     if (trained.export / "full").is_dir():
         trained.full = load_full_model(trained.export / "full")
     return trained

@@ -1,30 +1,23 @@
 """Tests for LoRA adapters (qarac_gui.core.model.adapters and their exports): one adapter shared by two tasks, or
 one per task; only adapters and heads in the optimiser; merged and adapter-alone exports that give the app's logits;
 resume that ends bit-identical to a run never stopped.
-
-The run's setup (training/setup.py build_run) builds the model, then calls apply_freezing, then builds the
-optimiser. The runs here patch build_run's `apply_freezing` with `_freeze_then_adapt`, which also adds the adapters,
-so a real run() trains with LoRA: the same as the call `apply_adapters(project, model)` right after
-`apply_freezing(project, model)` in build_run. Should build_run make that call itself, the patched one is a no-op
-second call (apply_adapters adds adapters once).
 """
 
 from __future__ import annotations
 
 import copy
 import random
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tiny
 import torch
+from module_runs import Trained, train_run
 
 pytest.importorskip("peft")
 
-from qarac_gui.core.events import RunEnded, RunStarted, StepLogged  # noqa: E402
+from qarac_gui.core.events import RunStarted  # noqa: E402
 from qarac_gui.core.model.adapters import SHARED, apply_adapters, lora_layers  # noqa: E402
 from qarac_gui.core.model.multitask import MultiTaskModel, apply_freezing  # noqa: E402
 from qarac_gui.core.project.config import Project, parse_project, validate  # noqa: E402
@@ -38,42 +31,15 @@ STEPS, STOP_AT = 6, 3
 ATOL = RTOL = 1e-5
 
 
-def _freeze_then_adapt(project: Project, model: MultiTaskModel) -> None:
-    apply_freezing(project, model)
-    apply_adapters(project, model)
-
-
 def _raw(model: Path, data: Path, scope: str, **lora) -> dict:
     raw = tiny.project_dict(model, data, KINDS, train={"max_steps": STEPS, "log_every": 1, "num_threads": 1})
     raw["backbones"]["encoder"] |= {"adapter": "lora", "adapter_scope": scope, "lora_rank": 4, **lora}
     return raw
 
 
-@dataclass
-class Trained:
-    project: Project
-    run_dir: Path
-    events: list
-    ended: RunEnded
-
-
 def _train(tmp_path_factory, project: Project, run_dir: Path, stop_at: int | None = None,
            resume: bool = False) -> Trained:
-    from qarac_gui.core.run import run
-    from qarac_gui.core.training import setup
-    stop, events = threading.Event(), []
-
-    def sink(event):
-        events.append(event)
-        if stop_at is not None and isinstance(event, StepLogged) and event.step == stop_at:
-            stop.set()
-    app = tmp_path_factory.getbasetemp()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QARAC_GUI_DATA", str(app / "app-data"))
-        mp.setenv("QARAC_GUI_CACHE", str(app / "app-cache"))
-        mp.setattr(setup, "apply_freezing", _freeze_then_adapt)      # build_run trains with LoRA (see above)
-        ended = run(project, sink, stop, run_dir=run_dir, resume=resume, min_log_interval=0)
-    return Trained(project, run_dir, events, ended)
+    return train_run(tmp_path_factory, project, run_dir, stop_at, resume)
 
 
 def _build(project: Project, labels: dict[str, list[str]]) -> tuple[MultiTaskModel, Any]:

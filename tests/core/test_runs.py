@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from module_runs import Trained, train_run
 from tiny import project_dict
 
 from qarac_gui.core import paths
@@ -33,19 +32,14 @@ from qarac_gui.core.events import (
 from qarac_gui.core.project.config import Project, parse_project
 from qarac_gui.core.results import history as runs_mod
 from qarac_gui.core.results.history import RunSummary, copy_export, exported_folders, list_runs, read_events, summarize
-from qarac_gui.core.run import new_run_dir, run
+from qarac_gui.core.run import new_run_dir
 
 TASK = "classification"
 MAX_STEPS = 4
 STOP_AT = 2
 
 
-@dataclass
-class Run:
-    project: Project
-    run_dir: Path
-    events: list
-    ended: RunEnded
+Run = Trained
 
 
 def _of(events, cls):
@@ -59,19 +53,7 @@ def _train(tmp_path_factory, base: Path, model: Path | None = None, stop_at: int
                            train={"max_steps": MAX_STEPS, "log_every": 1},
                            eval={"every": 2, "metric": f"{TASK}/accuracy"}, checkpoint={"every": 2})
         project = parse_project(raw, base)
-    stop, events = threading.Event(), []
-
-    def sink(event):
-        events.append(event)
-        if stop_at is not None and isinstance(event, StepLogged) and event.step == stop_at:
-            stop.set()
-    app = tmp_path_factory.getbasetemp()
-    # The conftest's autouse app-dir fixture is function-scoped, so it is not active while a module fixture runs.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QARAC_GUI_DATA", str(app / "app-data"))
-        mp.setenv("QARAC_GUI_CACHE", str(app / "app-cache"))
-        ended = run(project, sink, stop, run_dir=run_dir or base / "run", resume=resume, min_log_interval=0)
-    return Run(project, run_dir or base / "run", events, ended)
+    return train_run(tmp_path_factory, project, run_dir or base / "run", stop_at, resume)
 
 
 @pytest.fixture(scope="module")
