@@ -56,6 +56,14 @@ def tiny_bert(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def quiet_bert(tmp_path_factory):
+    """The tiny BERT without dropout: runs that should match (two ranks and one process, compiled and eager) then
+    draw no different masks."""
+    from tiny import make_model_folder, without_dropout
+    return without_dropout(make_model_folder(tmp_path_factory.mktemp("models") / "quiet-bert", "bert"))
+
+
+@pytest.fixture(scope="session")
 def tiny_roberta(tmp_path_factory):
     from tiny import make_model_folder
     return make_model_folder(tmp_path_factory.mktemp("models") / "roberta", "roberta")

@@ -171,3 +171,12 @@ def make_code_model(folder: Path, marker: Path, base: Path) -> Path:
         "from transformers import BertModel\n\nfrom .configuration_marker import MarkerConfig\n\n\n"
         "class MarkerModel(BertModel):\n    config_class = MarkerConfig\n", encoding="utf-8")
     return folder
+
+
+def without_dropout(folder: Path) -> Path:
+    """A model folder's config with its dropout set to 0, in place."""
+    import json
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder

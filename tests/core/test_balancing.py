@@ -228,17 +228,6 @@ def test_an_aggregator_under_several_processes_is_refused(tmp_path, tiny_bert, m
         balancing.make_balancer(project, torch.nn.Module(), torch.device("cpu"), several_processes=True)
 
 
-@pytest.fixture(scope="module")
-def quiet_bert(tmp_path_factory):
-    """The tiny model without dropout, as tests/core/test_distributed.py makes it: two ranks then match one process."""
-    from tiny import make_model_folder
-    folder = make_model_folder(tmp_path_factory.mktemp("models") / "bert", "bert")
-    config = json.loads((folder / "config.json").read_text())
-    config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
-
 @pytest.mark.slow
 def test_uncertainty_under_two_processes_trains_what_one_process_trains(tmp_path, quiet_bert):
     from qarac_gui.core.project.config import dumps_project

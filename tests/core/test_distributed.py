@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from tiny import make_model_folder, project_dict
+from tiny import project_dict
 
 torch = pytest.importorskip("torch")
 
@@ -200,16 +200,6 @@ def _full_export(run_dir: Path) -> dict:
 def _differ(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
-
-
-@pytest.fixture(scope="module")
-def quiet_bert(tmp_path_factory):
-    """The tiny model without dropout: two ranks can then match one process."""
-    folder = make_model_folder(tmp_path_factory.mktemp("models") / "bert", "bert")
-    config = json.loads((folder / "config.json").read_text())
-    config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
 
 
 SECTIONS = dict(train={"max_steps": 8, "log_every": 1, "seed": 7},

@@ -31,3 +31,15 @@ def window(qtbot, no_dialogs):
     qtbot.waitUntil(lambda: not w.jobs.busy, timeout=LONG)
     w.document.reset()              # nothing unsaved: closing must not ask
     w.close()
+
+
+@pytest.fixture
+def charts_panel(qtbot):
+    """The run view's charts panel on its own, shown at a size the window gives it."""
+    from qarac_gui.ui.panels.charts_panel import ChartsPanel
+    p = ChartsPanel()
+    qtbot.addWidget(p)
+    p.resize(1100, 700)
+    p.show()
+    qtbot.waitExposed(p)
+    return p

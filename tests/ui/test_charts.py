@@ -63,13 +63,8 @@ def realistic_run(total: int = 300, warmup: int = 30, every: int = 30, seed: int
 
 
 @pytest.fixture
-def panel(qtbot):
-    p = ChartsPanel()
-    qtbot.addWidget(p)
-    p.resize(1100, 700)
-    p.show()
-    qtbot.waitExposed(p)
-    return p
+def panel(charts_panel):
+    return charts_panel
 
 
 def fill(panel, events=None) -> None:

@@ -33,13 +33,8 @@ def with_stop(total: int = 300) -> list:
 
 
 @pytest.fixture
-def panel(qtbot):
-    p = ChartsPanel()
-    qtbot.addWidget(p)
-    p.resize(1100, 700)
-    p.show()
-    qtbot.waitExposed(p)
-    return p
+def panel(charts_panel):
+    return charts_panel
 
 
 def stop_lines(chart):
