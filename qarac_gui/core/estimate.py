@@ -22,6 +22,7 @@ import torch
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import Emit, Progress
 from qarac_gui.core.project.config import Project
+from qarac_gui.core.project.keep import trained_tasks
 from qarac_gui.core.training.setup import build_run
 
 TIMED_PASSES = 3
@@ -72,7 +73,7 @@ def estimate_run(project: Project, emit: Emit, stop: threading.Event) -> RunEsti
     t.model.train()
     try:
         costs = []
-        for task in (t for t in project.tasks if not t.keep):     # keep tasks cost no training step
+        for task in trained_tasks(project):     # keep tasks cost no training step
             if stop.is_set():
                 raise UserError("the estimate was stopped before it finished")
             emit(Progress("estimate", f"{task.name}: measuring a batch of its widest rows"))

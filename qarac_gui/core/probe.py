@@ -14,6 +14,7 @@ from qarac_gui.core.data.tokenize import TaskData
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.events import Emit, Progress
 from qarac_gui.core.project.config import Project, TaskConfig
+from qarac_gui.core.project.keep import trained_tasks
 from qarac_gui.core.training.loop import Trainee
 from qarac_gui.core.training.memory import free_memory
 from qarac_gui.core.training.setup import build_run
@@ -45,7 +46,7 @@ def probe_batches(project: Project, emit: Emit, stop: threading.Event) -> list[B
     t.model.train()
     try:
         # a keep task is only evaluated, in batches of eval.batch_size: it has no training batch to probe
-        return [_probe_task(t, task, emit, stop) for task in project.tasks if not task.keep]
+        return [_probe_task(t, task, emit, stop) for task in trained_tasks(project)]
     finally:
         free_memory(t)
         torch.set_rng_state(rng[0])

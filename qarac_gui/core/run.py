@@ -376,13 +376,14 @@ def _export(project: Project, trainee: Any, state: Any, run_dir: Path, emit: Emi
 
 def _export_into(work: Path, project: Project, trainee: Any, state: Any, emit: Emit):
     from qarac_gui.core.kinds import kind_of
+    from qarac_gui.core.project.keep import trained_tasks
     from qarac_gui.core.results.backbone_export import FOLDER, export_backbones, exported_backbones
     from qarac_gui.core.results.export import export_full, export_problem, export_task
     from qarac_gui.core.training.checkpoint import best_weights_path
     from qarac_gui.core.training.task_stopping import best_weights
     portable = project.with_absolute_paths()
     # keep tasks are never trained: nothing of theirs to export (the full model holds their heads as they were)
-    wanted = project.export.tasks or [t.name for t in project.tasks if not t.keep]
+    wanted = project.export.tasks or [t.name for t in trained_tasks(project)]
     folders, skipped = {}, []
     last = state.eval_history[-1]["metrics"] if state.eval_history else {}
     best = best_weights_path(trainee.checkpoint_dir)
