@@ -14,28 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from qarac_gui.core.errors import UserError
+from qarac_gui.core.model.hub_errors import (  # noqa: F401  (the Hub's API here, with the rest)
+    DownloadCancelled,
+    HubDown,
+    HubError,
+    _call,
+    explain,
+    hub_failure_message,
+)
+from qarac_gui.core.model.hub_requests import (  # noqa: F401  (the Hub's API here, with the rest)
+    forget_hub_failures,
+    guard_hub_requests,
+    request_limit,
+)
 
 HUB_TIMEOUT: float | None = None  # a metadata request's own limit in seconds; None: request_limit(), as for all
-HUB_TRIES = 2                     # a Hub request that fails is tried once more; after that the Hub counts as down,
-HUB_DOWN_FOR = 15.0               # and requests to it fail at once for this many seconds after its last failure
 STALE_PART = 600.0                # seconds after which a partial download nobody writes to is left over from a crash
 SORTS = {"downloads": "downloads", "likes": "likes", "updated": "last_modified"}
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.msgpack", "*.h5", "*.ot", "*.onnx",
                    "*.tflite", "flax_model*", "tf_model*", "rust_model*", "onnx/*", "openvino/*"]
-
-
-class HubError(UserError):
-    """A Hub request failed; the message says why in plain words and what to do."""
-
-
-class DownloadCancelled(HubError):
-    """The user cancelled a download; what was fetched so far stays in the cache and a retry resumes."""
-
-
-class HubDown(HubError):
-    """The Hub could not be asked: it timed out, could not be reached, or answered with a server error or 429.
-    Unlike a missing or gated repository, a cached copy may stand in for what was asked."""
 
 
 @dataclass(frozen=True)
@@ -99,130 +96,6 @@ def hub_offline() -> bool:
     """True when HF_HUB_OFFLINE is set: only cached and local models can be used (huggingface_hub's own flag)."""
     from huggingface_hub import constants
     return bool(constants.is_offline_mode())
-
-
-def request_limit() -> float:
-    """Seconds a Hub request may stay silent before it counts as failed: huggingface_hub's own HF_HUB_ETAG_TIMEOUT
-    and HF_HUB_DOWNLOAD_TIMEOUT (10 s unless set), whichever is larger, for every request."""
-    from huggingface_hub import constants
-    return float(max(constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT))
-
-
-_guard_lock = threading.Lock()
-_guarded = False
-_health: dict[tuple[str, int | None], tuple[int, float, Any]] = {}    # host -> (failures in a row, when, last one)
-
-
-def guard_hub_requests() -> None:
-    """Bound every request huggingface_hub makes in this process (transformers and datasets use it too).
-
-    On its own, a file whose metadata request times out is asked for again with a 60 s limit, up to five times with
-    back-off, and search pages get five retries: a stalled Hub took minutes to report, a failing one 23 s. The
-    shared client it uses is replaced by one that limits each request to request_limit(), and, once a host failed
-    HUB_TRIES times in a row, refuses requests to it for HUB_DOWN_FOR s: huggingface_hub takes the refusal for
-    being offline, so its retries stop and it falls back to the cache. Idempotent; every Hub call here runs it.
-    """
-    global _guarded
-    if _guarded:
-        return
-    with _guard_lock:
-        if not _guarded:
-            from huggingface_hub import set_client_factory
-            set_client_factory(_guarded_client)
-            _guarded = True
-
-
-def forget_hub_failures() -> None:
-    """Let the next request try the Hub again at once (e.g. when the user asks to retry)."""
-    with _guard_lock:
-        _health.clear()
-
-
-def _failed(host: tuple[str, int | None], failure: Any) -> None:
-    with _guard_lock:
-        failures = _health.get(host, (0, 0.0, None))[0]
-        _health[host] = (failures + 1, time.monotonic(), failure)
-
-
-def _answered(host: tuple[str, int | None]) -> None:
-    with _guard_lock:
-        _health.pop(host, None)
-
-
-def _refuse_if_down(host: tuple[str, int | None]) -> None:
-    with _guard_lock:
-        failures, when, failure = _health.get(host, (0, 0.0, None))
-    if failures >= HUB_TRIES and time.monotonic() - when < HUB_DOWN_FOR:
-        raise _guard_classes()[0](host[0], failure)
-
-
-@functools.cache
-def _guard_classes():
-    import httpx2
-    from huggingface_hub.errors import OfflineModeIsEnabled
-    from huggingface_hub.utils._http import default_client_factory
-
-    class HubUnreachable(OfflineModeIsEnabled):
-        """A request refused because its host just failed HUB_TRIES times; `failure` is the last exception or
-        HTTP status. An OfflineModeIsEnabled, so huggingface_hub neither retries it nor hides a cached copy."""
-
-        def __init__(self, host: str, failure: Any) -> None:
-            super().__init__(f"{host} failed {HUB_TRIES} times in a row, last with {failure!r}; not asked again "
-                             f"for {HUB_DOWN_FOR:.0f} s")
-            self.failure = failure
-
-    transient = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
-
-    class WatchedStream(httpx2.SyncByteStream):
-        """A streamed body: a download that stalls or breaks half-way counts as a failure of its host."""
-
-        def __init__(self, inner: Any, host: tuple[str, int | None]) -> None:
-            self.inner, self.host = inner, host
-
-        def __iter__(self):
-            try:
-                yield from self.inner
-            except transient as e:
-                _failed(self.host, e)
-                raise
-
-        def close(self) -> None:
-            self.inner.close()
-
-    class GuardedClient(httpx2.Client):
-        def send(self, request: Any, **kwargs: Any) -> Any:
-            host = (request.url.host, request.url.port)
-            _refuse_if_down(host)
-            limit = request_limit()
-            asked = request.extensions.get("timeout") or {}
-            request.extensions = {**request.extensions, "timeout": {
-                k: limit if asked.get(k) is None else min(asked[k], limit) for k in ("connect", "read", "write",
-                                                                                      "pool")}}
-            try:
-                response = super().send(request, **kwargs)
-            except transient as e:
-                _failed(host, e)
-                raise
-            if response.status_code >= 500 or response.status_code == 429:
-                _failed(host, response.status_code)
-            else:
-                _answered(host)
-            if kwargs.get("stream"):
-                response.stream = WatchedStream(response.stream, host)
-            return response
-
-    def client_factory() -> Any:
-        base = default_client_factory()       # huggingface_hub's own settings: its request hook, redirects
-        client = GuardedClient(event_hooks=base.event_hooks, follow_redirects=base.follow_redirects,
-                               timeout=base.timeout)
-        base.close()
-        return client
-
-    return HubUnreachable, client_factory
-
-
-def _guarded_client() -> Any:
-    return _guard_classes()[1]()
 
 
 def check_reachable(endpoint: str | None = None, timeout: float = 5.0) -> None:
@@ -522,102 +395,6 @@ def _progress_class(state: DownloadProgress, report: Callable | None, cancel: th
             return super().update(n)
 
     return Progress
-
-
-def _call(fn: Callable[[], Any], what: str) -> Any:
-    """Run a Hub call and turn its failures into one plain message each."""
-    guard_hub_requests()
-    try:
-        return fn()
-    except (StopIteration, HubError):
-        raise
-    except Exception as e:
-        kind, _ = _failure(e)
-        raise (HubDown if kind in TRANSIENT else HubError)(explain(e, what)) from e
-
-
-TRANSIENT = ("timeout", "unreachable", "broken", "server", "rate")
-
-
-def _failure(error: BaseException) -> tuple[str, Any]:
-    """(kind, detail) of the failure that says most, looked for through the exceptions huggingface_hub and
-    transformers wrap it in ("We couldn't connect...", "An error happened while trying to locate the file...")."""
-    from huggingface_hub import errors
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in seen and len(seen) < 12:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    for e in seen:
-        if isinstance(e, _guard_classes()[0]):      # a refused request: what failed before it says why
-            if isinstance(e.failure, int):
-                return ("rate", 429) if e.failure == 429 else ("server", e.failure)
-            e = e.failure
-        if isinstance(e, errors.GatedRepoError):
-            return "gated", None
-        if isinstance(e, errors.RepositoryNotFoundError):
-            return "not found", None
-        if isinstance(e, errors.RevisionNotFoundError):
-            return "revision", None
-        if isinstance(e, errors.RemoteEntryNotFoundError):
-            url = str(getattr(getattr(e, "response", None), "url", ""))
-            return "no file", url.split("/resolve/", 1)[-1].partition("/")[2] if "/resolve/" in url else ""
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if status in (401, 403):
-            return str(status), status
-        if status == 429:
-            return "rate", status
-        if status is not None and status >= 500:
-            return "server", status
-        name, text = type(e).__name__, _first_line(e)
-        if "Timeout" in name or "timed out" in text.lower():
-            return "timeout", text
-        if "Connect" in name or "Name or service" in text:
-            return "unreachable", text
-        if name in ("RemoteProtocolError", "ReadError", "WriteError", "NetworkError") or \
-                text.startswith("Consistency check failed"):
-            return "broken", text
-    return "", _first_line(error)
-
-
-def hub_failure_message(error: BaseException, what: str) -> str | None:
-    """explain(), when the error comes from a Hub request (however deep transformers or datasets wrapped it)."""
-    return explain(error, what) if _failure(error)[0] else None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def explain(error: BaseException, what: str) -> str:
-    kind, detail = _failure(error)
-    if kind == "gated":
-        return (f"{what} is gated: its authors must grant you access. Request it on the model's Hub page while "
-                "logged in, then log in here with a token of that account")
-    if kind == "not found":
-        return (f"{what} was not found on the Hub (or it is private and this account cannot see it); check the id "
-                "or log in with a token that has access")
-    if kind == "revision":
-        return f"{what}: that revision (branch, tag or commit) does not exist"
-    if kind == "no file":
-        return f"{what}: a file it needs{f' ({detail})' if detail else ''} is not on the Hub"
-    if kind == "401":
-        return f"{what}: the Hub refused the token (401); log in again with a valid token"
-    if kind == "403":
-        return f"{what}: access denied (403); this account may lack permission"
-    if kind == "rate":
-        return f"{what}: the Hub is rate-limiting requests (429); wait a minute and try again"
-    if kind == "server":
-        return f"{what}: the Hub had a server error ({detail}); try again later"
-    if kind == "timeout":
-        return f"{what}: the Hub did not answer in time; check the connection and try again"
-    if kind == "unreachable":
-        return (f"{what}: cannot reach the Hub ({detail}); check the network, or work offline with cached and "
-                "local models")
-    if kind == "broken":
-        return f"{what}: the connection to the Hub broke off during the download ({detail}); try again to resume"
-    return f"{what}: {detail}"
 
 
 def log_in(token: str) -> str:
