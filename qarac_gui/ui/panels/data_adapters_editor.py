@@ -2,199 +2,39 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from qarac_gui.core.data.load import EXTENSION_FORMATS
 from qarac_gui.core.kinds import HEAD_KINDS
-from qarac_gui.core.project.config import FORMATS, Project, SourceConfig
-from qarac_gui.core.project.filters import FilterError, compile_filter
+from qarac_gui.core.project.config import Project, SourceConfig
 from qarac_gui.ui.document import ProjectDocument
-from qarac_gui.ui.form import INVALID_STYLE, ComboBox
-
-DATA_FILTER = f"Data files ({' '.join('*' + e for e in EXTENSION_FORMATS)});;All files (*)"
-FILTER_TIP = ("Keep only the rows this condition holds for: a column compared with a constant (label != -1, "
-              "score >= 0.5, split in ['a', 'b']), joined with and, or, not and brackets. Empty: every row. Nothing "
-              "in it is run as Python.")
-TASK_FILTER_TIP = FILTER_TIP + " Applied before the label map and before validation rows are held out."
-SOURCE_FILTER_TIP = FILTER_TIP + " Applied to this source's rows before their texts are taken."
-KEY_TIP = "A label cell's text, e.g. 0 (the cells 0 and 0.0 both match it) or positive."
-VALUE_TIP = ("What the head trains on instead: a whole number, a decimal, or a text (in quotes for a text that "
-             "looks like a number, e.g. \"1\"). Every value must be a number, or every value a text.")
-COLUMNS_TIP = "The text columns whose cells are taken, separated by commas, e.g. premise, hypothesis."
-LOCATION_TIPS = {"file": "A local data file (CSV, TSV, JSON, JSONL or Parquet).",
-                 "hub": "A dataset id on the Hugging Face Hub, e.g. stanfordnlp/snli."}
-PLACEHOLDERS = {"file": "a local file…", "hub": "e.g. stanfordnlp/snli"}
-KINDS = [("file", "File"), ("hub", "Hub")]
-_INT = re.compile(r"[-+]?\d+")
-_DECIMAL = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
-
-
-def parse_value(text: str) -> int | float | str:
-    """A label map value as typed: a whole number, a decimal, or a text (quotes keep a number-like text a text)."""
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    if _INT.fullmatch(text):
-        return int(text)
-    if _DECIMAL.fullmatch(text):
-        return float(text)
-    return text
-
-
-def shown_value(value: Any) -> str:
-    """The text parse_value() reads back as the same value."""
-    if isinstance(value, str):
-        return value if value and parse_value(value) == value else f'"{value}"'
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def value_problem(text: str) -> str:
-    if not text.strip():
-        return "give the value the head trains on: a number, or a text"
-    value = parse_value(text)
-    if isinstance(value, int) and not -2**63 <= value < 2**63:
-        return f"{text.strip()} is beyond the 64-bit integers a label column holds; use a smaller number"
-    return ""
-
-
-def columns_of(text: str) -> list[str]:
-    return list(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
-
-
-def _mark(edit: QWidget, problem: str, tip: str) -> None:
-    edit.setStyleSheet(INVALID_STYLE if problem else "")
-    edit.setToolTip(f"{problem} {tip}" if problem else tip)
-
-
-def _tool_button(text: str, tip: str, slot: Callable[[], None]) -> QToolButton:
-    button = QToolButton()
-    button.setText(text)
-    button.setToolTip(tip)
-    button.clicked.connect(slot)
-    return button
-
-
-def _refused(edit: QLineEdit, text: str, tip: str) -> bool:
-    """Check a typed filter with the grammar: a bad one is marked and refused, as Binder.number refuses a bad
-    number (the project keeps the last filter that parses); a good or empty one is unmarked."""
-    try:
-        if text:
-            compile_filter(text)
-    except FilterError as e:
-        _mark(edit, f"{e}. Not saved: fix it, or clear the field to keep every row.", tip)
-        return True
-    _mark(edit, "", tip)
-    return False
-
-
-class _LabelRow:
-    def __init__(self, editor: DataAdaptersEditor) -> None:
-        self.key = QLineEdit()
-        self.key.setToolTip(KEY_TIP)
-        self.key.setPlaceholderText("cell text")
-        self.arrow = QLabel("→")
-        self.value = QLineEdit()
-        self.value.setToolTip(VALUE_TIP)
-        self.value.setPlaceholderText("new value")
-        self.remove = _tool_button("✕", "Remove this row of the label map", lambda: editor._on_label_removed(self))
-        self.shown = ""          # the key in the project, as shown
-        self.key.editingFinished.connect(lambda: editor._on_label_key_edited(self))
-        self.value.editingFinished.connect(lambda: editor._on_label_value_edited(self))
-
-    def widgets(self) -> tuple:
-        return self.key, self.arrow, self.value, self.remove
-
-
-class _SourceRow(QFrame):
-    def __init__(self, editor: DataAdaptersEditor, kind: str) -> None:
-        super().__init__()
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.kind = kind            # file or hub: an empty source names neither, so the row remembers which
-        self.number = QLabel()
-        self.kind_box = ComboBox()
-        for _, label in KINDS:
-            self.kind_box.addItem(label)
-        self.kind_box.setToolTip("Where this source's rows come from: a local file or a Hub dataset split.")
-        self.location = QLineEdit()
-        self.location.setMinimumWidth(80)
-        self.browse = QPushButton("Browse…")
-        self.browse.setToolTip("Choose a local data file")
-        self.up = _tool_button("↑", "Move this source up (the texts keep their first-seen order)",
-                               lambda: editor._on_source_moved(self, -1))
-        self.down = _tool_button("↓", "Move this source down", lambda: editor._on_source_moved(self, 1))
-        self.remove = _tool_button("✕", "Remove this source", lambda: editor._on_source_removed(self))
-        self.hub_config = QLineEdit()
-        self.hub_config.setPlaceholderText("default")
-        self.hub_config.setToolTip("The Hub dataset's configuration, e.g. sst2 for glue; empty: its default.")
-        self.split = QLineEdit()
-        self.split.setToolTip("The Hub split to take, e.g. train.")
-        self.format = ComboBox()
-        self.format.addItems(FORMATS)
-        self.format.setToolTip("auto: from the file's extension.")
-        self.columns = QLineEdit()
-        self.columns.setPlaceholderText("e.g. premise, hypothesis")
-        self.columns.setToolTip(COLUMNS_TIP)
-        self.filter = QLineEdit()
-        self.filter.setPlaceholderText("every row")
-        self.filter.setToolTip(SOURCE_FILTER_TIP)
-
-        grid = QGridLayout(self)
-        grid.setContentsMargins(6, 4, 6, 4)
-        line = QHBoxLayout()
-        for widget in (self.number, self.kind_box):
-            line.addWidget(widget)
-        line.addWidget(self.location, 1)
-        for widget in (self.browse, self.up, self.down, self.remove):
-            line.addWidget(widget)
-        grid.addLayout(line, 0, 0, 1, 4)
-        self.config_label, self.split_label, self.format_label = QLabel("Config"), QLabel("Split"), QLabel("Format")
-        grid.addWidget(self.config_label, 1, 0)
-        grid.addWidget(self.hub_config, 1, 1)
-        grid.addWidget(self.split_label, 1, 2)
-        grid.addWidget(self.split, 1, 3)
-        grid.addWidget(self.format_label, 1, 0)
-        grid.addWidget(self.format, 1, 1)
-        grid.addWidget(QLabel("Columns"), 2, 0)
-        grid.addWidget(self.columns, 2, 1)
-        grid.addWidget(QLabel("Keep rows where"), 2, 2)
-        grid.addWidget(self.filter, 2, 3)
-        grid.setColumnStretch(1, 3)         # column names are longer than the filters beside them
-        grid.setColumnStretch(3, 2)
-
-        self.kind_box.activated.connect(lambda i: editor._on_source_kind_chosen(self, KINDS[i][0]))
-        self.browse.clicked.connect(lambda: editor._on_source_browse_clicked(self))
-        self.format.activated.connect(lambda _: editor._on_source_edited(self))
-        for edit in (self.location, self.hub_config, self.split, self.columns):
-            edit.editingFinished.connect(lambda: editor._on_source_edited(self))
-        self.filter.editingFinished.connect(lambda: editor._on_source_filter_edited(self))
-
-    def editors(self) -> tuple:
-        return (self.kind_box, self.location, self.hub_config, self.split, self.format, self.columns, self.filter)
-
-    def show_kind(self) -> None:
-        hub = self.kind == "hub"
-        self.kind_box.setCurrentIndex(1 if hub else 0)
-        self.location.setPlaceholderText(PLACEHOLDERS[self.kind])
-        self.browse.setVisible(not hub)
-        for widget in (self.config_label, self.hub_config, self.split_label, self.split):
-            widget.setVisible(hub)
-        for widget in (self.format_label, self.format):
-            widget.setVisible(not hub)
+from qarac_gui.ui.panels.data_adapter_rows import (
+    COLUMNS_TIP,
+    DATA_FILTER,
+    KEY_TIP,
+    LOCATION_TIPS,
+    SOURCE_FILTER_TIP,
+    TASK_FILTER_TIP,
+    VALUE_TIP,
+    LabelRow,
+    SourceRow,
+    columns_of,
+    mark,
+    parse_value,
+    refused,
+    shown_value,
+    value_problem,
+)
 
 
 class DataAdaptersEditor(QWidget):
@@ -205,8 +45,8 @@ class DataAdaptersEditor(QWidget):
         self.setObjectName("data_adapters_editor")
         self.document = document
         self.index = -1
-        self.label_rows: list[_LabelRow] = []
-        self.source_rows: list[_SourceRow] = []
+        self.label_rows: list[LabelRow] = []
+        self.source_rows: list[SourceRow] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
 
@@ -287,7 +127,7 @@ class DataAdaptersEditor(QWidget):
         self.filter_edit.blockSignals(True)
         self.filter_edit.setText(d.filter)
         self.filter_edit.blockSignals(False)
-        _mark(self.filter_edit, "", TASK_FILTER_TIP)
+        mark(self.filter_edit, "", TASK_FILTER_TIP)
         self._show_label_map(task)
         self._show_union(task)
 
@@ -302,7 +142,7 @@ class DataAdaptersEditor(QWidget):
                                    "cells not listed are an error, so list every value a kept row has."
                                    if label_map else "<b>Relabel</b>: none; the label cells are used as they are.")
         while len(self.label_rows) < len(label_map):
-            row = _LabelRow(self)
+            row = LabelRow(self)
             for c, widget in enumerate(row.widgets()):
                 self.label_grid.addWidget(widget, len(self.label_rows), c)
                 widget.show()           # now, not when the layout gets round to it: add_label() focuses it
@@ -317,7 +157,7 @@ class DataAdaptersEditor(QWidget):
                 edit.blockSignals(True)
                 edit.setText(text)
                 edit.blockSignals(False)
-                _mark(edit, "", tip)
+                mark(edit, "", tip)
         texts = {isinstance(v, str) for v in label_map.values()}
         problem = ""
         if not maps:
@@ -345,12 +185,12 @@ class DataAdaptersEditor(QWidget):
         row.key.selectAll()
         return key
 
-    def _on_label_key_edited(self, row: _LabelRow) -> None:
+    def _on_label_key_edited(self, row: LabelRow) -> None:
         if not self._valid() or row.shown not in self._task().data.label_map:
             return
         old, new = row.shown, row.key.text().strip()
         if new == old:
-            _mark(row.key, "", KEY_TIP)
+            mark(row.key, "", KEY_TIP)
             return
         label_map = self._task().data.label_map
         if not new:
@@ -360,7 +200,7 @@ class DataAdaptersEditor(QWidget):
         else:
             problem = ""
         if problem:
-            _mark(row.key, problem, KEY_TIP)
+            mark(row.key, problem, KEY_TIP)
             return
         i = self.index
 
@@ -369,22 +209,22 @@ class DataAdaptersEditor(QWidget):
             d.label_map = {new if k == old else k: v for k, v in d.label_map.items()}
         self._edit(rename, f"relabel {old} as {new}")
 
-    def _on_label_value_edited(self, row: _LabelRow) -> None:
+    def _on_label_value_edited(self, row: LabelRow) -> None:
         if not self._valid() or row.shown not in self._task().data.label_map:
             return
         text = row.value.text()
         problem = value_problem(text)
         if problem:
-            _mark(row.value, f"{problem[0].upper()}{problem[1:]}.", VALUE_TIP)
+            mark(row.value, f"{problem[0].upper()}{problem[1:]}.", VALUE_TIP)
             return
         i, key, value = self.index, row.shown, parse_value(text)
         current = self._task().data.label_map[key]
         if type(current) is type(value) and current == value:
-            _mark(row.value, "", VALUE_TIP)
+            mark(row.value, "", VALUE_TIP)
             return
         self._edit(lambda p: p.tasks[i].data.label_map.__setitem__(key, value), f"relabel {key}")
 
-    def _on_label_removed(self, row: _LabelRow) -> None:
+    def _on_label_removed(self, row: LabelRow) -> None:
         if self._valid() and row.shown in self._task().data.label_map:
             i, key = self.index, row.shown
             self._edit(lambda p: p.tasks[i].data.label_map.pop(key), f"remove relabel {key}")
@@ -395,7 +235,7 @@ class DataAdaptersEditor(QWidget):
         if not self._valid():
             return
         text = self.filter_edit.text().strip()
-        if _refused(self.filter_edit, text, TASK_FILTER_TIP):
+        if refused(self.filter_edit, text, TASK_FILTER_TIP):
             return
         if text != self._task().data.filter:
             i = self.index
@@ -410,7 +250,7 @@ class DataAdaptersEditor(QWidget):
             "Hub dataset and validation data are not used. Validation rows are held out with the held-out share."
             if union else "None: the task reads its training file or Hub dataset.")
         while len(self.source_rows) < len(union):
-            row = _SourceRow(self, self.source_rows[-1].kind if self.source_rows else "file")
+            row = SourceRow(self, self.source_rows[-1].kind if self.source_rows else "file")
             self.sources_box.addWidget(row)
             row.show()
             self.source_rows.append(row)
@@ -435,9 +275,9 @@ class DataAdaptersEditor(QWidget):
                 widget.blockSignals(False)
             row.up.setEnabled(n > 0)
             row.down.setEnabled(n < len(union) - 1)
-            _mark(row.location, self._location_problem(row.kind, source), LOCATION_TIPS[row.kind])
-            _mark(row.columns, "" if source.columns else "Name at least one text column.", COLUMNS_TIP)
-            _mark(row.filter, "", SOURCE_FILTER_TIP)
+            mark(row.location, self._location_problem(row.kind, source), LOCATION_TIPS[row.kind])
+            mark(row.columns, "" if source.columns else "Name at least one text column.", COLUMNS_TIP)
+            mark(row.filter, "", SOURCE_FILTER_TIP)
 
     def _location_problem(self, kind: str, source: SourceConfig) -> str:
         if kind == "hub":
@@ -471,13 +311,13 @@ class DataAdaptersEditor(QWidget):
         row.location.setFocus()
         return len(self.source_rows) - 1
 
-    def _row_index(self, row: _SourceRow) -> int:
+    def _row_index(self, row: SourceRow) -> int:
         if not self._valid() or row not in self.source_rows:
             return -1
         n = self.source_rows.index(row)
         return n if n < len(self._task().data.union) else -1
 
-    def _set_source(self, row: _SourceRow, label: str, **fields: Any) -> None:
+    def _set_source(self, row: SourceRow, label: str, **fields: Any) -> None:
         n = self._row_index(row)
         if n < 0:
             return
@@ -491,7 +331,7 @@ class DataAdaptersEditor(QWidget):
                 setattr(p.tasks[i].data.union[n], key, value)
         self._edit(change, f"{label} {n + 1}")
 
-    def _on_source_kind_chosen(self, row: _SourceRow, kind: str) -> None:
+    def _on_source_kind_chosen(self, row: SourceRow, kind: str) -> None:
         if self._row_index(row) < 0 or kind == row.kind:
             return
         row.kind = kind
@@ -503,7 +343,7 @@ class DataAdaptersEditor(QWidget):
         else:
             self.refresh()
 
-    def _on_source_edited(self, row: _SourceRow) -> None:
+    def _on_source_edited(self, row: SourceRow) -> None:
         location = row.location.text().strip()
         fields: dict[str, Any] = {"train": "" if row.kind == "hub" else location,
                                   "hub": location if row.kind == "hub" else "",
@@ -514,19 +354,19 @@ class DataAdaptersEditor(QWidget):
             fields["format"] = row.format.currentText()
         self._set_source(row, "source", **fields)
 
-    def _on_source_filter_edited(self, row: _SourceRow) -> None:
+    def _on_source_filter_edited(self, row: SourceRow) -> None:
         text = row.filter.text().strip()
-        if _refused(row.filter, text, SOURCE_FILTER_TIP):
+        if refused(row.filter, text, SOURCE_FILTER_TIP):
             return
         self._set_source(row, "filter of source", filter=text)
 
-    def _on_source_browse_clicked(self, row: _SourceRow) -> None:
+    def _on_source_browse_clicked(self, row: SourceRow) -> None:
         start = str(self.document.project.root)
         path, _ = QFileDialog.getOpenFileName(self, "Choose a data file", start, DATA_FILTER)
         if path:
             self._set_source(row, "file of source", train=path, hub="")
 
-    def _on_source_moved(self, row: _SourceRow, step: int) -> None:
+    def _on_source_moved(self, row: SourceRow, step: int) -> None:
         n = self._row_index(row)
         if n < 0 or not 0 <= n + step < len(self.source_rows):
             return
@@ -537,7 +377,7 @@ class DataAdaptersEditor(QWidget):
             union[n], union[n + step] = union[n + step], union[n]
         self._edit(move, f"move source {n + 1} {'up' if step < 0 else 'down'}")
 
-    def _on_source_removed(self, row: _SourceRow) -> None:
+    def _on_source_removed(self, row: SourceRow) -> None:
         n = self._row_index(row)
         if n >= 0:
             i = self.index
