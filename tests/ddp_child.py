@@ -3,7 +3,8 @@
 Usage: torchrun --standalone --nproc_per_node=N ddp_child.py PROJECT.toml RUN_DIR OUT_DIR [--resume]
        [--pause-file-at STEP] [--stop-file-at STEP]
 Each rank writes OUT_DIR/rank-R.json (how its run ended, how many gradient all-reduces each step ran, how many
-gradient buckets DDP made) and OUT_DIR/rank-R.safetensors (its final weights). With --stop-file-at, rank 0 creates
+gradient buckets DDP made, the validation metrics it was sent, how many validation rows of each task its model
+evaluated) and OUT_DIR/rank-R.safetensors (its final weights). With --stop-file-at, rank 0 creates
 RUN_DIR/stop-request when step STEP is logged, as a window following the run would; with --pause-file-at it
 creates RUN_DIR/pause-request, and removes it once the run says it paused.
 """
@@ -14,10 +15,10 @@ import sys
 import threading
 from pathlib import Path
 
-from qarac_gui.core.events import Progress, StepDone, StepLogged
+from qarac_gui.core.events import EvalDone, Progress, StepDone, StepLogged
 from qarac_gui.core.project.config import load_project
 from qarac_gui.core.run import run
-from qarac_gui.core.training import distributed, setup
+from qarac_gui.core.training import distributed, forgetting, loop, setup
 
 
 def main() -> int:
@@ -26,7 +27,17 @@ def main() -> int:
     pause_at = int(sys.argv[sys.argv.index("--pause-file-at") + 1]) if "--pause-file-at" in sys.argv else 0
     rank = int(os.environ.get("RANK", "0"))
     distributed.POLL_S = 0.0            # the request files are looked at every step: no race with the clock
-    seen = {"model": None, "reduces": 0, "buckets": set(), "per_step": {}, "logged": {}, "phases": []}
+    seen = {"model": None, "reduces": 0, "buckets": set(), "per_step": {}, "logged": {}, "phases": [], "evals": {},
+            "evaluated": {}}
+    real_evaluate = loop.evaluate_task
+
+    def counting_evaluate(model, data, *args, **kwargs):
+        def counted(name, batch):           # the rows this rank's model evaluates
+            rows = {v.shape[0] for k, v in batch.items() if k != "masked_positions"}
+            seen["evaluated"][name] = seen["evaluated"].get(name, 0) + rows.pop()
+            return model(name, batch)
+        return real_evaluate(counted, data, *args, **kwargs)
+    loop.evaluate_task = forgetting.evaluate_task = counting_evaluate
     real_wrap = distributed.wrap
 
     def counting_wrap(model, device, *more):
@@ -49,6 +60,8 @@ def main() -> int:
         if isinstance(event, StepDone):
             seen["per_step"][event.step] = seen["reduces"] - before["count"]
             before["count"] = seen["reduces"]
+        if isinstance(event, EvalDone):
+            seen["evals"][event.step] = event.metrics
         if isinstance(event, StepLogged):
             seen["logged"][event.step] = event.task_losses
             if stop_at and event.step == stop_at:
@@ -68,7 +81,8 @@ def main() -> int:
         save_model(seen["model"], str(out / f"rank-{rank}.safetensors"))
     (out / f"rank-{rank}.json").write_text(json.dumps({
         "reason": ended.reason, "step": ended.step, "message": ended.message, "per_step": seen["per_step"],
-        "buckets": len(seen["buckets"]), "logged": seen["logged"], "phases": seen["phases"]}), encoding="utf-8")
+        "buckets": len(seen["buckets"]), "logged": seen["logged"], "phases": seen["phases"], "evals": seen["evals"],
+        "evaluated": seen["evaluated"]}), encoding="utf-8")
     import torch.distributed as dist
     if dist.is_initialized():
         dist.destroy_process_group()

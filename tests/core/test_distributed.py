@@ -18,7 +18,7 @@ from tiny import project_dict
 torch = pytest.importorskip("torch")
 
 from qarac_gui.core.errors import UserError  # noqa: E402
-from qarac_gui.core.events import CheckpointSaved, Progress, StepLogged  # noqa: E402
+from qarac_gui.core.events import CheckpointSaved, EvalDone, Progress, StepLogged  # noqa: E402
 from qarac_gui.core.project.config import dumps_project, parse_project  # noqa: E402
 from qarac_gui.core.run import run  # noqa: E402
 from qarac_gui.core.training import distributed  # noqa: E402
@@ -207,8 +207,9 @@ SECTIONS = dict(train={"max_steps": 8, "log_every": 1, "seed": 7},
                 eval={"every": 4, "batch_size": 16}, checkpoint={"every": 0, "minutes": 0})
 
 
-def _write_project(tmp_path: Path, model: Path, steps: int = 8) -> tuple[Path, object]:
-    sections = SECTIONS | {"train": SECTIONS["train"] | {"max_steps": steps}}
+def _write_project(tmp_path: Path, model: Path, steps: int = 8, eval_batch: int = 16) -> tuple[Path, object]:
+    sections = SECTIONS | {"train": SECTIONS["train"] | {"max_steps": steps},
+                           "eval": SECTIONS["eval"] | {"batch_size": eval_batch}}
     project = parse_project(_project(tmp_path, model, **sections), tmp_path)
     path = tmp_path / "project.toml"
     path.write_text(dumps_project(project.with_absolute_paths()), encoding="utf-8")
@@ -217,7 +218,8 @@ def _write_project(tmp_path: Path, model: Path, steps: int = 8) -> tuple[Path, o
 
 @pytest.mark.slow
 def test_two_ranks_train_the_model_one_process_trains(tmp_path, quiet_bert):
-    project_file, project = _write_project(tmp_path, quiet_bert)
+    # validation batches of 5: of a task's 12 rows, rank 0 evaluates 7 (two batches) and rank 1 five (one)
+    project_file, project = _write_project(tmp_path, quiet_bert, eval_batch=5)
     events = []
     one = run(project, events.append, threading.Event(), run_dir=tmp_path / "one", min_log_interval=0)
     assert one.reason == "completed"
@@ -238,6 +240,14 @@ def test_two_ranks_train_the_model_one_process_trains(tmp_path, quiet_bert):
     for step, losses in ranks[0]["logged"].items():
         assert losses.keys() == logged[int(step)].keys()
         assert all(abs(v - logged[int(step)][k]) < 1e-4 for k, v in losses.items()), (step, losses, logged)
+    # each rank evaluated its own rows; the metrics gathered from them are one process's (on weights within 3e-7)
+    evals = {e.step: e.metrics for e in events if isinstance(e, EvalDone)}
+    assert sorted(int(s) for s in ranks[0]["evals"]) == sorted(evals) == [4, 8]
+    for step, metrics in ranks[0]["evals"].items():
+        for task, values in metrics.items():
+            assert values == pytest.approx(evals[int(step)][task], rel=1e-4, abs=1e-5), (step, task)
+    assert {task: (ranks[0]["evaluated"][task], ranks[1]["evaluated"][task]) for task in SIZES} == {
+        task: (2 * 7, 2 * 5) for task in SIZES}
     # rank 0 alone wrote: the run folder holds what one process's holds, once
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
     assert len(list((tmp_path / "two").rglob("events.jsonl"))) == 1
@@ -245,6 +255,33 @@ def test_two_ranks_train_the_model_one_process_trains(tmp_path, quiet_bert):
     assert sum('"RunEnded"' in line for line in lines) == 1
     manifest = json.loads(next((tmp_path / "two" / "checkpoints").glob("step-*/manifest.json")).read_text())
     assert manifest["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_two_ranks_share_the_evaluation_of_a_keep_task_from_step_0(tmp_path, quiet_bert):
+    raw = project_dict(quiet_bert, tmp_path / "data", ["classification", "masked_lm"], **SECTIONS)
+    raw["tasks"][1]["keep"] = True          # evaluated on all its 48 rows, at step 0 too, never trained
+    raw["eval"]["batch_size"] = 5
+    for task in raw["tasks"]:
+        task["head"]["dropout"] = 0.0
+    project = parse_project(raw, tmp_path)
+    project_file = tmp_path / "project.toml"
+    project_file.write_text(dumps_project(project.with_absolute_paths()), encoding="utf-8")
+    events = []
+    assert run(project, events.append, threading.Event(), run_dir=tmp_path / "one", min_log_interval=0).reason \
+        == "completed"
+    ranks = _torchrun(tmp_path, project_file, tmp_path / "two", "out")
+    assert [r["reason"] for r in ranks.values()] == ["completed", "completed"]
+    evals = {e.step: e.metrics for e in events if isinstance(e, EvalDone)}
+    assert sorted(int(s) for s in ranks[0]["evals"]) == sorted(evals) == [0, 4, 8]
+    assert set(ranks[0]["evals"]["0"]) == {"masked-lm"}
+    for step, metrics in ranks[0]["evals"].items():
+        assert metrics.keys() == evals[int(step)].keys()
+        for task, values in metrics.items():
+            assert values == pytest.approx(evals[int(step)][task], rel=1e-4, abs=1e-5), (step, task)
+    # batches of 5: the keep task's 10 batches go 5 to each rank (25 and 23 rows), three evaluations
+    assert ranks[0]["evaluated"] == {"masked-lm": 3 * 25, "classification": 2 * 7}
+    assert ranks[1]["evaluated"] == {"masked-lm": 3 * 23, "classification": 2 * 5}
 
 
 @pytest.mark.slow

@@ -55,8 +55,8 @@ def _scripted(monkeypatch, perplexities):
     from qarac_gui.core.training import evaluation, forgetting, loop
     real, values = evaluation.evaluate_task, iter(perplexities)
 
-    def scripted(model, data, *args):
-        result = real(model, data, *args)
+    def scripted(model, data, *args, **kw):
+        result = real(model, data, *args, **kw)
         if data.task.keep:
             value = next(values)
             result = {"loss": math.log(value), "perplexity": value}

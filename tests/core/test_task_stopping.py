@@ -51,8 +51,8 @@ class Script:
         real = loop.evaluate_task
         self.step, self.seen, self.trainable = 0, {}, {}
 
-        def scripted(model, data, device, batch_size, autocast):
-            result = dict(real(model, data, device, batch_size, autocast))
+        def scripted(model, data, device, batch_size, autocast, **kw):
+            result = dict(real(model, data, device, batch_size, autocast, **kw))
             main = {CLS: "accuracy", REG: "spearman"}[data.name]
             result[main] = values[data.name][self.step]
             self.seen.setdefault(self.step, {k: v.detach().clone() for k, v in model.state_dict().items()})

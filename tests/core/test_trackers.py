@@ -17,7 +17,7 @@ import threading
 import pytest
 from tiny import project_dict
 
-from qarac_gui.core.events import EvalDone, Progress, RunEnded, RunStarted, StepLogged
+from qarac_gui.core.events import EvalDone, Progress, RunEnded, RunStarted, StepLogged, TaskStopped
 from qarac_gui.core.project.config import parse_project, validate
 
 # trackio reads its folder once, when imported: point it at a temp folder before any test imports it
@@ -270,3 +270,59 @@ def test_the_aggregators_weights_and_gradient_cosine_are_tracker_scalars():
     assert scalars["balancing/gradient_cosine"] == -0.25
     plain = _step_scalars(StepLogged(4, 0.5, {"a": 0.3}, 1e-5, 1e-3, 10.0, 2.0))
     assert not [k for k in plain if k.startswith("balancing/")]
+
+
+def _stops_fed_to(name: str, run_dir, project_name: str) -> list[TaskStopped]:
+    """A run's events as eval.task_patience sends them (one task stopped, one never finite) fed to one tracker."""
+    from qarac_gui.core.results import trackers
+    run_dir.mkdir()
+    project = parse_project(_raw(run_dir.parent, run_dir.parent / "model", project_name), run_dir.parent, check=False)
+    tracker = trackers.TRACKERS[name](project, run_dir)
+    stops = [TaskStopped(9, "classification", "accuracy", 6, 0.75), TaskStopped(12, "regression", "spearman", 0, None)]
+    events = [RunStarted(str(run_dir), 12, 0, {}, {}, "cpu", "fp32", {}, 0, 0),
+              EvalDone(6, {"classification": {"accuracy": 0.75}}, 6, 0.75, "classification/accuracy"),
+              stops[0], stops[1], RunEnded(12, "early_stopped")]
+    for event in events:
+        tracker(event)
+    return stops
+
+
+def test_a_task_stop_reaches_tensorboard_as_a_point_and_a_text(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    stops = _stops_fed_to("tensorboard", tmp_path / "run", "tiny-stops")
+    board = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"tensors": 0})
+    board.Reload()
+    said = {}
+    for stop in stops:
+        points = board.Scalars(f"stopped/{stop.task}")
+        assert [(p.step, p.value) for p in points] == [(stop.step, stop.best_step)]
+        texts = board.Tensors(f"stopped/{stop.task}/text_summary")
+        assert [t.step for t in texts] == [stop.step]
+        said[stop.task] = texts[0].tensor_proto.string_val[0].decode()
+    assert said == {"classification": "stopped at step 9: no better accuracy since its best, 0.75 at step 6",
+                    "regression": "stopped at step 12: its spearman was never a finite number"}
+
+
+def test_a_task_stop_reaches_mlflow_as_a_metric_and_a_tag(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    stops = _stops_fed_to("mlflow", tmp_path / "run", "tiny-stops")
+    client, run = _mlflow_run(tmp_path / "run")
+    for stop in stops:
+        history = client.get_metric_history(run.info.run_id, f"stopped/{stop.task}")
+        assert [(m.step, m.value) for m in history] == [(stop.step, stop.best_step)]
+    assert run.data.tags["qarac.stopped.classification"] == (
+        "stopped at step 9: no better accuracy since its best, 0.75 at step 6")
+    assert run.data.tags["qarac.stopped.regression"] == "stopped at step 12: its spearman was never a finite number"
+
+
+def test_a_task_stop_reaches_trackio_as_a_point(tmp_path):
+    pytest.importorskip("trackio")
+    from trackio.sqlite_storage import SQLiteStorage
+    stops = _stops_fed_to("trackio", tmp_path / "run", "tiny-trackio-stops")
+    logs = SQLiteStorage.get_logs("tiny-trackio-stops", "run")
+    for stop in stops:
+        assert [(row["step"], row[f"stopped/{stop.task}"]) for row in logs if f"stopped/{stop.task}" in row] == [
+            (stop.step, stop.best_step)]

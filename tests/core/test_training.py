@@ -272,7 +272,7 @@ def test_keep_best_exports_the_best_evaluation_not_the_last_step(tmp_path, tiny_
     scripted = iter([0.5, 0.2, 0.9, 1.0, 1.1, 1.2])
     seen = {}
 
-    def fake_evaluate(model, data, device, batch_size, autocast):
+    def fake_evaluate(model, data, device, batch_size, autocast, world=None):
         step = len(seen) + 1
         seen[step] = {k: v.detach().clone() for k, v in model.heads.state_dict().items()}
         loss = next(scripted)

@@ -47,9 +47,20 @@ def _eval_scalars(event: ev.EvalDone) -> dict[str, float]:
             for metric, value in values.items()}
 
 
+def _stop_scalars(event: ev.TaskStopped) -> dict[str, float]:
+    """A task's stop as one point: where it lies says when the task stopped, its value the step of its best
+    evaluation (whose metric is on the task's validation curve at that step)."""
+    return {f"stopped/{event.task}": float(event.best_step)}
+
+
+def _stop_text(event: ev.TaskStopped) -> str:
+    return f"stopped at step {event.step}: {ev.task_stop_words(event)}"
+
+
 class TensorBoardTracker:
     """Per-task losses, both learning rates, samples/s and every validation metric as TensorBoard scalars under
-    run_dir/tensorboard; the settings and the final metrics as its hyperparameters when the run ends."""
+    run_dir/tensorboard; a task's stop (eval.task_patience) as a scalar and a text; the settings and the final
+    metrics as its hyperparameters when the run ends."""
 
     label = "TensorBoard"
 
@@ -72,6 +83,10 @@ class TensorBoardTracker:
             for key, value in _eval_scalars(event).items():
                 self.writer.add_scalar(key, value, event.step)
                 self.last_metrics["final/" + key.removeprefix("validation/")] = value
+        elif isinstance(event, ev.TaskStopped):
+            for key, value in _stop_scalars(event).items():
+                self.writer.add_scalar(key, value, event.step)
+            self.writer.add_text(f"stopped/{event.task}", _stop_text(event), event.step)
         elif isinstance(event, ev.RunEnded):
             self.writer.add_hparams(_settings(self.project), self.last_metrics or {"final/step": event.step},
                                     run_name="settings")
@@ -93,7 +108,8 @@ def _mlflow_key(key: str) -> str:
 class MLflowTracker:
     """The same scalars as MLflow metrics (with their step) and the settings as the run's params, in the local
     store run_dir/mlflow/mlflow.db unless MLFLOW_TRACKING_URI names another; the MLflow run's id is kept in
-    run_dir/mlflow/run.json so that a resumed run continues the same MLflow run.
+    run_dir/mlflow/run.json so that a resumed run continues the same MLflow run. A task's stop is a metric too, and a
+    tag that says it in words.
 
     A thread of its own does the writing: a slow or unreachable server delays the copy, never a training step."""
 
@@ -118,6 +134,9 @@ class MLflowTracker:
             self._put(_step_scalars(event), event.step)
         elif isinstance(event, ev.EvalDone):
             self._put(_eval_scalars(event), event.step)
+        elif isinstance(event, ev.TaskStopped):
+            self._put(_stop_scalars(event), event.step)
+            self.queue.put({_mlflow_key(f"qarac.stopped.{event.task}"): _stop_text(event)})
         elif isinstance(event, ev.RunEnded):
             self.queue.put(_MLFLOW_STATUS.get(event.reason, "FAILED"))
             self.close(5.0 if event.reason == "aborted" else MLFLOW_DRAIN_S)      # Ctrl-C twice: not a long wait
@@ -139,11 +158,13 @@ class MLflowTracker:
 
     def _write(self, start_step: int) -> None:
         try:
-            from mlflow.entities import Metric
+            from mlflow.entities import Metric, RunTag
             client, run_id = self._open(start_step)
             while (item := self.queue.get()) is not None:
                 if isinstance(item, str):
                     client.set_terminated(run_id, item)
+                elif isinstance(item, dict):
+                    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in item.items()])
                 else:
                     client.log_batch(run_id, metrics=[Metric(*m) for m in item])
         except Exception as e:     # said by the training thread at its next event
@@ -222,6 +243,8 @@ class TrackioTracker:
             self.run.log(_step_scalars(event), step=event.step)
         elif isinstance(event, ev.EvalDone):
             self.run.log(_eval_scalars(event), step=event.step)
+        elif isinstance(event, ev.TaskStopped):
+            self.run.log(_stop_scalars(event), step=event.step)
         elif isinstance(event, ev.RunEnded):
             self.close()
 

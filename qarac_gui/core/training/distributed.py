@@ -4,7 +4,8 @@ from files in its folder.
 Under torchrun every process (rank) draws the same batches from the same task stream and trains on its own slice of
 each, rows[rank::world]. One gradient all-reduce per optimiser step averages the slices' gradients, each loss
 weighted so that the average is the gradient of the whole batch. What the ranks must decide alike (skip a step, stop,
-pause, log) travels in a small flags tensor shared with the guard's verdict. Without torchrun nothing here makes a
+pause, log) travels in a small flags tensor shared with the guard's verdict. Validation is shared out by batch
+(evaluation.py) and gathered on rank 0, whose metrics every rank then holds. Without torchrun nothing here makes a
 process group: a run in one process is exactly what it was.
 """
 
@@ -134,6 +135,16 @@ def from_rank_0(world: World, value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def to_rank_0(world: World, value: Any) -> list | None:
+    """Every rank's value (any picklable object), in rank order, on rank 0; None on the others."""
+    if not world.on:
+        return [value]
+    import torch.distributed as dist
+    box = [None] * world.size if world.writer else None
+    dist.gather_object(value, box, dst=0)
+    return box
 
 
 def agree(world: World, flags: list[bool], device: torch.device) -> list[bool]:

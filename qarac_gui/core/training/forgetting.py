@@ -17,7 +17,7 @@ from qarac_gui.core.kinds import kind_of
 from qarac_gui.core.kinds.metrics import HIGHER_IS_BETTER
 from qarac_gui.core.project.config import Project, TaskConfig
 from qarac_gui.core.training.checkpoint import TrainState
-from qarac_gui.core.training.distributed import PAUSE_REQUEST, from_rank_0
+from qarac_gui.core.training.distributed import PAUSE_REQUEST
 from qarac_gui.core.training.evaluation import evaluate_task
 
 
@@ -95,10 +95,10 @@ class ForgettingMonitor:
             return
         t = self.t
         t.model.eval()
+        # each rank evaluates its share of the rows; every rank gets the same numbers to compare with
         results = {task.name: evaluate_task(t.model, t.tasks[task.name], t.device, t.project.eval.batch_size,
-                                            t.autocast) for task in self.keep}
+                                            t.autocast, world=t.world) for task in self.keep}
         t.model.train()
-        results = from_rank_0(t.world, results)     # every rank compares with rank 0's numbers
         self.state.forgetting_baseline = results
         self.emit(EvalDone(0, results, self.state.best_step, self.state.best_value, t.monitor))
 

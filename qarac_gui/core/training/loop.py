@@ -19,7 +19,7 @@ from qarac_gui.core.kinds.metrics import is_better
 from qarac_gui.core.project.config import Project
 from qarac_gui.core.training.checkpoint import TrainState, best_weights_path, save_checkpoint, save_weights
 from qarac_gui.core.training.compiling import GraphReport
-from qarac_gui.core.training.distributed import SINGLE, Requests, World, agree, from_rank_0, share_sum
+from qarac_gui.core.training.distributed import SINGLE, Requests, World, agree, share_sum
 from qarac_gui.core.training.evaluation import evaluate_task
 from qarac_gui.core.training.forgetting import ForgettingMonitor
 from qarac_gui.core.training.guard import Asked, StepGuard
@@ -392,10 +392,10 @@ def _evaluate(t: Trainee, state: TrainState, emit: Emit) -> bool:
     results = {}
     for name, data in t.tasks.items():
         if data.valid is not None and len(data.valid):
-            results[name] = evaluate_task(t.model, data, t.device, t.project.eval.batch_size, t.autocast)
+            # each rank its share of the rows; every rank gets the same numbers, so all decide alike
+            results[name] = evaluate_task(t.model, data, t.device, t.project.eval.batch_size, t.autocast,
+                                          world=t.world)
     t.model.train()
-    # Every rank evaluates (no rank waits for another meanwhile); rank 0's numbers decide for all
-    results = from_rank_0(t.world, results)
     task, _, metric = t.monitor.partition("/")
     value = results.get(task, {}).get(metric)
     if value is not None and math.isfinite(value) and is_better(metric, value, state.best_value):

@@ -103,8 +103,8 @@ def stopped_tasks(state: Any) -> set[str]:
 
 def judge_tasks(t: Any, state: Any, results: dict[str, dict], emit: Emit) -> bool:
     """After an evaluation: each task's best and patience counted, its best weights kept when it improved, and the
-    tasks that ran out of patience stopped. Every rank takes the same decisions (`results` are rank 0's). Returns
-    whether every task has stopped (a task without validation rows never does)."""
+    tasks that ran out of patience stopped. Every rank takes the same decisions (`results` are the same on every
+    rank). Returns whether every task has stopped (a task without validation rows never does)."""
     patience = t.project.eval.task_patience
     if not patience:
         return False
