@@ -34,6 +34,18 @@ def color_of(index: int) -> pg.QtGui.QColor:
     return pg.mkColor(PALETTE[index % len(PALETTE)])
 
 
+def settle_range(view: pg.ViewBox) -> None:
+    """Let a view that follows its data take its new range now, not when it paints.
+
+    pyqtgraph fits the range lazily, at paint time; a new range re-clips and re-samples the curves, whose new
+    bounds ask for another fit and another paint, and so on: two to four paints a frame. Fitting here until it
+    holds leaves one."""
+    for _ in range(6):
+        if not getattr(view, "_autoRangeNeedsUpdate", True):
+            return
+        view.prepareForPaint()
+
+
 class LiveChart(pg.PlotWidget):
     """One quantity over steps; each named series is one curve. Call flush() from a timer to redraw."""
 
@@ -50,6 +62,9 @@ class LiveChart(pg.PlotWidget):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         item = self.getPlotItem()
+        for side in ("top", "right"):
+            # hidden, yet on every range change they would set their label's HTML and lay themselves out again
+            item.getAxis(side).enableAutoSIPrefix(False)
         self.legend = LegendRow(sampleType=self._sample_type())
         item.legend = self.legend               # PlotItem.plot(name=...) adds its entries here
         item.layout.addItem(self.legend, 4, 1)  # below the step axis, outside the plot area
@@ -65,6 +80,7 @@ class LiveChart(pg.PlotWidget):
         self.curves: dict[str, pg.PlotDataItem] = {}
         self._auto_symbols: dict[str, bool] = {}     # name -> marked now; only series that mark sparse points
         self._dirty: set[str] = set()
+        self._shown_empty: bool | None = None
         self._envelopes: dict[str, Envelope] = {}
         self._fed: dict[str, tuple[int, int] | None] = {}   # a long series' raw slice drawn; None: its envelope
         self._flushing = False
@@ -81,6 +97,9 @@ class LiveChart(pg.PlotWidget):
 
     def _show_if_empty(self) -> None:
         empty = self.empty
+        if empty == self._shown_empty:
+            return                  # setStyle lays the axes out again: a flush would pay it on every frame
+        self._shown_empty = empty
         self.empty_label.setVisible(empty)
         for side in ("left", "bottom"):
             self.getPlotItem().getAxis(side).setStyle(showValues=not empty)
@@ -237,6 +256,12 @@ class LiveChart(pg.PlotWidget):
         if dirty:
             self._update_symbols(dirty)
             self._show_if_empty()
+        settle_range(self.getPlotItem().getViewBox())
+
+    @property
+    def pending(self) -> bool:
+        """Whether points came in since the last flush."""
+        return bool(self._dirty)
 
     def visible_points(self, name: str) -> int:
         """Points of the series inside the x range shown (all of them while the x axis follows the data)."""

@@ -104,7 +104,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
         self._connect()
         self.chart_timer = QTimer(self)
         self.chart_timer.setInterval(CHART_REFRESH_MS)
-        self.chart_timer.timeout.connect(self.charts.flush)
+        self.chart_timer.timeout.connect(self.charts.flush_in_turns)
         self.chart_timer.start()
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)

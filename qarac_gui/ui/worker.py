@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, QTimer, Signal, Slot
 
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.model.threadsafe_import import import_transformers
 
 DRAIN_MS = 66                     # ~15 Hz: smooth to watch, cheap for the GUI thread
-DRAIN_CHUNK = 200                 # events handed over at once (about 5 ms of chart work)
+DRAIN_CHUNK = 200                 # events in a backlog's first chunk; the next ones are sized to DRAIN_BUDGET_S
+DRAIN_BUDGET_S = 0.004            # the window's time per chunk: timers and input wait no longer than this for one
+DRAIN_LIMITS = (8, 2000)          # the fewest and most events in a chunk
+BACKLOG_MS = 2                    # between the chunks of a backlog
 
 
 class Failure:
@@ -77,6 +81,15 @@ class RunController(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(DRAIN_MS)
         self._timer.timeout.connect(self._drain)
+        # A backlog drains on a timer of its own, not a chain of single shots: Qt fires the expired timers of a
+        # turn in order of expiry, so other timers (a redraw, input's) keep their turn between chunks.
+        self._backlog = QTimer(self)
+        self._backlog.setTimerType(Qt.TimerType.PreciseTimer)
+        self._backlog.setInterval(BACKLOG_MS)
+        self._backlog.timeout.connect(self._drain)
+        self.chunk = DRAIN_CHUNK
+        self._event_cost = 0.0                  # the window's seconds per event, smoothed over the last chunks
+        self.clock: Callable[[], float] = time.perf_counter
 
     @property
     def running(self) -> bool:
@@ -141,12 +154,23 @@ class RunController(QObject):
         """Hand the queued events to the window in chunks: a burst (a run replayed, a flood of fast steps) then
         leaves the event loop free for input and timers between chunks instead of one long stall."""
         batch = []
-        while self._queue and len(batch) < DRAIN_CHUNK:
+        while self._queue and len(batch) < self.chunk:
             batch.append(self._queue.popleft())
-        if self._queue:
-            QTimer.singleShot(1, self._drain)       # 1 ms, not 0: timers and input get their turn first
+        if not self._queue:
+            self._backlog.stop()
+        elif not self._backlog.isActive():
+            self._backlog.start()
         if batch:
-            self.events_received.emit(batch)
+            began = self.clock()
+            self.events_received.emit(batch)        # handled before emit returns: the receivers live here
+            self._fit_chunk((self.clock() - began) / len(batch))
+
+    def _fit_chunk(self, cost: float) -> None:
+        """Size the next chunk to the time its events took here: a run's start (its charts built) or a slow
+        machine shrinks it, plain steps on a fast one grow it."""
+        self._event_cost = cost if not self._event_cost else (self._event_cost + cost) / 2
+        fewest, most = DRAIN_LIMITS
+        self.chunk = round(min(most, max(fewest, DRAIN_BUDGET_S / max(self._event_cost, 1e-9))))
 
     def _drain_all(self) -> None:
         while self._queue:

@@ -213,10 +213,44 @@ def test_event_flood_is_coalesced(qtbot):
     assert got == []
     with qtbot.waitSignal(rc.finished, timeout=10_000):
         release.set()
-    # In order, in chunks (the event loop gets a turn between them), not one signal per event
-    from qarac_gui.ui.worker import DRAIN_CHUNK
+    # In order, in chunks (the event loop gets a turn between them), neither one signal per event nor one for all
+    from qarac_gui.ui.worker import DRAIN_CHUNK, DRAIN_LIMITS
     assert [e for batch in got for e in batch] == list(range(n))
-    assert len(got) == n // DRAIN_CHUNK and all(len(batch) == DRAIN_CHUNK for batch in got)
+    assert len(got[0]) == DRAIN_CHUNK and 10 < len(got) < n // DRAIN_LIMITS[0]
+    assert all(len(batch) <= DRAIN_LIMITS[1] for batch in got)
+
+
+def test_backlog_chunks_fit_the_time_their_events_take(qtbot):
+    """Events the window takes 0.1 ms each come 40 to a chunk (DRAIN_BUDGET_S); events it takes 1 us each come in
+    chunks of the most allowed: a slow receiver never holds the event loop for long, a fast one is not slowed."""
+    from qarac_gui.ui.worker import DRAIN_BUDGET_S, DRAIN_LIMITS
+    rc = RunController()
+    now = [0.0]
+    rc.clock = lambda: now[0]
+    cost = [1e-4]
+    got = []
+
+    def take(batch):
+        got.append(len(batch))
+        now[0] += cost[0] * len(batch)
+
+    rc.events_received.connect(take)
+    emitted, release = threading.Event(), threading.Event()
+
+    def fn(emit, stop):
+        for i in range(20_000):
+            emit(i)
+        emitted.set()
+        release.wait(TIMEOUT / 1000)
+
+    rc.start(fn)
+    assert emitted.wait(TIMEOUT / 1000)
+    qtbot.waitUntil(lambda: len(got) >= 6, timeout=TIMEOUT)
+    assert got[0] == 200 and set(got[1:6]) == {round(DRAIN_BUDGET_S / 1e-4)}
+    cost[0] = 1e-6
+    with qtbot.waitSignal(rc.finished, timeout=10_000):
+        release.set()
+    assert sum(got) == 20_000 and DRAIN_LIMITS[1] in got
 
 
 # ---------------------------------------------------------------- JobRunner

@@ -6,7 +6,7 @@ import html
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -126,8 +126,10 @@ class ChartsPanel(QWidget):
         self.planned: dict[str, list[float]] = {}
         self.charts = {"loss": self.loss, "metrics": self.metrics, "lr": self.lr, "throughput": self.throughput}
         self._marker_at: tuple[float, float] | None = None      # where the lr marker goes at the next flush
+        self._turns: list[LiveChart] = []      # charts still to flush in this round of flush_in_turns
 
     def clear(self) -> None:
+        self._turns = []
         for chart in self.shown_charts().values():
             chart.clear_all()
         self.marker.setData([], [])
@@ -285,12 +287,35 @@ class ChartsPanel(QWidget):
         self.metrics_key.setVisible(bool(parts))
 
     def flush(self) -> None:
+        self._move_marker()
+        for chart in self.shown_charts().values():
+            chart.flush()
+
+    def flush_in_turns(self) -> None:
+        """flush, one chart per turn of the event loop: each chart's repaint (3-9 ms) then lands in a turn of its
+        own, with timers and input between them, instead of all of them in one stall."""
+        if self._turns:
+            return                              # the last round is still going
+        self._turns = [chart for chart in self.shown_charts().values() if chart.pending]
+        if self._marker_at is not None and self.lr not in self._turns:
+            self._turns.append(self.lr)
+        self._next_turn()
+
+    def _next_turn(self) -> None:
+        if not self._turns:
+            return
+        chart = self._turns.pop(0)
+        if chart is self.lr:                    # the marker moves in the same repaint
+            self._move_marker()
+        chart.flush()
+        if self._turns:
+            QTimer.singleShot(1, self._next_turn)
+
+    def _move_marker(self) -> None:
         if self._marker_at is not None:
             step, lr = self._marker_at
             self.marker.setData(*self.lr.drawable(np.array([step], float), np.array([lr], float)))
             self._marker_at = None
-        for chart in self.shown_charts().values():
-            chart.flush()
 
     def _on_save_clicked(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the charts (one file per chart)", "charts.png",

@@ -146,7 +146,11 @@ class RunPanel(QWidget):
 
     def show_step(self, step: int, epoch: float, elapsed_s: float, done_here: int, status: bool = True) -> None:
         """The bar at `step`; unless `status` is False (a pause's words stay), the status line with the ETA."""
+        # setValue repaints the bar at once, and with it every chart waiting for its redraw, which then paints
+        # again on its own turn: updates off, the bar's repaint waits for the event loop like theirs.
+        self.progress.setUpdatesEnabled(False)
         self.progress.setValue(step)
+        self.progress.setUpdatesEnabled(True)
         if not status:
             return
         eta = elapsed_s / done_here * (self.total - step) if done_here > 0 else 0.0

@@ -1,0 +1,109 @@
+"""A frame of the live charts costs one paint per chart, and the charts take turns, so a busy run never holds the
+window's event loop for all of them at once."""
+
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtWidgets import QApplication
+
+from qarac_gui.ui import charts
+from tests.ui.test_charts import realistic_run
+
+FRAMES = 5
+
+
+class Paints(QObject):
+    """Counts a widget's paint events."""
+
+    def __init__(self, widget) -> None:
+        super().__init__()
+        self.count = 0
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.count += 1
+        return False
+
+
+def idle(qtbot, panel) -> None:
+    """Every turn of the charts taken, then every event they posted handled."""
+    qtbot.waitUntil(lambda: not any(c.pending for c in panel.shown_charts().values()), timeout=5000)
+    for _ in range(10):
+        QApplication.processEvents()
+
+
+def frames(qtbot, panel) -> list[int]:
+    """The loss chart's paints in each of FRAMES frames of a run that logs 20 steps between frames."""
+    events = [e for e in realistic_run(total=40 + 20 * FRAMES) if type(e).__name__ in ("RunStarted", "StepLogged")]
+    for event in events[:41]:
+        panel.handle(event)
+    panel.flush_in_turns()
+    idle(qtbot, panel)
+    paints, counts = Paints(panel.loss.viewport()), []
+    for start in range(41, len(events), 20):
+        for event in events[start:start + 20]:
+            panel.handle(event)
+        before = paints.count
+        panel.flush_in_turns()
+        idle(qtbot, panel)
+        counts.append(paints.count - before)
+    return counts
+
+
+def test_a_frame_paints_the_loss_chart_once(charts_panel, qtbot):
+    assert frames(qtbot, charts_panel) == [1] * FRAMES
+
+
+def test_without_settling_the_range_first_a_frame_paints_more_than_once(charts_panel, qtbot, monkeypatch):
+    """What the test above guards against: pyqtgraph fitting the range at paint time, which asks for more paints."""
+    monkeypatch.setattr(charts, "settle_range", lambda view: None)
+    assert sum(frames(qtbot, charts_panel)) > FRAMES
+
+
+def test_the_charts_take_turns(charts_panel, qtbot):
+    panel = charts_panel
+    events = realistic_run(total=60)
+    for event in events[:31]:
+        panel.handle(event)
+    panel.flush()
+    idle(qtbot, panel)
+    for event in events[31:50]:
+        panel.handle(event)
+    waiting = [name for name, chart in panel.charts.items() if chart.pending]
+    assert waiting == ["loss", "metrics", "lr", "throughput"]
+    panel.flush_in_turns()
+    # this turn drew the first; the others wait for turns of their own
+    assert [name for name in waiting if panel.charts[name].pending] == waiting[1:]
+    marker_x = panel.marker.getData()[0]
+    qtbot.waitUntil(lambda: not any(panel.charts[name].pending for name in waiting), timeout=5000)
+    # the lr marker moved with the lr chart's turn
+    assert panel.marker.getData()[0] is not marker_x and panel.marker.getData()[0][0] == events[49].step
+
+
+def test_a_round_still_going_is_not_started_again(charts_panel, qtbot):
+    """The chart timer can fire while a round's turns are still to come: the round goes on, none is added."""
+    panel = charts_panel
+    events = realistic_run(total=60)
+    for event in events[:31]:
+        panel.handle(event)
+    panel.flush_in_turns()
+    panel.flush_in_turns()
+    assert panel.lr.pending and panel.throughput.pending      # the second call drew nothing more
+    qtbot.waitUntil(lambda: not any(c.pending for c in panel.shown_charts().values()), timeout=5000)
+
+
+def test_the_progress_bar_repaints_with_the_event_loop_not_at_once(qtbot):
+    """QProgressBar.setValue repaints at once, and with it any chart waiting for its redraw, which then paints a
+    second time on its own turn; the run panel's bar waits for the event loop instead."""
+    from qarac_gui.ui.panels.run_panel import RunPanel
+    panel = RunPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.start_run(100, 0)
+    paints = Paints(panel.progress)
+    for _ in range(10):
+        QApplication.processEvents()
+    before = paints.count
+    panel.show_step(40, 0.4, 4.0, 40)
+    assert paints.count == before and panel.progress.value() == 40
+    qtbot.waitUntil(lambda: paints.count > before, timeout=5000)
