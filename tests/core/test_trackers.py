@@ -17,7 +17,7 @@ import threading
 import pytest
 from tiny import project_dict
 
-from qarac_gui.core.events import EvalDone, Progress, RunEnded, RunStarted, StepLogged, TaskStopped
+from qarac_gui.core.events import EvalDone, ForgettingAlert, Progress, RunEnded, RunStarted, StepLogged, TaskStopped
 from qarac_gui.core.project.config import parse_project, validate
 
 # trackio reads its folder once, when imported: point it at a temp folder before any test imports it
@@ -272,8 +272,14 @@ def test_the_aggregators_weights_and_gradient_cosine_are_tracker_scalars():
     assert not [k for k in plain if k.startswith("balancing/")]
 
 
+ALERT = ForgettingAlert(6, "general", "perplexity", 20.0, 23.0, 0.15, 0.1)
+ALERT_WORDS = ("Forgetting: general perplexity 23 at step 6, 15.0 % worse than at step 0 (20; the alert is at "
+               "10 %)")
+
+
 def _stops_fed_to(name: str, run_dir, project_name: str) -> list[TaskStopped]:
-    """A run's events as eval.task_patience sends them (one task stopped, one never finite) fed to one tracker."""
+    """A run's events as eval.task_patience sends them (one task stopped, one never finite), and a keep task's
+    forgetting alert, fed to one tracker."""
     from qarac_gui.core.results import trackers
     run_dir.mkdir()
     project = parse_project(_raw(run_dir.parent, run_dir.parent / "model", project_name), run_dir.parent, check=False)
@@ -281,7 +287,7 @@ def _stops_fed_to(name: str, run_dir, project_name: str) -> list[TaskStopped]:
     stops = [TaskStopped(9, "classification", "accuracy", 6, 0.75), TaskStopped(12, "regression", "spearman", 0, None)]
     events = [RunStarted(str(run_dir), 12, 0, {}, {}, "cpu", "fp32", {}, 0, 0),
               EvalDone(6, {"classification": {"accuracy": 0.75}}, 6, 0.75, "classification/accuracy"),
-              stops[0], stops[1], RunEnded(12, "early_stopped")]
+              ALERT, stops[0], stops[1], RunEnded(12, "early_stopped")]
     for event in events:
         tracker(event)
     return stops
@@ -302,6 +308,8 @@ def test_a_task_stop_reaches_tensorboard_as_a_point_and_a_text(tmp_path):
         said[stop.task] = texts[0].tensor_proto.string_val[0].decode()
     assert said == {"classification": "stopped at step 9: no better accuracy since its best, 0.75 at step 6",
                     "regression": "stopped at step 12: its spearman was never a finite number"}
+    alerts = board.Tensors("forgetting/general/text_summary")
+    assert [(t.step, t.tensor_proto.string_val[0].decode()) for t in alerts] == [(6, ALERT_WORDS)]
 
 
 def test_a_task_stop_reaches_mlflow_as_a_metric_and_a_tag(tmp_path, monkeypatch):
@@ -316,6 +324,7 @@ def test_a_task_stop_reaches_mlflow_as_a_metric_and_a_tag(tmp_path, monkeypatch)
     assert run.data.tags["qarac.stopped.classification"] == (
         "stopped at step 9: no better accuracy since its best, 0.75 at step 6")
     assert run.data.tags["qarac.stopped.regression"] == "stopped at step 12: its spearman was never a finite number"
+    assert run.data.tags["qarac.forgetting.general"] == ALERT_WORDS
 
 
 def test_a_task_stop_reaches_trackio_as_a_point(tmp_path):

@@ -59,8 +59,8 @@ def _stop_text(event: ev.TaskStopped) -> str:
 
 class TensorBoardTracker:
     """Per-task losses, both learning rates, samples/s and every validation metric as TensorBoard scalars under
-    run_dir/tensorboard; a task's stop (eval.task_patience) as a scalar and a text; the settings and the final
-    metrics as its hyperparameters when the run ends."""
+    run_dir/tensorboard; a task's stop (eval.task_patience) as a scalar and a text, a forgetting alert as a text;
+    the settings and the final metrics as its hyperparameters when the run ends."""
 
     label = "TensorBoard"
 
@@ -87,6 +87,8 @@ class TensorBoardTracker:
             for key, value in _stop_scalars(event).items():
                 self.writer.add_scalar(key, value, event.step)
             self.writer.add_text(f"stopped/{event.task}", _stop_text(event), event.step)
+        elif isinstance(event, ev.ForgettingAlert):
+            self.writer.add_text(f"forgetting/{event.task}", ev.forgetting_words(event), event.step)
         elif isinstance(event, ev.RunEnded):
             self.writer.add_hparams(_settings(self.project), self.last_metrics or {"final/step": event.step},
                                     run_name="settings")
@@ -137,6 +139,8 @@ class MLflowTracker:
         elif isinstance(event, ev.TaskStopped):
             self._put(_stop_scalars(event), event.step)
             self.queue.put({_mlflow_key(f"qarac.stopped.{event.task}"): _stop_text(event)})
+        elif isinstance(event, ev.ForgettingAlert):          # the latest crossing: a tag holds one value
+            self.queue.put({_mlflow_key(f"qarac.forgetting.{event.task}"): ev.forgetting_words(event)})
         elif isinstance(event, ev.RunEnded):
             self.queue.put(_MLFLOW_STATUS.get(event.reason, "FAILED"))
             self.close(5.0 if event.reason == "aborted" else MLFLOW_DRAIN_S)      # Ctrl-C twice: not a long wait
