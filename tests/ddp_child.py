@@ -28,7 +28,7 @@ def main() -> int:
     rank = int(os.environ.get("RANK", "0"))
     distributed.POLL_S = 0.0            # the request files are looked at every step: no race with the clock
     seen = {"model": None, "reduces": 0, "buckets": set(), "per_step": {}, "logged": {}, "phases": [], "evals": {},
-            "evaluated": {}}
+            "evaluated": {}, "task_weights": {}}
     real_evaluate = loop.evaluate_task
 
     def counting_evaluate(model, data, *args, **kwargs):
@@ -64,6 +64,8 @@ def main() -> int:
             seen["evals"][event.step] = event.metrics
         if isinstance(event, StepLogged):
             seen["logged"][event.step] = event.task_losses
+            if event.task_weights:
+                seen["task_weights"][event.step] = event.task_weights
             if stop_at and event.step == stop_at:
                 (run_dir / distributed.STOP_REQUEST).touch()
             if pause_at and event.step == pause_at:
@@ -82,7 +84,7 @@ def main() -> int:
     (out / f"rank-{rank}.json").write_text(json.dumps({
         "reason": ended.reason, "step": ended.step, "message": ended.message, "per_step": seen["per_step"],
         "buckets": len(seen["buckets"]), "logged": seen["logged"], "phases": seen["phases"], "evals": seen["evals"],
-        "evaluated": seen["evaluated"]}), encoding="utf-8")
+        "evaluated": seen["evaluated"], "task_weights": seen["task_weights"]}), encoding="utf-8")
     import torch.distributed as dist
     if dist.is_initialized():
         dist.destroy_process_group()

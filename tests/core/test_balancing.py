@@ -13,7 +13,6 @@ from tiny import project_dict
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchjd")
 
-from qarac_gui.core.errors import UserError  # noqa: E402
 from qarac_gui.core.events import StepLogged  # noqa: E402
 from qarac_gui.core.project.config import ConfigError, parse_project  # noqa: E402
 from qarac_gui.core.results.follow import EventTail  # noqa: E402
@@ -220,12 +219,34 @@ def test_unknown_balancing_and_a_bad_lr_are_refused(tmp_path, tiny_bert):
         parse_project(_raw(tmp_path, tiny_bert, "uncertainty", balancing_lr=0.0), tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["upgrad", "mgda"])
-def test_an_aggregator_under_several_processes_is_refused(tmp_path, tiny_bert, mode):
-    project = parse_project(_raw(tmp_path, tiny_bert, mode), tmp_path)
-    with pytest.raises(UserError, match=f"train.balancing = '{mode}' trains in one process only: it needs each "
-                                        "task's gradient apart"):
-        balancing.make_balancer(project, torch.nn.Module(), torch.device("cpu"), several_processes=True)
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["upgrad", "pcgrad"])
+def test_an_aggregator_under_two_processes_trains_what_one_process_trains(tmp_path, quiet_bert, mode):
+    """Each rank's backwards stay apart from DDP's all-reduce; the Jacobian and the heads' gradients are averaged
+    over the ranks before the weighting, whose weights are rank 0's: the ranks take one process's steps."""
+    pytest.importorskip("torchjd")
+    from qarac_gui.core.project.config import dumps_project
+    from tests.core.test_distributed import SECTIONS, TOLERANCE, _differ, _full_export, _project, _torchrun, _weights
+    sections = SECTIONS | {"train": SECTIONS["train"] | {"balancing": mode}}
+    project = parse_project(_project(tmp_path, quiet_bert, **sections), tmp_path)
+    project_file = tmp_path / "project.toml"
+    project_file.write_text(dumps_project(project.with_absolute_paths()), encoding="utf-8")
+    events = []
+    one = run(project, events.append, threading.Event(), run_dir=tmp_path / "one", min_log_interval=0)
+    assert one.reason == "completed", one.message
+    ranks = _torchrun(tmp_path, project_file, tmp_path / "two", "out")
+    assert [r["reason"] for r in ranks.values()] == ["completed", "completed"]
+    assert ranks[0]["per_step"] == {str(s): 0 for s in range(1, 9)}        # DDP reduced nothing itself
+    zero, first = _weights(ranks[0]["weights"]), _weights(ranks[1]["weights"])
+    assert all(torch.equal(zero[k], first[k]) for k in zero)
+    assert _differ(_full_export(tmp_path / "one"), _full_export(tmp_path / "two")) < TOLERANCE
+    logged = {e.step: e.task_weights for e in events if isinstance(e, StepLogged) and e.task_weights}
+    assert logged and all(set(w) == {t.name for t in project.tasks} for w in logged.values())
+    assert ranks[0]["task_weights"].keys() == {str(step) for step in logged}
+    if mode == "pcgrad":
+        return          # it projects in a random order, drawn from other random states in one process and on rank 0
+    for step, weights in ranks[0]["task_weights"].items():
+        assert weights == pytest.approx(logged[int(step)], abs=1e-4), step
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import torch
 from qarac_gui.core.errors import UserError
 from qarac_gui.core.project.config import AGGREGATORS, Project
 from qarac_gui.core.project.keep import trained_tasks
+from qarac_gui.core.training.distributed import SINGLE, World, from_rank_0
 
 
 def add_log_variances(project: Project, model: Any) -> None:
@@ -30,19 +31,15 @@ def balancing_groups(project: Project, model: Any) -> list[dict]:
              "is_head": True, "balancing": True}]
 
 
-def make_balancer(project: Project, model: Any, device: torch.device, several_processes: bool) -> Any:
+def make_balancer(project: Project, model: Any, device: torch.device, world: World = SINGLE) -> Any:
     """What the step loop asks to transform the losses and combine the gradients; None for fixed weights."""
     mode = project.train.balancing
     if mode == "weights":
         return None
     if mode == "uncertainty":       # its log-variances are the model's: DDP reduces them with the rest
         return Uncertainty(model)
-    if several_processes:
-        raise UserError(f"train.balancing = {mode!r} trains in one process only: it needs each task's gradient "
-                        "apart, and several processes all-reduce the step's gradients summed; start the run "
-                        "without torchrun, or use balancing \"uncertainty\" or \"weights\"")
     if mode in AGGREGATORS:
-        return Aggregation(model, [t.name for t in trained_tasks(project)], mode, device)
+        return Aggregation(model, [t.name for t in trained_tasks(project)], mode, device, world)
     raise UserError(f"train.balancing: {mode!r} is not a balancing this app knows")
 
 
@@ -101,9 +98,17 @@ class Aggregation:
     plain gradient. Every task's batches add into its row, so gradient accumulation and batches cut after running
     out of memory need nothing more.
 
-    The weighting works on the m x m Gramian of the rows, on the host: the step's only read of the device."""
+    The weighting works on the m x m Gramian of the rows, on the host: the step's only read of the device.
 
-    def __init__(self, model: Any, tasks: list[str], mode: str, device: torch.device) -> None:
+    Under several processes every backward runs without DDP's all-reduce (which would sum the tasks' gradients
+    before they are apart): `combine` averages the Jacobian and the heads' gradients over the ranks itself, as DDP
+    would have, so every rank weighs the same rows and takes the same step."""
+
+    # the step loop keeps DDP from reducing the gradients of a step: combine() does it
+    reduces_itself = True
+
+    def __init__(self, model: Any, tasks: list[str], mode: str, device: torch.device, world: World = SINGLE) -> None:
+        self.world = world
         self.tasks, self.index = tasks, {name: i for i, name in enumerate(tasks)}
         self.mode, self.weightings = mode, {len(tasks): _weighting(mode, len(tasks))}
         owners: dict[int, int] = {}
@@ -115,6 +120,8 @@ class Aggregation:
         backbone = {id(q) for q in model.backbones.parameters()}
         self.shared = [q for q in model.parameters()
                        if q.requires_grad and (id(q) in backbone or owners.get(id(q), 0) != 1)]
+        shared = {id(q) for q in self.shared}
+        self.own = [q for q in model.parameters() if q.requires_grad and id(q) not in shared]
         n = sum(q.numel() for q in self.shared)
         self.jacobian = torch.zeros(len(tasks), n, device=device)
         self.rows: list[list[torch.Tensor]] = []
@@ -146,6 +153,8 @@ class Aggregation:
     def combine(self) -> None:
         """Only the rows of the tasks that trained this step are combined: a task that stopped (eval.task_patience)
         has an empty row, and an empty row would pull MGDA's minimum-norm answer to no update at all."""
+        if self.world.on:
+            self._average_over_ranks()
         if not self.present:        # the heads-only warm-up: no shared gradient to combine
             return
         rows = sorted(self.present)
@@ -153,8 +162,11 @@ class Aggregation:
         gramian = [[whole[i][j] for j in rows] for i in rows]
         if len(rows) not in self.weightings:
             self.weightings[len(rows)] = _weighting(self.mode, len(rows))
+        weights = _host_weights(self.weightings[len(rows)], gramian)
+        if self.world.on:       # rank 0's: PCGrad's random order would differ between the ranks' random states
+            weights = from_rank_0(self.world, weights)
         full = [0.0] * len(self.tasks)      # an empty row weighs nothing (and is not copied out of the Jacobian)
-        for row, weight in zip(rows, _host_weights(self.weightings[len(rows)], gramian)):
+        for row, weight in zip(rows, weights):
             full[row] = weight
         self._note(full, rows, gramian)
         combined = torch.tensor(full, dtype=self.jacobian.dtype).to(self.jacobian.device, non_blocking=True) \
@@ -164,6 +176,22 @@ class Aggregation:
             if q.requires_grad:     # a part only stopped tasks read is frozen: no gradient, so no decay either
                 q.grad = combined[at:at + q.numel()].view(q.shape)
             at += q.numel()
+
+    def _average_over_ranks(self) -> None:
+        """The Jacobian and the heads' gradients summed over the ranks and divided by their number, in two
+        all-reduces. Every rank ran the same tasks' backwards (a rank without rows in a batch a stand-in weighted
+        0), so the rows present and the gradients that exist are the same on every rank."""
+        import torch.distributed as dist
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+        dist.all_reduce(self.jacobian)
+        self.jacobian.div_(self.world.size)
+        grads = [q.grad for q in self.own if q.grad is not None]
+        if grads:
+            flat = _flatten_dense_tensors(grads)
+            dist.all_reduce(flat)
+            flat.div_(self.world.size)
+            for grad, reduced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+                grad.copy_(reduced)
 
     def _note(self, weights: list[float], rows: list[int], gramian: list[list[float]]) -> None:
         """The weights and the mean cosine between the tasks' gradients, from host numbers (no device read); a

@@ -335,8 +335,12 @@ def _accumulate_slices(t: Trainee, pieces: list[Piece], weights: dict[str, float
 
     A slice's loss is weighted by its share of the batch's loss (times the number of ranks, as DDP averages); a
     rank without rows in a batch runs a stand-in row weighted 0 (piece.rows == 0), so that it still joins."""
-    world, done = t.world, []
+    world, done, balancer = t.world, [], t.balancer
     synced = max((i for i, piece in enumerate(pieces) if _trains(t, piece.name)), default=-1)
+    if getattr(balancer, "reduces_itself", False):
+        synced = -1                 # the tasks' gradients stay apart: the balancer averages them over the ranks
+    if balancer is not None:
+        balancer.begin()
     for i, piece in enumerate(pieces):
         batch = {k: v.to(t.device, non_blocking=True) for k, v in piece.batch.items()}
         with contextlib.nullcontext() if i == synced else t.ddp.no_sync():
@@ -350,6 +354,8 @@ def _accumulate_slices(t: Trainee, pieces: list[Piece], weights: dict[str, float
             scaled = trained * (weights[piece.name] / t.project.optim.grad_accum * piece.scale)
             if scaled.requires_grad:
                 (t.scaler.scale(scaled) if t.scaler else scaled).backward()
+                if balancer is not None:
+                    balancer.collect(piece.name)
             elif i == synced:
                 raise RuntimeError(f"task {piece.name} trains nothing at this step, yet its backward was to "
                                    "all-reduce the step's gradients")

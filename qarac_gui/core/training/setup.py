@@ -308,7 +308,7 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
     trainee = Trainee(project, model, tasks, stream, optimizer, scheduler, scaler, device, autocast, plan,
                       monitor_of(project, tasks), run_dir / "checkpoints", tokenizers,
                       {n: b.source for n, b in loaded.items()}, precision)
-    trainee.balancer = make_balancer(project, model, device, world.on)
+    trainee.balancer = make_balancer(project, model, device, world)
     fingerprints = {n: rows_fingerprint(d.train) for n, d in tasks.items()}
     state = TrainState(data=fingerprints)
     if resume:
