@@ -28,9 +28,10 @@ def no_dropout_model(tmp_path_factory):
     return folder
 
 
-def _run(tmp_path, model, name, **sections):
+def _run(tmp_path, model, name, balancing="weights", **sections):
     raw = project_dict(model, tmp_path / "data", ["classification", "regression"],
-                       train={"max_steps": 6, "log_every": 1}, checkpoint={"every": 3}, **sections)
+                       train={"max_steps": 6, "log_every": 1, "balancing": balancing}, checkpoint={"every": 3},
+                       **sections)
     for task in raw["tasks"]:
         task["head"]["dropout"] = 0.0
     project = parse_project(raw, tmp_path)
@@ -40,8 +41,12 @@ def _run(tmp_path, model, name, **sections):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("balancing", ["weights", "upgrad"])
 def test_out_of_memory_halves_the_micro_batch_until_it_fits_and_changes_nothing_else(tmp_path, no_dropout_model,
-                                                                                     monkeypatch):
+                                                                                     monkeypatch, balancing):
+    """With an aggregator too: each micro-batch adds into its task's row of the Jacobian."""
+    if balancing != "weights":
+        pytest.importorskip("torchjd")
     from qarac_gui.core.training.guard import StepGuard
     first_grads, real_step = [], StepGuard.optimizer_step
 
@@ -53,12 +58,14 @@ def test_out_of_memory_halves_the_micro_batch_until_it_fits_and_changes_nothing_
     monkeypatch.setattr(StepGuard, "optimizer_step", optimizer_step)
     runs = ["whole"]
     whole_ran = out_of_memory_above(monkeypatch, 10**6)
-    _, whole_events, _ = _run(tmp_path, no_dropout_model, "whole")
+    _, whole_events, _ = _run(tmp_path, no_dropout_model, "whole", balancing)
     whole_rows, whole_largest = sum(whole_ran), max(whole_ran)
     ran = out_of_memory_above(monkeypatch, 3)
     runs.append("split")
-    project, events, ended = _run(tmp_path, no_dropout_model, "split")
+    project, events, ended = _run(tmp_path, no_dropout_model, "split", balancing)
     assert ended.reason == "completed"
+    weighed = [e.task_weights for e in events if isinstance(e, StepLogged) and e.task_weights]
+    assert len(weighed) == (0 if balancing == "weights" else 6)
     notes = [e.message for e in events if isinstance(e, Progress) and e.phase == "memory"]
     assert len(notes) == 2 and "at step 1" in notes[0]
     assert "at most 4 rows (each batch in 2 parts)" in notes[0] and "at most 2 rows (each batch in 4 parts)" in notes[1]

@@ -402,3 +402,34 @@ def test_module_import_does_not_load_sklearn_or_scipy():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_run_imports_the_metric_libraries_while_it_loads_not_at_its_first_evaluation(tmp_path, tiny_bert,
+                                                                                        monkeypatch):
+    """Imported mid-training, scikit-learn and SciPy would hold the interpreter (and a window's event loop) for a
+    quarter of a second at a time; the run imports them before its first step."""
+    import threading
+
+    from tiny import project_dict
+
+    from qarac_gui.core.project.config import parse_project
+    from qarac_gui.core.run import run
+    from qarac_gui.core.training import setup
+    order = []
+    monkeypatch.setattr(setup, "load_libraries", lambda: order.append("libraries"))
+    project = parse_project(project_dict(tiny_bert, tmp_path / "data", ["classification"],
+                                         train={"max_steps": 2}, eval={"every": 2}), tmp_path)
+    ended = run(project, lambda e: order.append(type(e).__name__), threading.Event(), run_dir=tmp_path / "run",
+                min_log_interval=0.0)
+    assert ended.reason == "completed"
+    assert order.count("libraries") == 1 and order.index("libraries") < order.index("RunStarted")
+    assert "EvalDone" in order
+
+
+def test_the_metric_libraries_are_imported_by_load_libraries():
+    import subprocess
+    import sys
+    code = ("import sys; from qarac_gui.core.kinds.metrics import load_libraries; load_libraries(); "
+            "print(all(m in sys.modules for m in ('sklearn.metrics', 'scipy.stats')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -31,6 +31,14 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 }
 
 
+def load_libraries() -> None:
+    """Import what the metrics use (scikit-learn, SciPy: 0.5-1 s on a busy machine). Imported at a run's first
+    evaluation, they would hold the interpreter, and so a window's event loop, for up to a quarter of a second at a
+    time in the middle of training; a run imports them while it loads."""
+    import scipy.stats  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
+
 def _check_same_length(a: Sequence, b: Sequence, what: str) -> None:
     if len(a) != len(b):
         raise ValueError(f"{what}: length mismatch ({len(a)} vs {len(b)})")
