@@ -391,11 +391,14 @@ def test_empty_inputs_give_zero():
     assert recall_at_1(np.zeros((0, 2)), np.zeros((0, 2))) == {"recall_at_1": 0.0}
 
 
-def test_module_import_does_not_load_sklearn_or_scipy():
+def test_the_metrics_need_neither_sklearn_nor_scipy():
+    """Imported in a run's thread, either would hold a window's event loop for a quarter of a second at a time."""
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     code = (
-        "import sys, qarac_gui.core.kinds.metrics; "
+        "import sys; from qarac_gui.core.kinds.metrics import *; "
+        "classification_metrics([0, 1, 2], [0, 2, 2], 3); multilabel_metrics([[0, 1]], [[1, 1]]); "
+        "regression_metrics([1.0, 2.0, 3.0], [1.5, 2.0, 2.5]); "
         "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -404,32 +407,53 @@ def test_module_import_does_not_load_sklearn_or_scipy():
     assert result.stdout.strip() == "[]"
 
 
-def test_a_run_imports_the_metric_libraries_while_it_loads_not_at_its_first_evaluation(tmp_path, tiny_bert,
-                                                                                        monkeypatch):
-    """Imported mid-training, scikit-learn and SciPy would hold the interpreter (and a window's event loop) for a
-    quarter of a second at a time; the run imports them before its first step."""
-    import threading
 
-    from tiny import project_dict
+# ---------------------------------------------------------------- the same numbers as scikit-learn and SciPy
 
-    from qarac_gui.core.project.config import parse_project
-    from qarac_gui.core.run import run
-    from qarac_gui.core.training import setup
-    order = []
-    monkeypatch.setattr(setup, "load_libraries", lambda: order.append("libraries"))
-    project = parse_project(project_dict(tiny_bert, tmp_path / "data", ["classification"],
-                                         train={"max_steps": 2}, eval={"every": 2}), tmp_path)
-    ended = run(project, lambda e: order.append(type(e).__name__), threading.Event(), run_dir=tmp_path / "run",
-                min_log_interval=0.0)
-    assert ended.reason == "completed"
-    assert order.count("libraries") == 1 and order.index("libraries") < order.index("RunStarted")
-    assert "EvalDone" in order
+labels_and_predictions = st.integers(1, 6).flatmap(lambda k: st.tuples(
+    st.just(k), st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=60)))
 
 
-def test_the_metric_libraries_are_imported_by_load_libraries():
-    import subprocess
-    import sys
-    code = ("import sys; from qarac_gui.core.kinds.metrics import load_libraries; load_libraries(); "
-            "print(all(m in sys.modules for m in ('sklearn.metrics', 'scipy.stats')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+@settings(max_examples=200, deadline=None)
+@given(labels_and_predictions)
+def test_classification_metrics_are_scikit_learns(case):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    k, pairs = case
+    t, p = [a for a, _ in pairs], [b for _, b in pairs]
+    present = sorted(set(t) | set(p))
+    got = classification_metrics(t, p, k)
+    assert got["accuracy"] == approx(sklearn_metrics.accuracy_score(t, p), abs=1e-12)
+    assert got["macro_f1"] == approx(sklearn_metrics.f1_score(t, p, labels=present, average="macro",
+                                                              zero_division=0), abs=1e-12)
+
+
+# two labels at least: scikit-learn reads a single column as one binary target, not as indicators
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 5).flatmap(lambda n: st.lists(
+    st.tuples(st.lists(st.integers(0, 1), min_size=n, max_size=n), st.lists(st.integers(0, 1), min_size=n, max_size=n)),
+    min_size=1, max_size=30)))
+def test_multilabel_metrics_are_scikit_learns(rows):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    t, p = np.array([a for a, _ in rows]), np.array([b for _, b in rows])
+    got = multilabel_metrics(t, p)
+    assert got["micro_f1"] == approx(sklearn_metrics.f1_score(t, p, average="micro", zero_division=0), abs=1e-12)
+    assert got["macro_f1"] == approx(sklearn_metrics.f1_score(t, p, average="macro", zero_division=0), abs=1e-12)
+    assert got["subset_accuracy"] == approx(sklearn_metrics.accuracy_score(t, p), abs=1e-12)
+
+
+# few distinct values, so that ties (which Spearman ranks by their mean) are common
+scores = st.lists(st.tuples(st.sampled_from([-2.5, 0.0, 0.5, 1.0, 3.0, 1e3]), st.floats(-10, 10)), min_size=2,
+                  max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scores)
+def test_correlations_are_scipys(pairs):
+    stats = pytest.importorskip("scipy.stats")
+    t, p = np.array([a for a, _ in pairs]), np.array([round(b, 1) for _, b in pairs])
+    got = regression_metrics(t, p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # SciPy warns on a constant side, where both say 0 here
+        want = {"pearson": float(stats.pearsonr(t, p)[0]), "spearman": float(stats.spearmanr(t, p)[0])}
+    for name, value in want.items():
+        assert got[name] == approx(0.0 if math.isnan(value) else value, abs=1e-9), name

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import string
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 
@@ -31,14 +30,6 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 }
 
 
-def load_libraries() -> None:
-    """Import what the metrics use (scikit-learn, SciPy: 0.5-1 s on a busy machine). Imported at a run's first
-    evaluation, they would hold the interpreter, and so a window's event loop, for up to a quarter of a second at a
-    time in the middle of training; a run imports them while it loads."""
-    import scipy.stats  # noqa: F401
-    import sklearn.metrics  # noqa: F401
-
-
 def _check_same_length(a: Sequence, b: Sequence, what: str) -> None:
     if len(a) != len(b):
         raise ValueError(f"{what}: length mismatch ({len(a)} vs {len(b)})")
@@ -55,12 +46,21 @@ def classification_metrics(
     bad = [v for v in present if not 0 <= v < num_labels]
     if bad:
         raise ValueError(f"labels {bad} outside range({num_labels})")
-    from sklearn.metrics import accuracy_score, f1_score
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    tp = np.bincount(t[t == p], minlength=num_labels)
+    fp, fn = np.bincount(p, minlength=num_labels) - tp, np.bincount(t, minlength=num_labels) - tp
+    # Only the labels present: one absent from both sides has no F1, and counting it as 0 would penalise a small
+    # validation set that misses a rare class.
+    macro = _f1(tp[present], fp[present], fn[present]).mean()
+    return {"accuracy": float(np.mean(t == p)), "macro_f1": float(macro)}
 
-    # Labels absent from both sides have undefined F1; counting them as 0
-    # would penalise small validation sets that miss a rare class.
-    macro = f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
-    return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(macro)}
+
+def _f1(tp, fp, fn) -> np.ndarray:
+    """2 tp / (2 tp + fp + fn): the harmonic mean of precision and recall where they exist, and 0 for a label
+    neither true nor predicted (scikit-learn's f1_score with zero_division=0)."""
+    tp, fp, fn = (np.asarray(v, dtype=float) for v in (tp, fp, fn))
+    over = 2 * tp + fp + fn
+    return np.divide(2 * tp, over, out=np.zeros_like(over), where=over > 0)
 
 
 def multilabel_metrics(y_true, y_pred) -> dict[str, float]:
@@ -70,39 +70,50 @@ def multilabel_metrics(y_true, y_pred) -> dict[str, float]:
         return {"micro_f1": 0.0, "macro_f1": 0.0, "subset_accuracy": 0.0}
     if t.ndim != 2 or t.shape != p.shape:
         raise ValueError(f"multilabel_metrics: expected equal 2-D shapes, got {t.shape} and {p.shape}")
-    from sklearn.metrics import accuracy_score, f1_score
-
-    t, p = t.astype(int), p.astype(int)
+    t, p = t.astype(bool), p.astype(bool)
+    tp, fp, fn = (t & p).sum(0), (~t & p).sum(0), (t & ~p).sum(0)
     return {
-        "micro_f1": float(f1_score(t, p, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
-        "subset_accuracy": float(accuracy_score(t, p)),
+        "micro_f1": float(_f1(tp.sum(), fp.sum(), fn.sum())),
+        "macro_f1": float(_f1(tp, fp, fn).mean()),       # over every label, as scikit-learn's macro average
+        "subset_accuracy": float(np.mean((t == p).all(1))),
     }
 
 
-def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
-    # Correlation is undefined for constant input; scipy would warn and return nan.
-    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r; 0.0 where it is undefined (fewer than two points, a constant side, a value not finite)."""
+    if a.size < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()) or np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # NearConstantInputWarning on tiny spreads
-        value = float(fn(a, b)[0])
-    return 0.0 if math.isnan(value) else value
+    da, db = a - a.mean(), b - b.mean()
+    r = float(np.dot(da, db) / math.sqrt(float(np.dot(da, da)) * float(np.dot(db, db))))
+    return max(-1.0, min(1.0, r)) if math.isfinite(r) else 0.0
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given the mean of the ranks they span (SciPy's rankdata, method "average")."""
+    order = np.argsort(a, kind="stable")
+    ordered = a[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    counts = np.diff(np.r_[starts, a.size])
+    ranks = np.empty(a.size)
+    ranks[order] = np.repeat(starts + (counts + 1) / 2.0, counts)
+    return ranks
 
 
 def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
-    """Mean squared error, Pearson and Spearman correlation (0.0 where undefined)."""
+    """Mean squared error, Pearson and Spearman correlation (0.0 where undefined).
+
+    NumPy only: SciPy, which has both, takes 0.5-1 s to import, and imported in a run's thread it holds the
+    interpreter, and so a window's event loop, for a quarter of a second at a time."""
     _check_same_length(y_true, y_pred, "regression_metrics")
     if len(y_true) == 0:
         return {"mse": 0.0, "pearson": 0.0, "spearman": 0.0}
     t = np.asarray(y_true, dtype=float)
     p = np.asarray(y_pred, dtype=float)
-    from scipy.stats import pearsonr, spearmanr
-
+    finite = np.isfinite(t).all() and np.isfinite(p).all()
     return {
         "mse": float(np.mean((t - p) ** 2)),
-        "pearson": _correlation(pearsonr, t, p),
-        "spearman": _correlation(spearmanr, t, p),
+        "pearson": _pearson(t, p),
+        "spearman": _pearson(_ranks(t), _ranks(p)) if finite else 0.0,
     }
 
 

@@ -14,7 +14,6 @@ from qarac_gui.core.data.tokenize import TaskData, tokenize
 from qarac_gui.core.errors import RunStopped, UserError
 from qarac_gui.core.events import Emit, Progress, RunStarted
 from qarac_gui.core.kinds import kind_of
-from qarac_gui.core.kinds.metrics import load_libraries
 from qarac_gui.core.model.adapters import apply_adapters
 from qarac_gui.core.model.backbone import load_backbone, load_pretrained_lm
 from qarac_gui.core.model.hub import DownloadCancelled
@@ -268,8 +267,6 @@ def build_run(project: Project, run_dir: Path, emit: Emit, stop: threading.Event
         loaded, tokenizers, tasks = _load(project, emit, stop)
     _check_stop(stop)
     check_task_patience(project, tasks)
-    if any(d.valid is not None and len(d.valid) for d in tasks.values()):
-        load_libraries()
     emit(Progress("model", "Building the model and its heads"))
     wants_lm = {t.main_backbone for t in project.tasks if kind_of(t.head).uses_lm_head}
     pretrained_lms = {n: load_pretrained_lm(project.backbones[n], b, name=n) for n, b in loaded.items()
