@@ -250,7 +250,7 @@ def test_a_fifo_or_device_is_refused_as_not_a_regular_file_without_opening_it(tm
             load_splits(project, task)
         preview = preview_task(project, task)
     assert str(info.value).startswith(f"{path}: not a regular file ({what}); choose a data file")
-    assert preview.errors == [str(info.value)]
+    assert preview.errors == [f"task {task.name}: {info.value}"]      # the preview names the task too
     assert stat.S_ISFIFO(path.stat().st_mode) if which == "fifo" else stat.S_ISCHR(path.stat().st_mode)
 
 
@@ -405,8 +405,8 @@ def test_cli_refuses_a_fifo_without_hanging(tmp_path, tiny_bert, capsys):
         code = main([str(_project_file(tmp_path, tiny_bert, "classification", fifo)), "--out", str(out)])
     assert code == 1
     assert _one_error_line(capsys.readouterr().err) == (
-        f"error: {fifo}: not a regular file (a named pipe (FIFO)); choose a data file (CSV, TSV, JSON, JSON Lines "
-        "or Parquet) saved on disk")
+        f"error: task classification: {fifo}: not a regular file (a named pipe (FIFO)); choose a data file (CSV, "
+        "TSV, JSON, JSON Lines or Parquet) saved on disk")
     assert not out.exists() and stat.S_ISFIFO(fifo.stat().st_mode)
 
 

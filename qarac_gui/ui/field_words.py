@@ -24,6 +24,17 @@ SPECIAL = {"name": "Name", "backbone": "Encoder", "inputs": "Inputs"}
 _LEAD = re.compile(r"^(?P<key>(?:backbones|tasks|optim|train|eval|checkpoint|export)(?:\[\d+\])?(?:\.[\w\-]+)*)"
                    r": (?P<rest>.*)$", re.S)
 _TASK_LEAD = re.compile(r"^task (?P<task>[\w\-]+): (?P<rest>.*)$", re.S)
+# the core's words for someone editing the file -> the window's, which name its buttons and boxes
+WINDOW_PHRASES = {
+    "give a Hub id, a local folder or package:<module>":
+        "give a Hub id such as roberta-base and press Load, or a model folder (Folder…), or find one with Hub…",
+    "give either train (a local file) or hub (a Hub dataset id)":
+        "give either a training file (Browse…, or drop one on the Tasks tab) or a Hub dataset (Hub…)",
+    "map the columns in the task's data settings": "choose the file's columns under Columns",
+    "a classifier needs at least two; map the right label column":
+        "a classifier needs at least two; choose the column that holds the classes under Columns, or add rows of "
+        "another class",
+}
 _INLINE = re.compile(r"(?<![\w.])((?:data|head|optim|train|eval|checkpoint)\.[a-z_]+|max_length|batch_size)(?![\w.])")
 
 
@@ -168,6 +179,8 @@ class FieldWords:
                 there = Place("tasks", task=place.task, field=key.replace(".", "_"))
             label = self.label(there, project)
             return f"“{label}”" if label else key
+        for core, window in WINDOW_PHRASES.items():
+            text = text.replace(core, window)
         return _INLINE.sub(words, text)
 
     def blocker(self, problem: str, project: Project) -> Blocker:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QToolTip, QWidget
 
 from qarac_gui.ui.document import ProjectDocument, get_path
 
@@ -50,6 +50,18 @@ def set_relevant(widget: QWidget, relevant: bool, why: str = "") -> None:
     widget.setToolTip("\n\n".join(t for t in (own, note) if t))
 
 
+def refuse_number(edit: QLineEdit, text: str, minimum: float, maximum: float, kept: Any, tip: str) -> None:
+    """Mark a number the field cannot take and say so at the field at once: the project keeps its old value, which
+    a run would use, so a red border alone would leave the user believing the typed one counts."""
+    what = f"{text!r} is not a number" if text else "The field is empty: it needs a number"
+    limits = f"from {minimum:g} to {maximum:g}" if math.isfinite(maximum) else f"of at least {minimum:g}"
+    message = f"{what} {limits}; type one like that. Until then the project keeps {kept:g}."
+    edit.setStyleSheet(INVALID_STYLE)
+    edit.setToolTip("\n\n".join(t for t in (message, tip) if t))
+    if edit.isVisible():
+        QToolTip.showText(edit.mapToGlobal(QPoint(0, edit.height())), message, edit)
+
+
 class _Field:
     def __init__(self, key: str, widget: QWidget, show: Callable[[Any], None]) -> None:
         self.key, self.widget, self.show = key, widget, show
@@ -62,6 +74,7 @@ class Binder:
         self.document = document
         self.prefix = prefix
         self.fields: list[_Field] = []
+        self.commit_hooks: dict[str, Callable[[Any], None]] = {}     # key -> what commits it instead of set_value
 
     def _full(self, key: str) -> str:
         return f"{self.prefix}.{key}" if self.prefix else key
@@ -71,6 +84,9 @@ class Binder:
             self.value(key)
         except (IndexError, KeyError, AttributeError):
             return          # what it edited is gone: a field that loses focus after New, Open or Undo
+        if key in self.commit_hooks:
+            self.commit_hooks[key](value)
+            return
         from qarac_gui.ui.field_words import form_label
         widget = next((f.widget for f in self.fields if f.key == key), None)
         self.document.set_value(self._full(key), value, form_label(widget) if widget is not None else "")
@@ -105,14 +121,19 @@ class Binder:
                 if not (minimum <= value <= maximum) or not math.isfinite(value):
                     raise ValueError
             except ValueError:
-                edit.setStyleSheet(INVALID_STYLE)
-                edit.setToolTip(f"{text!r} is not a number between {minimum:g} and {maximum:g}. {tip}")
+                try:
+                    kept = self.value(key)
+                except (IndexError, KeyError, AttributeError):
+                    return          # what it edited is gone
+                refuse_number(edit, text, minimum, maximum, kept, tip)
                 return
             edit.setStyleSheet("")
             edit.setToolTip(tip)
             self._commit(key, value)
 
         def show(value: Any) -> None:
+            if edit.styleSheet() == INVALID_STYLE:
+                edit.setToolTip(tip)        # a refusal's words go with the text they were about
             edit.setText(f"{value:g}")
             edit.setStyleSheet("")
 

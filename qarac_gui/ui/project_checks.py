@@ -4,6 +4,7 @@ the heads' sizes, the lr plan and what blocks Start. All reading happens in back
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -257,14 +258,18 @@ class ProjectChecks(QObject):
         note = f"{plan.total_steps} optimiser steps"
         if sizes is not None and not project.train.max_steps:
             batches = plan.batches_per_epoch[plan.epoch_task]
-            note += f" ({project.train.epochs:g} epochs of {plan.epoch_task}: {batches} batches each)"
+            note += f" ({project.train.epochs:g} epochs of {plan.epoch_task}: {batches} batches each"
+            note += f"{_raised_by_minimum(project, sizes, plan.total_steps)})"
         note += f"; peak lr {max(curves['encoder'], default=0):.3g} (encoder), {max(curves['heads'], default=0):.3g} " \
                 "(heads)."
         self.plan_changed.emit(curves, note)
 
     def _update_problems(self) -> None:
         project = self.document.project
-        problems = start_problems(project, self.previews, self.model_error)
+        error = self.model_error
+        if error and not error.startswith("backbones.") and self.model_backbone in project.backbones:
+            error = f"backbones.{self.model_backbone}.model: {error}"      # the window names and links the field
+        problems = start_problems(project, self.previews, error)
         if self.encoder is not None:     # the loaded backbone's position limit, known without a run
             from qarac_gui.core.model.positions import max_length_problems
             names = self._reads_like_loaded(project)
@@ -280,3 +285,14 @@ class ProjectChecks(QObject):
     @property
     def ready(self) -> bool:
         return not self.problems
+
+
+def _raised_by_minimum(project: Project, sizes: dict[str, int], total: int) -> str:
+    """Why a plan has more steps than its epochs make: "3 epochs: 4 batches each" above 200 steps reads as a
+    miscount unless it says that Minimum steps raised it."""
+    if not project.train.min_steps or total != project.train.min_steps:
+        return ""
+    unraised = copy.copy(project)
+    unraised.train = dataclasses.replace(project.train, min_steps=0)
+    steps = plan_run(unraised, sizes).total_steps
+    return f", {steps} steps; raised to “Minimum steps”" if steps < total else ""

@@ -259,6 +259,15 @@ def test_a_validation_split_too_small_to_measure_is_warned_about_with_a_share_th
     assert pv.valid_rows >= 20 and not [w for w in pv.warnings if "validation rows" in w]
 
 
+def test_a_small_validation_split_of_a_regression_task_is_not_said_to_move_an_accuracy(tmp_path, tiny_bert):
+    rows = [[f"the room was {'very ' * (i % 4)}clean {i}", float(i % 4)] for i in range(60)]
+    train = _write_csv(tmp_path / "ratings.csv", ["sentence", "rating"], rows)
+    p, task = _project(tmp_path, tiny_bert, "regression", train=train, text="sentence", label="rating",
+                       validation_fraction=0.1)
+    [warning] = [w for w in preview_task(p, task).warnings if "validation rows" in w]
+    assert "accuracy" not in warning and "6 validation rows are too few to measure (one row is 17% of them)" in warning
+
+
 @pytest.mark.parametrize("columns, expected", [
     (["review", "sentiment"], ("review", "sentiment")),
     (["score", "sentence"], ("sentence", "score")),

@@ -57,7 +57,7 @@ def load_file(path: Path, fmt: str, cache_dir: str | None) -> Any:
     from datasets import load_dataset
     check_data_file(path)
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty")
+        raise DataError(f"{path}: the file is empty; choose a file with a header row and data rows under it")
     builder, kwargs = {"csv": ("csv", {}), "tsv": ("csv", {"delimiter": "\t"}), "json": ("json", {}),
                        "jsonl": ("json", {}), "parquet": ("parquet", {})}[fmt]
     if fmt in ("json", "jsonl"):

@@ -49,8 +49,9 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
     from qarac_gui.core.data.load import check_columns, header_warnings, load_splits, load_train, required_columns
     try:
         raw = load_train(project, task, cache_dir, adapt=False)     # its columns, even when the filter is wrong
-    except UserError as e:
-        return TaskPreview(task.name, errors=[str(e)])
+    except UserError as e:          # a file names itself, not the task: with several tasks, say whose it is
+        said = str(e) if str(e).startswith((f"task {task.name}:", f"tasks.{task.name}")) else f"task {task.name}: {e}"
+        return TaskPreview(task.name, errors=[said])
     columns = list(raw.column_names)
     if any(p.startswith("train.seed:") for p in validate(project)) or not 0 <= task.data.validation_fraction < 1:
         # The held-out split needs a valid seed and fraction; Start is already blocked by that same problem.
@@ -87,8 +88,10 @@ def preview_task(project: Project, task: TaskConfig, tokenizer: Any = None, n: i
         where = ("give a larger validation file" if separate else
                  f"raise data.validation_fraction (to {_share_for(len(train) + len(valid))} for "
                  f"{FEW_VALIDATION_ROWS} rows) or give a validation file")
-        warnings.append(f"task {task.name}: {len(valid)} {SMALL_VALIDATION} (one row moves accuracy by "
-                        f"{1 / len(valid):.0%}); {where}")
+        one = f"{1 / len(valid):.0%}"
+        weight = (f"one row moves accuracy by {one}" if kind_of(task.head).main(task.head) == "accuracy"
+                  else f"one row is {one} of them")       # a correlation or an F1 moves by no fixed step
+        warnings.append(f"task {task.name}: {len(valid)} {SMALL_VALIDATION} ({weight}); {where}")
     return TaskPreview(task.name, columns, headers, rows, len(train), 0 if valid is None else len(valid),
                        labels, counts, share, errors, warnings, lengths, task.max_length,
                        len(adapted) if task.data.filter else 0, len(raw) if task.data.filter else 0)

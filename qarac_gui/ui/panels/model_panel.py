@@ -62,6 +62,11 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
 
 
+# what a newcomer sees first: what to type and which buttons find a model
+NO_MODEL = ("No model yet: type a Hub id (e.g. roberta-base) or a folder and press Load; Hub… searches the Hub and "
+            "Folder… picks a folder on this computer.")
+
+
 class ModelPanel(QWidget):
     """Choose and inspect the backbones: the shared encoder, or several encoders and decoders."""
 
@@ -91,7 +96,7 @@ class ModelPanel(QWidget):
         self.source = source = QGroupBox("Base model")
         form = QFormLayout(source)
         row = QHBoxLayout()
-        self.model_edit = self.binder.text("model", TIPS["model"], "Hub id, model folder or package:<module>")
+        self.model_edit = self.binder.text("model", TIPS["model"], "e.g. roberta-base")
         row.addWidget(self.model_edit, 1)
         self.browse_button = QPushButton("Folder…")
         self.browse_button.setToolTip("Choose a local model folder (it holds config.json and the weights)")
@@ -119,7 +124,7 @@ class ModelPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setVisible(False)
-        self.status = QLabel("No model loaded yet.")
+        self.status = QLabel(NO_MODEL)
         self.status.setWordWrap(True)
         self.status.setObjectName("model_status")
         form.addRow("", self.progress)
@@ -211,7 +216,7 @@ class ModelPanel(QWidget):
         self.options.setTitle(f"Backbone {self.backbone}" if several else "Shared encoder")
         if self.info is not None and (bb is None or self.info.spec != bb.model):
             self._clear_facts()             # the facts of another model: the new one's come once it is read
-            self.status.setText("No model loaded yet.")
+            self.status.setText(NO_MODEL)
         self._show_summary()
 
     def _on_backbones_selected(self, name: str) -> None:

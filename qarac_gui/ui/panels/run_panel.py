@@ -87,6 +87,7 @@ class RunPanel(QWidget):
         self.samples_per_s: float | None = None
         self.blockers: list = []
         self.advised: list = []
+        self.running = False
         self.set_state(running=False, paused=False, problems=[])
 
     def set_state(self, running: bool, paused: bool, problems: list) -> None:
@@ -100,7 +101,9 @@ class RunPanel(QWidget):
         self.stop_button.setEnabled(running)
         self.blockers = list(problems) if blocked else []
         self.problems.setText(_links("Fix before starting:", self.blockers, "p", limit=6))
-        self.advice.setVisible(not running)
+        self.problems.setVisible(bool(self.blockers))       # an empty label would still take a line
+        self.running = running
+        self.advice.setVisible(not running and bool(self.advised))
         texts = [getattr(p, "text", p) for p in problems]
         self.start_button.setToolTip("\n".join(texts) if blocked else
                                      "Train every task together on the shared encoder (Ctrl+R)")
@@ -109,6 +112,7 @@ class RunPanel(QWidget):
         """What would make the run learn little, though it can start (Blocker items or strings)."""
         self.advised = list(advice)
         self.advice.setText(_links("Before you start:", self.advised, "a", limit=4))
+        self.advice.setVisible(not self.running and bool(self.advised))
 
     def show_plan(self, total_steps: int) -> None:
         """Before a run: the bar says how many optimiser steps Start would train."""

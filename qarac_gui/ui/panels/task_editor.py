@@ -66,6 +66,7 @@ class TaskEditor(QScrollArea):
     preview_requested = Signal(str)
     data_file_chosen = Signal(str, str)          # task name, path: the user picked (or dropped) a training file
     hub_dataset_requested = Signal(int)          # task index
+    kind_chosen = Signal(int, str)               # task index, head kind: the tasks panel names the task after it
 
     def __init__(self, document: ProjectDocument, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -83,6 +84,7 @@ class TaskEditor(QScrollArea):
         hf = QFormLayout(head)
         self.kind = b.choice("head.kind", [(k.name, k.title) for k in HEAD_KINDS.values()],
                              "What the head predicts. The encoder is shared; every task gets its own head.")
+        b.commit_hooks["head.kind"] = lambda kind: self.kind_chosen.emit(self.index, kind)
         hf.addRow("Type", self.kind)
         self.kind_help = QLabel()
         self.kind_help.setWordWrap(True)

@@ -46,6 +46,21 @@ def name_problem(name: str, taken: set[str]) -> str:
     return ""
 
 
+def rename_in(p, row: int, old: str, new: str) -> None:
+    """Rename task `row` and what names it: the epoch task, the metric that picks the best step, the exported tasks."""
+    p.tasks[row].name = new
+    if p.train.epoch_task == old:
+        p.train.epoch_task = new
+    if p.eval.metric.startswith(f"{old}/"):
+        p.eval.metric = new + p.eval.metric[len(old):]
+    p.export.tasks = [new if n == old else n for n in p.export.tasks]
+
+
+def named_after_kind(name: str, kind: str) -> bool:
+    """Whether a task still has the name Add gave it from its head kind ("token-classification-2")."""
+    return re.fullmatch(re.escape(kind.replace("_", "-")) + r"(-\d+)?", name) is not None
+
+
 class TasksPanel(QWidget):
     """Tasks and their heads."""
 
@@ -83,6 +98,7 @@ class TasksPanel(QWidget):
         self.editor.preview_requested.connect(self.preview_requested)
         self.editor.data_file_chosen.connect(lambda name, path: self._chosen.add((name, path)))
         self.editor.hub_dataset_requested.connect(self.hub_dataset_requested)
+        self.editor.kind_chosen.connect(self.set_kind)
         self.splitter.addWidget(self.editor)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([150, 650])
@@ -186,18 +202,31 @@ class TasksPanel(QWidget):
         if problem:
             QMessageBox.warning(self, "Rename task", problem)
             return
-
-        def rename(p):
-            p.tasks[row].name = new_name
-            if p.train.epoch_task == old:
-                p.train.epoch_task = new_name
-            if p.eval.metric.startswith(f"{old}/"):
-                p.eval.metric = new_name + p.eval.metric[len(old):]
-            p.export.tasks = [new_name if n == old else n for n in p.export.tasks]
         if old in self.previews:
             self.previews[new_name] = self.previews.pop(old)
-        self.document.edit(rename, "tasks", f"rename {old}")
+        self.document.edit(lambda p: rename_in(p, row, old, new_name), "tasks", f"rename {old}")
         self.select(new_name)
+
+    def set_kind(self, row: int, kind: str) -> None:
+        """A new head type, in one edit with the task's name when that is still the one Add made from the old type:
+        a regression task left named "classification-2" would be exported under that name."""
+        tasks = self.document.project.tasks
+        if not 0 <= row < len(tasks) or tasks[row].head.kind == kind:
+            return
+        old = new = tasks[row].name
+        if named_after_kind(old, tasks[row].head.kind):
+            new = unique_name(kind.replace("_", "-"), self._taken(skip=row))
+
+        def change(p) -> None:
+            p.tasks[row].head.kind = kind
+            if new != old:
+                rename_in(p, row, old, new)
+        if new != old:
+            if old in self.previews:
+                self.previews[new] = self.previews.pop(old)
+            self._chosen = {(new if t == old else t, path) for t, path in self._chosen}
+        self.document.edit(change, "tasks" if new != old else f"tasks.{row}.head", "change of Type")
+        self.select(new)
 
     def remove_task(self) -> None:
         row = self.current_index()
