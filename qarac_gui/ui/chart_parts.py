@@ -26,6 +26,19 @@ def log_tick_strings(exponents: list[float]) -> list[str]:
     return [f"{10.0 ** e:.3g}" for e in exponents]
 
 
+def log_labelled(exponents: list[float], decade_px: float, text_px: float) -> list[bool]:
+    """Which log-axis ticks get a label, so that labels never pile up: the decades always; between them 2 and 5
+    when a decade is tall enough for three labels, every one of 2..9 when even 8 and 9 stand apart."""
+    room = 1.25 * text_px
+    if decade_px * math.log10(10 / 9) >= room:
+        shown = set(range(1, 10))
+    elif decade_px * math.log10(2) >= room:
+        shown = {1, 2, 5}
+    else:
+        shown = {1}
+    return [round(10 ** (e - math.floor(e + 1e-9))) in shown for e in exponents]
+
+
 class ValueAxis(pg.AxisItem):
     """An axis that writes the data's own numbers, in log mode too."""
 
@@ -45,8 +58,18 @@ class ValueAxis(pg.AxisItem):
             return self.logTickStrings(values, scale, spacing)
         return tick_strings([v * scale for v in values], spacing * scale)
 
+    def logTickValues(self, minVal, maxVal, size, stdTicks):
+        self._decade_px = size / max(maxVal - minVal, 1e-12)       # for the labels, drawn next
+        return super().logTickValues(minVal, maxVal, size, stdTicks)
+
     def logTickStrings(self, values, scale, spacing):
-        return log_tick_strings(list(values))
+        from PySide6.QtGui import QFontMetricsF
+        strings = log_tick_strings(list(values))
+        text_px = QFontMetricsF(self.style["tickFont"] or self.font()).height() if self.orientation in (
+            "left", "right") else QFontMetricsF(self.style["tickFont"] or self.font()).horizontalAdvance("0.0005")
+        shown = log_labelled(list(values), getattr(self, "_decade_px", float("inf")), text_px)
+        # None, as pyqtgraph marks a tick out of view: the tick and its grid line stay, its label goes
+        return [text if keep else None for text, keep in zip(strings, shown)]
 
 
 class _Sample(pg.ItemSample):

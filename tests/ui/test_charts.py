@@ -87,7 +87,7 @@ def shown_ticks(chart: LiveChart) -> list[tuple[float, str]]:
     out = []
     for spacing, values in axis.tickValues(low, high, axis.height() or 200):
         strings = axis.tickStrings(values, axis.autoSIPrefixScale, spacing)
-        out += [(10 ** v if axis.logMode else v, s) for v, s in zip(values, strings)]
+        out += [(10 ** v if axis.logMode else v, s) for v, s in zip(values, strings) if s is not None]
     return out
 
 
@@ -153,6 +153,23 @@ def test_log_axis_labels_are_values_not_exponents(qtbot):
     assert "-5" not in labels and "-4" not in labels
     for value, label in shown_ticks(chart):
         assert float(label) == pytest.approx(value, rel=1e-2)
+
+
+@pytest.mark.parametrize("height", [160, 300, 900])
+def test_log_axis_labels_never_pile_up(qtbot, height):
+    """Between decades a log axis labels 2..9 only where they stand apart, 2 and 5 where those do, else none."""
+    from PySide6.QtGui import QFontMetricsF
+    chart = chart_with(qtbot, [6e-6, 2e-5, 1e-4, 2e-4], log_y=True)
+    chart.resize(400, height)
+    settle(chart)
+    axis = chart.getPlotItem().getAxis("left")
+    low, high = chart.getPlotItem().getViewBox().viewRange()[1]
+    px = axis.height() / (high - low)
+    at = sorted(math.log10(value) * px for value, _ in shown_ticks(chart))
+    assert min(b - a for a, b in zip(at, at[1:])) >= QFontMetricsF(axis.font()).height()
+    labels = [label for _, label in shown_ticks(chart)]
+    assert "1e-05" in labels and "0.0001" in labels
+    assert ("2e-05" in labels) == (height >= 300) and ("7e-05" in labels) == (height >= 900)
 
 
 def test_log_checkboxes_switch_the_loss_and_lr_axes_and_follow_the_charts_menu(panel):
