@@ -61,6 +61,7 @@ class ProjectDocument(QObject):
 
     changed = Signal(str)            # the dotted section that changed ("" = everything)
     file_changed = Signal()          # path or saved state changed (window title, recent files)
+    refused_changed = Signal()       # a field refused what was typed into it, or holds an accepted value again
 
     def __init__(self, project: Project | None = None, path: Path | None = None) -> None:
         super().__init__()
@@ -69,6 +70,9 @@ class ProjectDocument(QObject):
         self._saved = dumps_project(self.project)
         self._undo: list[tuple[Project, str]] = []
         self._redo: list[tuple[Project, str]] = []
+        # dotted key -> why its field refused the typed value: the project keeps its old value, which a run would
+        # use unseen, so each of these blocks Start until the field holds an accepted value again
+        self.refused: dict[str, str] = {}
 
     @property
     def dirty(self) -> bool:
@@ -96,6 +100,22 @@ class ProjectDocument(QObject):
         self.edit(lambda p: set_path(p, dotted, value), dotted.rsplit(".", 1)[0],
                   f"change of {label or dotted.rsplit('.', 1)[-1].replace('_', ' ')}")
 
+    def refuse(self, dotted: str, why: str) -> None:
+        if self.refused.get(dotted) != why:
+            self.refused[dotted] = why
+            self.refused_changed.emit()
+
+    def accept(self, dotted: str) -> None:
+        """The field of `dotted` holds the project's value (typed and accepted, or shown again)."""
+        if self.refused.pop(dotted, None) is not None:
+            self.refused_changed.emit()
+
+    def _forget_refused(self) -> None:
+        """Another project, or an undone one: every field shows its value again, and no refusal is about it."""
+        if self.refused:
+            self.refused.clear()
+            self.refused_changed.emit()
+
     def can_undo(self) -> bool:
         return bool(self._undo)
 
@@ -119,6 +139,7 @@ class ProjectDocument(QObject):
 
     def _replace(self, project: Project) -> None:
         self.project = project
+        self._forget_refused()
         self.changed.emit("")
         self.file_changed.emit()
 
@@ -129,6 +150,7 @@ class ProjectDocument(QObject):
         self._saved = dumps_project(project)
         self._undo.clear()
         self._redo.clear()
+        self._forget_refused()
         self.changed.emit("")
         self.file_changed.emit()
 
@@ -141,6 +163,7 @@ class ProjectDocument(QObject):
         self._saved = dumps_project(self.project)
         self._undo.clear()
         self._redo.clear()
+        self._forget_refused()
         self.changed.emit("")
         self.file_changed.emit()
 

@@ -50,12 +50,17 @@ def set_relevant(widget: QWidget, relevant: bool, why: str = "") -> None:
     widget.setToolTip("\n\n".join(t for t in (own, note) if t))
 
 
+def refusal(text: str, minimum: float, maximum: float) -> str:
+    """Why a field refuses `text`: "'0' is not a number from 1e-09 to 1"."""
+    what = f"{text!r} is not a number" if text else "The field is empty: it needs a number"
+    limits = f"from {minimum:g} to {maximum:g}" if math.isfinite(maximum) else f"of at least {minimum:g}"
+    return f"{what} {limits}"
+
+
 def refuse_number(edit: QLineEdit, text: str, minimum: float, maximum: float, kept: Any, tip: str) -> None:
     """Mark a number the field cannot take and say so at the field at once: the project keeps its old value, which
     a run would use, so a red border alone would leave the user believing the typed one counts."""
-    what = f"{text!r} is not a number" if text else "The field is empty: it needs a number"
-    limits = f"from {minimum:g} to {maximum:g}" if math.isfinite(maximum) else f"of at least {minimum:g}"
-    message = f"{what} {limits}; type one like that. Until then the project keeps {kept:g}."
+    message = f"{refusal(text, minimum, maximum)}; type one like that. Until then the project keeps {kept:g}."
     edit.setStyleSheet(INVALID_STYLE)
     edit.setToolTip("\n\n".join(t for t in (message, tip) if t))
     if edit.isVisible():
@@ -113,6 +118,12 @@ class Binder:
     def number(self, key: str, tip: str = "", minimum: float = 0.0, maximum: float = math.inf) -> QLineEdit:
         """A float in a text box, so 1e-5 and 0.00001 both work; out-of-range input is marked, not saved."""
         edit = QLineEdit()
+        refused = [""]          # the full key this field refused a value for (the prefix moves with the task)
+
+        def accept() -> None:
+            if refused[0]:
+                self.document.accept(refused[0])
+                refused[0] = ""
 
         def commit() -> None:
             text = edit.text().strip()
@@ -126,9 +137,13 @@ class Binder:
                 except (IndexError, KeyError, AttributeError):
                     return          # what it edited is gone
                 refuse_number(edit, text, minimum, maximum, kept, tip)
+                accept()
+                refused[0] = self._full(key)
+                self.document.refuse(refused[0], refusal(text, minimum, maximum))
                 return
             edit.setStyleSheet("")
             edit.setToolTip(tip)
+            accept()
             self._commit(key, value)
 
         def show(value: Any) -> None:
@@ -136,8 +151,22 @@ class Binder:
                 edit.setToolTip(tip)        # a refusal's words go with the text they were about
             edit.setText(f"{value:g}")
             edit.setStyleSheet("")
+            accept()
+
+        def back_to_kept(text: str) -> None:
+            """The field's own undo (Ctrl+Z while typing) brought back the value the project kept: nothing is
+            refused any more, though the field has not been left."""
+            try:
+                kept = f"{self.value(key):g}"
+            except (IndexError, KeyError, AttributeError, TypeError, ValueError):
+                return
+            if refused[0] and text.strip() == kept:
+                edit.setStyleSheet("")
+                edit.setToolTip(tip)
+                accept()
 
         edit.editingFinished.connect(commit)
+        edit.textChanged.connect(back_to_kept)
         return self._add(key, edit, show, tip)
 
     def integer(self, key: str, tip: str = "", minimum: int = 0, maximum: int = 10**9,

@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -145,7 +146,7 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
             "undo": self._action("&Undo", self.document.undo, S.Undo),
             "redo": self._action("&Redo", self.document.redo, S.Redo),
             "add_task": self._action("Add &task", self.tasks_panel.add_task, "Ctrl+T"),
-            "start": self._action("&Start training", self.runs.start, "Ctrl+R"),
+            "start": self._action("&Start training", self._on_start_triggered, "Ctrl+R"),
             "pause": self._action("&Pause", self.runs.toggle_pause, "Ctrl+P"),
             "stop": self._action("S&top (save a checkpoint)", self.runs.stop, "Ctrl+."),
             "continue": self._action("&Continue a stopped run…", self.history_dialog),
@@ -373,6 +374,15 @@ class MainWindow(ProjectFilesMixin, QMainWindow):
 
     def start_run(self, resume_dir: Path | None = None, lr_scale: float = 1.0) -> bool:
         return self.runs.start(resume_dir, lr_scale)
+
+    def _on_start_triggered(self) -> None:
+        """Ctrl+R does what a click on Start does: the field being typed in is left first, so that its value counts,
+        or is refused and blocks Start, rather than the run taking the value the project kept."""
+        focus = QApplication.focusWidget()
+        if focus is not None and self.isAncestorOf(focus):
+            focus.clearFocus()
+            focus.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.runs.start()
 
     def stop_run(self) -> None:
         self.runs.stop()

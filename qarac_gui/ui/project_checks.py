@@ -71,6 +71,7 @@ class ProjectChecks(QObject):
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.refresh)
         document.changed.connect(self._on_document_changed)
+        document.refused_changed.connect(self._update_problems)       # at once: Start must not wait for the debounce
         jobs.finished.connect(self._on_job_finished)
 
     @Slot(str)
@@ -269,7 +270,7 @@ class ProjectChecks(QObject):
         error = self.model_error
         if error and not error.startswith("backbones.") and self.model_backbone in project.backbones:
             error = f"backbones.{self.model_backbone}.model: {error}"      # the window names and links the field
-        problems = start_problems(project, self.previews, error)
+        problems = refused_problems(self.document) + start_problems(project, self.previews, error)
         if self.encoder is not None:     # the loaded backbone's position limit, known without a run
             from qarac_gui.core.model.positions import max_length_problems
             names = self._reads_like_loaded(project)
@@ -285,6 +286,21 @@ class ProjectChecks(QObject):
     @property
     def ready(self) -> bool:
         return not self.problems
+
+
+def refused_problems(document: ProjectDocument) -> list[str]:
+    """The values fields refused, as the core words a problem ("tasks.sentiment.weight: 'x' is not a number …"), so
+    that they block Start and are named and linked like the others."""
+    out = []
+    for key, why in document.refused.items():
+        parts = key.split(".")
+        if parts[0] == "tasks" and len(parts) > 1 and parts[1].isdigit():
+            index = int(parts[1])
+            if index >= len(document.project.tasks):
+                continue            # the task is gone, and with it the field's value
+            parts[1] = document.project.tasks[index].name
+        out.append(f"{'.'.join(parts)}: {why}")
+    return out
 
 
 def _raised_by_minimum(project: Project, sizes: dict[str, int], total: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QTableWidget
+from PySide6.QtWidgets import QLabel, QPushButton, QTableWidget
 
 
 def row_table(name: str, headers: tuple[str, ...] | list[str], rows: int = 0) -> QTableWidget:
@@ -21,3 +21,16 @@ def status_label(name: str) -> QLabel:
     label.setObjectName(name)
     label.setWordWrap(True)
     return label
+
+
+def show_details_state(button: QPushButton, typed: str, offline: str, example: str) -> None:
+    """A Hub dialog's Details asks the Hub about the id typed in the search box: with no id, or no Hub (`offline`
+    says why not), it is greyed out and its tooltip says what to do instead."""
+    if offline:
+        why = offline
+    elif not typed.strip():
+        why = f"Type an id in the search box first, e.g. {example}, or select a search result"
+    else:
+        why = ""
+    button.setEnabled(not why)
+    button.setToolTip(why or "Show the details of the id typed in the search box")

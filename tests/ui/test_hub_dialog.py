@@ -149,3 +149,26 @@ def test_no_network_switches_the_dialog_to_cached_models(qtbot, monkeypatch, tmp
     assert "cannot reach the Hub" in dialog.status.text()
     assert dialog.offline and "No network" in dialog.offline_label.text()
     assert dialog.download_button.text() == "Use cached model" and not dialog.search_button.isEnabled()
+
+
+def test_details_is_off_without_the_hub_and_says_why(qtbot, tmp_path):
+    from qarac_gui.ui.dialogs.dataset_dialog import DatasetDialog
+    for dialog in (HubDialog(cache_dir=str(tmp_path / "hf")), DatasetDialog()):   # the tests run with HF_HUB_OFFLINE=1
+        qtbot.addWidget(dialog)
+        dialog.show()
+        qtbot.waitUntil(dialog.offline_label.isVisible, timeout=LONG)
+        dialog.query.setText("acme/bert-2")
+        assert not dialog.details_button.isEnabled()
+        assert dialog.details_button.toolTip().startswith("Not now: the Hub cannot be reached")
+
+
+def test_details_waits_for_an_id_to_look_up(qtbot, hub, tmp_path):
+    dialog = HubDialog(endpoint=hub.url, cache_dir=str(tmp_path / "hf"))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert not dialog.details_button.isEnabled() and "Type an id" in dialog.details_button.toolTip()
+    qtbot.keyClicks(dialog.query, "acme/bert-1")
+    assert dialog.details_button.isEnabled() and "details of the id typed" in dialog.details_button.toolTip()
+    with qtbot.waitSignal(dialog.jobs.finished, timeout=LONG, check_params_cb=lambda k, r: k == "details"):
+        dialog.details_button.click()
+    assert dialog.facts["architecture"].text() == "BertForMaskedLM (bert)"

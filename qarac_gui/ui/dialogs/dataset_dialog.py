@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from qarac_gui.core.data import hub as hub_data
 from qarac_gui.core.model import hub
 from qarac_gui.ui.form import ComboBox
-from qarac_gui.ui.widgets import row_table, status_label
+from qarac_gui.ui.widgets import row_table, show_details_state, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 
 NO_VALIDATION = "(hold out a share of the training split)"
@@ -65,8 +65,11 @@ class DatasetDialog(QDialog):
         self.search_button.clicked.connect(self.start_search)
         bar.addWidget(self.search_button)
         self.details_button = QPushButton("Details")
+        self.details_button.setObjectName("dataset_details")
         self.details_button.clicked.connect(lambda: self.show_details(self.query.text().strip()))
         bar.addWidget(self.details_button)
+        self.query.textChanged.connect(self._update_details_button)
+        self._update_details_button()
         layout.addLayout(bar)
         split = QSplitter()
         self.table = row_table("dataset_results", ("Dataset", "Downloads", "Likes", "Updated"))
@@ -131,12 +134,17 @@ class DatasetDialog(QDialog):
         self.status.setText(f"Reading {repo_id}…")
         self.jobs.submit("details", lambda: hub_data.dataset_details(repo_id, config))
 
+    def _update_details_button(self) -> None:
+        offline = "Not now: the Hub cannot be reached, so it has no details to give" if self.offline else ""
+        show_details_state(self.details_button, self.query.text(), offline, "imdb")
+
     def _go_offline(self, message: str) -> None:
         self.offline = True
         self.offline_label.setText(message)
         self.offline_label.setVisible(True)
-        for widget in (self.query, self.search_button, self.details_button):
+        for widget in (self.query, self.search_button):
             widget.setEnabled(False)
+        self._update_details_button()
 
     @Slot(str, object)
     def _on_jobs_finished(self, key: str, result) -> None:

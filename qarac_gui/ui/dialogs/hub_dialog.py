@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from qarac_gui.core.model import hub
 from qarac_gui.ui.form import ComboBox
-from qarac_gui.ui.widgets import row_table, status_label
+from qarac_gui.ui.widgets import row_table, show_details_state, status_label
 from qarac_gui.ui.worker import Failure, JobRunner
 
 TASKS = [("fill-mask", "Encoders (fill-mask)"), ("sentence-similarity", "Sentence embeddings"),
@@ -111,8 +111,10 @@ class HubDialog(QDialog):
         self.search_button.setObjectName("hub_search")
         self.search_button.clicked.connect(self.start_search)
         self.details_button = QPushButton("Details")
-        self.details_button.setToolTip("Show the details of the id typed in the search box")
+        self.details_button.setObjectName("hub_details")
         self.details_button.clicked.connect(lambda: self.show_details(self.query.text().strip()))
+        self.query.textChanged.connect(self._update_details_button)
+        self._update_details_button()
         for w in (self.task, self.language, self.transformers_only, self.sort, self.search_button,
                   self.details_button):
             bar.addWidget(w)
@@ -270,11 +272,17 @@ class HubDialog(QDialog):
             repo_id, allow_pickle=pickle, progress=track, cancel=cancel, endpoint=endpoint, token=token,
             cache_dir=cache_dir))
 
+    def _update_details_button(self) -> None:
+        offline = ("Not now: the Hub cannot be reached, so it has no details to give. A model already in the cache "
+                   "can still be used: select it in the list") if self.offline else ""
+        show_details_state(self.details_button, self.query.text(), offline, "roberta-base")
+
     def _go_offline(self, message: str) -> None:
         self.offline_label.setText(message)
         self.offline_label.setVisible(True)
         self.offline = True
         self.search_button.setEnabled(False)
+        self._update_details_button()
         self.download_button.setText("Use cached model")
         cache_dir = self.cache_dir
         self.jobs.submit("cached", lambda: hub.cached_models(cache_dir))

@@ -49,12 +49,14 @@ class RunPanel(QWidget):
         self.start_button.setToolTip("Train every task together on the shared encoder (Ctrl+R)")
         self.pause_button = QPushButton("Pause")
         self.pause_button.setObjectName("pause_button")
-        self.pause_button.setToolTip("Hold training after the current step; the model stays loaded")
+        self.pause_button.setToolTip("Hold training after the current step; the model stays loaded (Ctrl+P)")
         self.resume_button = QPushButton("Resume")
         self.resume_button.setObjectName("resume_button")
+        self.resume_button.setToolTip("Go on training the paused run from the step where it stopped (Ctrl+P)")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setObjectName("stop_button")
-        self.stop_button.setToolTip("Stop after the current step and save a checkpoint to continue from later")
+        self.stop_button.setToolTip("Stop after the current step and save a checkpoint to continue from later "
+                                    "(Ctrl+.)")
         for button, signal in ((self.start_button, self.start_clicked), (self.pause_button, self.pause_clicked),
                                (self.resume_button, self.resume_clicked), (self.stop_button, self.stop_clicked)):
             button.clicked.connect(signal)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import re
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
@@ -61,6 +62,43 @@ def named_after_kind(name: str, kind: str) -> bool:
     return re.fullmatch(re.escape(kind.replace("_", "-")) + r"(-\d+)?", name) is not None
 
 
+ERROR_RED = "#d04040"
+
+
+def error_icon(size: int = 16) -> QIcon:
+    """A red "!" disc: the selection highlight paints over a red text colour, so a selected task with errors would
+    look like the others; the icon is drawn the same, selected or not."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(ERROR_RED))
+    painter.drawEllipse(QRectF(1, 1, size - 2, size - 2))
+    font = QFont()
+    font.setBold(True)
+    font.setPixelSize(size - 4)
+    painter.setFont(font)
+    painter.setPen(Qt.GlobalColor.white)
+    painter.drawText(QRectF(0, 0, size, size), Qt.AlignmentFlag.AlignCenter, "!")
+    painter.end()
+    return _same_when_selected(pixmap)
+
+
+def blank_icon(size: int = 16) -> QIcon:
+    """Room for the error icon on every row, so that the names stay in line."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    return _same_when_selected(pixmap)
+
+
+def _same_when_selected(pixmap: QPixmap) -> QIcon:
+    icon = QIcon()
+    for mode in (QIcon.Mode.Normal, QIcon.Mode.Active, QIcon.Mode.Selected):     # no highlight tint over it
+        icon.addPixmap(pixmap, mode)
+    return icon
+
+
 class TasksPanel(QWidget):
     """Tasks and their heads."""
 
@@ -79,6 +117,7 @@ class TasksPanel(QWidget):
         column.setContentsMargins(0, 0, 0, 0)
         self.list = QListWidget()
         self.list.setObjectName("task_list")
+        self._error_icon, self._blank_icon = error_icon(), blank_icon()
         self.list.currentRowChanged.connect(self._on_list_row_changed)
         column.addWidget(self.list, 1)
         self.buttons = {}
@@ -117,10 +156,13 @@ class TasksPanel(QWidget):
         self.list.clear()
         for task in tasks:
             item = QListWidgetItem(task.name or "(unnamed)")
+            item.setIcon(self._blank_icon)
             preview = self.previews.get(task.name)
             if preview is not None and preview.errors:
-                item.setForeground(Qt.GlobalColor.red)
+                item.setForeground(QColor(ERROR_RED))
+                item.setIcon(self._error_icon)
                 item.setToolTip("\n".join(preview.errors))
+                item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{task.name}: has errors")
             self.list.addItem(item)
         self.list.blockSignals(False)
         row = min(max(row, 0), len(tasks) - 1)
