@@ -8,10 +8,21 @@ if not os.environ.get("QT_QPA_PLATFORM"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The tiny models gain nothing from a second torch thread, and on a CPU shared with other work two threads that wait
+# on each other made 60 steps take 1 to 9 s instead of 0.2 s. Children (CLI runs, torchrun ranks) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_collection_finish(session):
+    # What collection imported (torch, transformers, Qt...) lives as long as the session: out of the collector's way,
+    # each full collection (the automatic ones, and the explicit ones of the data loader) costs a fraction.
+    import gc
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
@@ -21,26 +32,60 @@ def _app_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("QARAC_GUI_CACHE", str(base / "app-cache"))
 
 
-def _bug_logs(folders: list[Path]) -> dict[Path, int]:
-    # Only where a bug log can be: the app data of this session and, for a child given a data folder of its own,
-    # inside this test's tmp_path (globbing every test's folder would cost more the longer the session runs).
-    return {p: p.stat().st_size for folder, patterns in folders
-            for pattern in patterns for p in folder.glob(pattern)}
+class _AppDataFolders:
+    """The app data folders one level under the session's temp dir: a test's own or a fixture's. That dir gains a
+    folder per test, so looking into every one of them twice per test cost seconds a run; a folder is looked into
+    until the end of the test in which it appeared, and once it holds app data its bug log is read every time."""
+
+    def __init__(self, base: Path):
+        self.base, self.found, self.settled, self.fresh = base, [], set(), set()
+
+    def logs(self) -> list[Path]:
+        for name in os.listdir(self.base):
+            if name in self.settled:
+                continue
+            if os.path.isdir(self.base / name / "app-data"):
+                self.found.append(self.base / name / "app-data" / "errors.log")
+                self.settled.add(name)
+            else:
+                self.fresh.add(name)
+        return self.found
+
+    def settle(self) -> None:
+        self.settled |= self.fresh
+        self.fresh.clear()
+
+
+@pytest.fixture(scope="session")
+def _app_data_folders(tmp_path_factory):
+    return _AppDataFolders(tmp_path_factory.getbasetemp())
+
+
+def _bug_logs(folders: _AppDataFolders, tmp_path: Path | None) -> dict[Path, int]:
+    # Only where a bug log can be: the app data of this session and of the folders under it and, for a child given
+    # a data folder of its own, inside this test's tmp_path.
+    paths = [folders.base / "app-data" / "errors.log", *folders.logs()]
+    if tmp_path is not None:
+        paths += [p for pattern in ("errors.log", "*/errors.log", "*/*/errors.log") for p in tmp_path.glob(pattern)]
+    sizes = {}
+    for p in paths:
+        try:
+            sizes[p] = os.stat(p).st_size
+        except FileNotFoundError:
+            pass
+    return sizes
 
 
 @pytest.fixture(autouse=True)
-def _no_unexpected_errors(request, tmp_path_factory, _app_dirs):
+def _no_unexpected_errors(request, _app_data_folders, _app_dirs):
     """The "unexpected" message and the bug log are for bugs only: any bad input a test gives, in this process or
     a child, must get words of its own. A test that provokes a bug report on purpose is marked bug_report."""
-    folders = [(tmp_path_factory.getbasetemp(), ("app-data/errors.log", "*/app-data/errors.log"))]
-    if "tmp_path" in request.fixturenames:
-        folders.append((request.getfixturevalue("tmp_path"), ("errors.log", "*/errors.log", "*/*/errors.log")))
-    before = _bug_logs(folders)
+    tmp_path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    before = _bug_logs(_app_data_folders, tmp_path)
     yield
-    if request.node.get_closest_marker("bug_report"):
-        return
-    grown = {p: n for p, n in _bug_logs(folders).items() if n > before.get(p, 0)}
-    if grown:
+    grown = {p: n for p, n in _bug_logs(_app_data_folders, tmp_path).items() if n > before.get(p, 0)}
+    _app_data_folders.settle()
+    if grown and not request.node.get_closest_marker("bug_report"):
         path, size = next(iter(grown.items()))
         with open(path, encoding="utf-8", errors="replace") as f:
             f.seek(before.get(path, 0))
@@ -72,7 +117,7 @@ def tiny_roberta(tmp_path_factory):
 @pytest.fixture(scope="session")
 def torch_threads():
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
