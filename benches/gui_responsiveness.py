@@ -12,7 +12,9 @@ while the loss chart redraws a very long run.
 3. Flood: a stand-in run in the window's own RunController (the QThread and queue a real run uses) emits 20,000
    StepLogged events for 4 tasks at once; how long until every point is in the loss chart, and the lateness of the
    same timer meanwhile.
-4. Redraw: the window's loss chart holding 1,000,000 points per series for 4 tasks (a raw and a smoothed curve
+4. Follow: a run folder whose events.jsonl already holds 20,000 logged steps of 4 tasks (a run followed long after
+   it began, File > Follow a run folder), read and shown by the window: how long, and the timer's lateness.
+5. Redraw: the window's loss chart holding 1,000,000 points per series for 4 tasks (a raw and a smoothed curve
    each); the time of a live frame (one new point per task, flush, paint) and of a repaint with nothing new.
 
 Prints a markdown table: measure | value | target | met?
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 TICK_MS = 10
 LATENESS_P99_MS = 20.0
@@ -37,7 +40,7 @@ LATENESS_MAX_MS = 100.0
 FRAME_MS = 10.0
 START_S = 1.5
 FLOOD_TASKS = 4
-PARTS = ("start", "training", "flood", "redraw")
+PARTS = ("start", "training", "flood", "follow", "redraw")
 
 
 def start_times(n: int = 5) -> tuple[list[float], list[str]]:
@@ -211,6 +214,28 @@ def one_flood(window, clock: TickClock, events: list, measured: bool) -> float:
     return took
 
 
+def follow_log(window, clock: TickClock, n_events: int) -> float:
+    """A run followed long after it began (File > Follow a run folder): its events.jsonl already holds a run's
+    start and n_events logged steps of FLOOD_TASKS tasks, and the window reads and shows it all; seconds until the
+    run's end is shown. The run's start is measured too: it is in the same file."""
+    from qarac_gui.core.events import RunEnded, event_to_json
+    events = flood_events(n_events) + [RunEnded(n_events, "completed", "", "")]
+    run_dir = tempfile.mkdtemp(prefix="qarac-bench-follow-")
+    with open(os.path.join(run_dir, "events.jsonl"), "w", encoding="utf-8") as f:
+        f.write("".join(event_to_json(e) + "\n" for e in events))
+    del events                      # the window's own objects only: no 20,000 events held here for its GC to walk
+    window.charts.clear()
+    settled = time.perf_counter() + 0.5
+    wait_until(lambda: time.perf_counter() > settled, 5, "the cleared charts to be drawn")
+    clock.phase = "follow"
+    began = time.perf_counter()
+    window.controller.follow(Path(run_dir))
+    wait_until(lambda: not window.controller.running, 600, f"the window to show {n_events} followed events")
+    took = time.perf_counter() - began
+    clock.phase = "idle"
+    return took
+
+
 def redraw(window, app, points: int, frames: int) -> dict[str, float]:
     """The window's loss chart with `points` per series for 4 tasks: median ms of a live frame and of a repaint."""
     import numpy as np
@@ -269,6 +294,8 @@ def window_checks(parts: set[str], smoke: bool, profile: bool = False) -> dict:
         out["run_wall_s"] = train_demo(window, clock, max_steps=3 if smoke else 0)
     if "flood" in parts:
         out["flood_s"] = flood(window, clock, 500 if smoke else 20_000)
+    if "follow" in parts:
+        out["follow_s"] = follow_log(window, clock, 500 if smoke else 20_000)
     if "redraw" in parts:
         out["frame_ms"] = redraw(window, app, 20_000 if smoke else 1_000_000, 3 if smoke else 20)
     clock.stop()
@@ -334,6 +361,13 @@ def main(argv: list[str] | None = None) -> None:
               f"{lateness['flood']['ticks']} times meanwhile")
         rows.append(row(f"flood of {events:,} events ({FLOOD_TASKS} tasks): time to absorb", result["flood_s"], "s"))
         rows += lateness_rows("flood", lateness["flood"], targeted=True)
+    if "follow" in parts:
+        events = 500 if args.smoke else 20_000
+        print(f"follow: a log of {events:,} steps shown in {result['follow_s']:.2f} s; the 10 ms timer fired "
+              f"{lateness['follow']['ticks']} times meanwhile")
+        rows.append(row(f"a followed log of {events:,} steps ({FLOOD_TASKS} tasks): time to show", result["follow_s"],
+                        "s"))
+        rows += lateness_rows("followed log", lateness["follow"], targeted=True)
     if "redraw" in parts:
         points = "20,000" if args.smoke else "1,000,000"
         frame = result["frame_ms"]

@@ -14,9 +14,11 @@ from PySide6.QtCore import QObject, QProcess, QTimer, Signal, Slot
 
 from qarac_gui.core.events import RunEnded, RunStarted, StepDone, StepLogged
 from qarac_gui.core.results import follow
-from qarac_gui.ui.worker import Failure, RunController
+from qarac_gui.ui.worker import DRAIN_LIMITS, Failure, RunController
 
 POLL_MS = 150                   # the log is read this often: about as lively as the window's own runs
+READ_MOST = 1 << 16             # bytes of the log read and parsed at once (about 200 events, 1-2 ms)
+CATCH_UP_MS = 2                 # between the reads of a log that is behind (a long run just followed)
 ALIVE_EVERY = 14                # polls between checks that a followed run's process still lives (about 2 s)
 # torchrun kills its workers this long after it is signalled, even mid-checkpoint; a checkpoint of a large model
 # on a slow disk takes minutes, so it gets ten.
@@ -92,6 +94,11 @@ class RunFollower(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
+        self.ready: Callable[[], bool] = lambda: True       # whether the receiver takes more events now
+        self._catch_up = QTimer(self)
+        self._catch_up.setSingleShot(True)
+        self._catch_up.setInterval(CATCH_UP_MS)
+        self._catch_up.timeout.connect(self._poll)
 
     @property
     def active(self) -> bool:
@@ -169,7 +176,7 @@ class RunFollower(QObject):
     # --- reading ------------------------------------------------------------------------------------------------
     def _read(self, final: bool = False) -> None:
         restarts = self._tail.restarts
-        events = self._tail.read(final)
+        events = self._tail.read(final, READ_MOST)
         if self._tail.restarts != restarts:
             self._end = None
             self.restarted.emit()
@@ -195,7 +202,15 @@ class RunFollower(QObject):
     def _poll(self) -> None:
         if not self.active:
             return
+        if self._catch_up.isActive() or not self.ready():
+            self._catch_up.start()          # the events read so far are still being shown: read on after them
+            return
         self._read()
+        if self._tail.behind:
+            # a long log (a run followed well after it began) is read in turns, the event loop free between them;
+            # its end, if it has one, is met in the last piece
+            self._catch_up.start()
+            return
         if self.process is not None:
             return
         if self._end is not None:
@@ -250,6 +265,7 @@ class RunFollower(QObject):
 
     def _finish(self, result: RunEnded | ProcessFailure | None) -> None:
         self._timer.stop()
+        self._catch_up.stop()
         process, cleanup = self.process, self._cleanup
         self.run_dir = self.process = self._tail = self._cleanup = None
         if process is not None:
@@ -268,8 +284,10 @@ class WindowRunController(RunController):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.follower = RunFollower(self)
-        self.follower.events_received.connect(self.events_received)
-        self.follower.restarted.connect(self.restarted)
+        # a followed run's events join the queue of the window's own runs: a long log is handed on in chunks too
+        self.follower.events_received.connect(self._on_follower_events)
+        self.follower.ready = lambda: len(self._queue) < DRAIN_LIMITS[1]
+        self.follower.restarted.connect(self._on_follower_restarted)
         self.follower.ended.connect(self._on_follower_ended)
         self.problem: str | None = None      # why the last pause or stop request could not be made
 
@@ -329,8 +347,20 @@ class WindowRunController(RunController):
             return self.follower.wait(ms)
         return super().wait(ms)
 
+    @Slot(list)
+    def _on_follower_events(self, events: list) -> None:
+        self._queue.extend(events)
+        if not self._backlog.isActive():    # shown on the next turn: reading and showing take turns of their own
+            self._backlog.start()
+
+    @Slot()
+    def _on_follower_restarted(self) -> None:
+        self._queue.clear()                 # the old log's events not shown yet: the new log replaces them
+        self.restarted.emit()
+
     @Slot(object)
     def _on_follower_ended(self, result: RunEnded | ProcessFailure | None) -> None:
+        self._drain_all()                   # the run's last events before running_changed(False)
         was_paused = self.paused
         self.pause_flag.clear()
         if was_paused:

@@ -7,6 +7,7 @@ timer in the GUI thread drains it, so a fast run cannot flood the event loop.
 from __future__ import annotations
 
 import collections
+import gc
 import threading
 import time
 import traceback
@@ -22,6 +23,20 @@ DRAIN_CHUNK = 200                 # events in a backlog's first chunk; the next 
 DRAIN_BUDGET_S = 0.004            # the window's time per chunk: timers and input wait no longer than this for one
 DRAIN_LIMITS = (8, 2000)          # the fewest and most events in a chunk
 BACKLOG_MS = 2                    # between the chunks of a backlog
+
+
+_frozen = threading.Event()
+
+
+def import_heavy() -> None:
+    """transformers (and torch with it), resolved once for every thread (import_transformers); then, once, the
+    objects those imports made are moved out of the garbage collector's sight (gc.freeze). They live as long as the
+    process, and a full collection walked all of them, about 300,000: 70-90 ms with the GIL held, a pause of the
+    window every few seconds of a run. A full collection now walks only what came after."""
+    import_transformers()
+    if not _frozen.is_set():
+        _frozen.set()
+        gc.freeze()
 
 
 class Failure:
@@ -55,7 +70,7 @@ class _Worker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            import_transformers()               # before any other thread can be resolving its names too
+            import_heavy()                      # before any other thread can be resolving its names too
             result = self._fn(emit=self._queue.append, stop=self._stop)
         except BaseException as e:            # the window must survive anything the engine raises
             result = Failure(e)
@@ -212,7 +227,7 @@ class _Job(QRunnable):
     def run(self) -> None:
         try:
             if self._uses_transformers:
-                import_transformers()
+                import_heavy()
             result = self._fn()
         except BaseException as e:
             result = Failure(e)

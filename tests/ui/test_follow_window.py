@@ -334,3 +334,33 @@ def test_a_failed_process_is_told_by_its_own_last_error_line():
     assert run_follower.failure_message("Segmentation fault\n", None) == (
         "The training process crashed: Segmentation fault")
     assert "said nothing" in run_follower.failure_message("", 2)
+
+
+def test_a_long_log_is_read_and_shown_in_turns_and_ends_after_its_last_event(qtbot, tmp_path, monkeypatch):
+    """A run followed long after it began: 20,000 logged steps are read a piece at a time and handed on in chunks
+    (the event loop free between them), never all at once; the run ends once its last step is shown."""
+    from qarac_gui.ui.worker import DRAIN_LIMITS
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    n = 20_000
+    lines = [event_to_json(started())] + [event_to_json(step(i)) for i in range(1, n + 1)]
+    lines.append(event_to_json(RunEnded(n, "completed", "", str(run_dir))))
+    (run_dir / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    controller = run_follower.WindowRunController()
+    reads, chunks, order = [], [], []
+    real_read = follow.EventTail.read
+
+    def counted_read(self, *args, **kwargs):
+        got = real_read(self, *args, **kwargs)
+        reads.append(len(got))
+        return got
+
+    monkeypatch.setattr(follow.EventTail, "read", counted_read)
+    controller.events_received.connect(lambda events: (chunks.append(len(events)), order.extend(events)))
+    controller.finished.connect(lambda result: order.append("finished"))
+    with qtbot.waitSignal(controller.finished, timeout=60_000):
+        controller.follow(run_dir)
+    steps = [e.step for e in order if isinstance(e, StepLogged)]
+    assert steps == list(range(1, n + 1)) and order[-1] == "finished" and isinstance(order[-2], RunEnded)
+    assert len([r for r in reads if r]) > 10 and max(reads) < n / 10          # the file in pieces
+    assert len(chunks) > 10 and max(chunks) <= DRAIN_LIMITS[1]               # shown in chunks

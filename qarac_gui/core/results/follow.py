@@ -37,6 +37,7 @@ class EventTail:
         """`from_end`: skip what the file holds now (a continued run whose past is already shown)."""
         self.path = Path(path)
         self.offset = 0                 # bytes of the file already read, the kept torn line included
+        self.behind = False             # the last read stopped at `most` bytes, before the file's end
         self.restarts = 0
         self._torn = b""
         self._identity: tuple[int, int] | None = None
@@ -47,9 +48,10 @@ class EventTail:
                 return
             self.offset, self._identity = st.st_size, (st.st_dev, st.st_ino)
 
-    def read(self, final: bool = False) -> list[ev.TrainEvent]:
-        """The events written since the last read. `final`: the writer has ended, so a last line without its
-        newline is taken too, if it is a whole event."""
+    def read(self, final: bool = False, most: int | None = None) -> list[ev.TrainEvent]:
+        """The events written since the last read, at most `most` bytes of them (`behind` then says whether more
+        is waiting). `final`: the writer has ended, so everything is read, and a last line without its newline is
+        taken too, if it is a whole event."""
         try:
             f = open(self.path, "rb")
         except (FileNotFoundError, NotADirectoryError):
@@ -62,8 +64,9 @@ class EventTail:
                 self.restarts += 1
             self._identity = identity
             f.seek(self.offset)
-            data = f.read()
+            data = f.read() if final or most is None else f.read(most)
         self.offset += len(data)
+        self.behind = self.offset < st.st_size
         lines = (self._torn + data).split(b"\n")
         self._torn = lines.pop()        # b"" when the data ended with a newline
         if final and self._torn:
