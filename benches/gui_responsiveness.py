@@ -283,6 +283,8 @@ def window_checks(parts: set[str], smoke: bool, profile: bool = False) -> dict:
     window = MainWindow()
     window.resize(1400, 900)
     window.show()
+    import gc
+    gc.freeze()                     # as qarac_gui.app does once its window shows
     clock = TickClock()
     out: dict = {}
     profiler = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from pathlib import Path
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         window.open_project(Path(args.project), ask=False)
     window.show()
+    # What exists now (Qt, pyqtgraph, numpy, the window) lives as long as the app: out of the garbage collector's
+    # sight, a full collection walks only what comes after (the heavy imports are frozen the same way later)
+    gc.freeze()
     _on_sigterm(app, window.terminate)
     if args.self_test:
         from qarac_gui.self_test import run_self_test

@@ -103,6 +103,9 @@ class LiveChart(pg.PlotWidget):
         self.empty_label.setVisible(empty)
         for side in ("left", "bottom"):
             self.getPlotItem().getAxis(side).setStyle(showValues=not empty)
+        # laid out now, not on the event loop's next turn: the plot's new size then comes before the range is
+        # settled and the chart painted, instead of a paint, a layout and more paints after it
+        self.getPlotItem().layout.activate()
 
     def _sample_type(self) -> type:
         return pg.ItemSample
