@@ -43,6 +43,8 @@ def test_gui_responsiveness_smoke_prints_every_measure_with_finite_figures():
         expected += [f"{phase}: timer lateness {q}" for q in ("p50", "p95", "p99", "max")]
         if phase == "demo training":
             expected.append("flood of 500 events (4 tasks): time to absorb")
+    expected.append("a followed log of 500 steps (4 tasks): time to show")
+    expected += [f"followed log: timer lateness {q}" for q in ("p50", "p95", "p99", "max")]
     expected += ["loss chart, 4 tasks x 20,000 points: live frame (median)",
                  "loss chart, 4 tasks x 20,000 points: repaint (median)"]
     assert measures == expected
@@ -57,6 +59,8 @@ def test_gui_responsiveness_smoke_prints_every_measure_with_finite_figures():
                         "demo training: timer lateness p99": "<= 20 ms",
                         "demo training: timer lateness max": "<= 100 ms",
                         "flood: timer lateness p99": "<= 20 ms", "flood: timer lateness max": "<= 100 ms",
+                        "followed log: timer lateness p99": "<= 20 ms",
+                        "followed log: timer lateness max": "<= 100 ms",
                         "loss chart, 4 tasks x 20,000 points: live frame (median)": "<= 10 ms",
                         "loss chart, 4 tasks x 20,000 points: repaint (median)": "<= 10 ms"}
 
