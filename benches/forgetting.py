@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         sys.path.insert(0, str(ROOT / "tests"))
+        from gui_responsiveness import scratch
         from tiny import make_model_folder
-        args.model = str(make_model_folder(Path(tempfile.mkdtemp()) / "tiny", "bert"))
+        args.model = str(make_model_folder(Path(scratch("qarac-tiny-")) / "tiny", "bert"))
         args.steps, args.head_steps, args.rows = 4, 4, 32
     if args.model != MODEL and not args.model.startswith("package:"):
         args.model = str(Path(args.model).resolve())

@@ -23,9 +23,11 @@ Prints a markdown table: measure | value | target | met?
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,8 +45,15 @@ FLOOD_TASKS = 4
 PARTS = ("start", "training", "flood", "follow", "redraw")
 
 
+def scratch(prefix: str) -> str:
+    """A temporary folder removed when the benchmark ends: a demo run's checkpoints and export are 0.3-1 GB."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def start_times(n: int = 5) -> tuple[list[float], list[str]]:
-    env = {**os.environ, "QARAC_GUI_DATA": tempfile.mkdtemp(prefix="qarac-bench-")}
+    env = {**os.environ, "QARAC_GUI_DATA": scratch("qarac-bench-")}
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     times, heavy = [], []
     for _ in range(n):
@@ -220,7 +229,7 @@ def follow_log(window, clock: TickClock, n_events: int) -> float:
     run's end is shown. The run's start is measured too: it is in the same file."""
     from qarac_gui.core.events import RunEnded, event_to_json
     events = flood_events(n_events) + [RunEnded(n_events, "completed", "", "")]
-    run_dir = tempfile.mkdtemp(prefix="qarac-bench-follow-")
+    run_dir = scratch("qarac-bench-follow-")
     with open(os.path.join(run_dir, "events.jsonl"), "w", encoding="utf-8") as f:
         f.write("".join(event_to_json(e) + "\n" for e in events))
     del events                      # the window's own objects only: no 20,000 events held here for its GC to walk
@@ -274,7 +283,8 @@ def redraw(window, app, points: int, frames: int) -> dict[str, float]:
 
 
 def window_checks(parts: set[str], smoke: bool, profile: bool = False) -> dict:
-    os.environ.setdefault("QARAC_GUI_DATA", tempfile.mkdtemp(prefix="qarac-bench-"))
+    if "QARAC_GUI_DATA" not in os.environ:
+        os.environ["QARAC_GUI_DATA"] = scratch("qarac-bench-")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 

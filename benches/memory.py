@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     every = args.every or max(1, steps // 20)
     if steps < 2 * every:
         parser.error(f"--every {every} leaves fewer than two samples in {steps} steps")
-    os.environ.setdefault("QARAC_GUI_DATA", tempfile.mkdtemp(prefix="qarac-bench-"))
+    from gui_responsiveness import scratch
+    if "QARAC_GUI_DATA" not in os.environ:
+        os.environ["QARAC_GUI_DATA"] = scratch("qarac-bench-")
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
           f"{' (--smoke: figures mean nothing)' if args.smoke else ''}")

@@ -11,7 +11,9 @@ to a temporary folder, so the user's settings and runs are left alone.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,8 +22,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def scratch(prefix: str) -> str:
+    """A temporary folder removed at the end: the runs shown here leave 1-2 GB of checkpoints and exports."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def main() -> int:
-    os.environ.setdefault("QARAC_GUI_DATA", tempfile.mkdtemp(prefix="qarac-shots-"))
+    if "QARAC_GUI_DATA" not in os.environ:
+        os.environ["QARAC_GUI_DATA"] = scratch("qarac-shots-")
     if os.environ.get("QT_QPA_PLATFORM") != "xcb":
         print("warning: QT_QPA_PLATFORM is not xcb; run under Xvfb for screenshots as users see them")
     from PySide6.QtGui import QColor, QIcon, QPalette
@@ -125,12 +135,11 @@ def small_csv_run(window, wait, shot) -> None:
     """What a first-time user sees: File > New, one classification task on 60 rows of their own, every setting
     left as a new project has it, Start."""
     import csv
-    import tempfile
 
     from qarac_gui.core import paths
     with open(paths.resource_path("demo", "sentiment_train.csv"), newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))[:61]
-    path = Path(tempfile.mkdtemp(prefix="qarac-small-")) / "my_reviews.csv"
+    path = Path(scratch("qarac-small-")) / "my_reviews.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
     window.new_project()
@@ -152,13 +161,12 @@ def multi_task_run(window, wait, shot) -> None:
     """The multi-task views (multi-task.png): the demo with a keep task on general text (the forgetting chart),
     task_patience (where a task stopped) and learned task weights. The packaged MiniLM has no LM head of its own,
     so one is fitted first on the encoder held fixed, as benches/forgetting.py does."""
-    import tempfile
 
     sys.path.insert(0, str(HERE.parent.parent / "benches"))
     import forgetting
 
     from qarac_gui.core.project.config import parse_project, save_project
-    out = Path(tempfile.mkdtemp(prefix="qarac-multi-"))
+    out = Path(scratch("qarac-multi-"))
     (out / "text").mkdir()
     fit, heldout = forgetting.write_general(out / "text", 320)
     head = forgetting.fit_lm_head(forgetting.MODEL, fit, out, 60)
