@@ -108,3 +108,39 @@ def test_the_fields_own_undo_back_to_the_kept_value_lifts_the_block_at_once(qtbo
     assert lr.text() == kept and lr.styleSheet() == ""
     qtbot.waitUntil(lambda: w.run_panel.start_button.isEnabled(), timeout=LONG)
     assert w.run_panel.blockers == []
+
+
+def test_a_refused_row_filter_blocks_start_until_it_is_fixed_or_cleared(qtbot, window, tiny_bert, tmp_path):
+    """A filter the grammar refuses leaves the project with its old filter (every row kept), which a run would use
+    unseen: like a refused number it blocks Start, named and linked."""
+    w = window
+    ready(qtbot, w, tiny_bert, tmp_path)
+    w.tabs.setCurrentWidget(w.tasks_panel)
+    task = w.document.project.tasks[0].name
+    edit = w.tasks_panel.findChild(QWidget, "data_filter")
+    type_into(qtbot, edit, "label ==")
+    texts = [b.text for b in w.run_panel.blockers]
+    assert any(t.startswith(f"Tasks → {task} → Keep rows where: 'label ==' is not a filter") for t in texts), texts
+    assert not w.run_panel.start_button.isEnabled() and w.start_run() is False
+    assert w.document.project.tasks[0].data.filter == ""
+    type_into(qtbot, edit, "")
+    qtbot.waitUntil(lambda: w.run_panel.start_button.isEnabled(), timeout=LONG)
+    assert w.run_panel.blockers == []
+
+
+def test_a_refused_input_name_blocks_start_until_the_row_shows_a_kept_name(qtbot, window, tiny_bert, tmp_path):
+    w = window
+    ready(qtbot, w, tiny_bert, tmp_path)
+    w.tabs.setCurrentWidget(w.tasks_panel)
+    editor = w.tasks_panel.findChild(QWidget, "inputs_editor")
+    editor.add_input()
+    qtbot.waitUntil(lambda: len(editor.rows) == 1, timeout=LONG)
+    name = editor.rows[0].name
+    type_into(qtbot, name, "1x")
+    texts = [b.text for b in w.run_panel.blockers]
+    assert any("'1x': an input's name uses letters" in t and "keeps its name 'x1'" in t for t in texts), texts
+    assert not w.run_panel.start_button.isEnabled()
+    type_into(qtbot, name, "words")
+    assert list(w.document.project.tasks[0].inputs) == ["words"]
+    qtbot.waitUntil(lambda: not any("'1x'" in b.text for b in w.run_panel.blockers), timeout=LONG)
+    assert "tasks.0.inputs" not in w.document.refused

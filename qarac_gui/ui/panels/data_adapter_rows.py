@@ -76,17 +76,18 @@ def tool_button(text: str, tip: str, slot: Callable[[], None]) -> QToolButton:
     return button
 
 
-def refused(edit: QLineEdit, text: str, tip: str) -> bool:
+def refused(edit: QLineEdit, text: str, tip: str) -> str:
     """Check a typed filter with the grammar: a bad one is marked and refused, as Binder.number refuses a bad
-    number (the project keeps the last filter that parses); a good or empty one is unmarked."""
+    number (the project keeps the last filter that parses), and why is returned; a good or empty one is unmarked,
+    and "" returned."""
     try:
         if text:
             compile_filter(text)
     except FilterError as e:
         mark(edit, f"{e}. Not saved: fix it, or clear the field to keep every row.", tip)
-        return True
+        return f"{text!r} is not a filter the project can keep: {e}"
     mark(edit, "", tip)
-    return False
+    return ""
 
 
 class LabelRow:

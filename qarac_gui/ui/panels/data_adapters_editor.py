@@ -128,6 +128,7 @@ class DataAdaptersEditor(QWidget):
         self.filter_edit.setText(d.filter)
         self.filter_edit.blockSignals(False)
         mark(self.filter_edit, "", TASK_FILTER_TIP)
+        self.document.accept(f"tasks.{self.index}.data.filter")     # it shows the project's filter again
         self._show_label_map(task)
         self._show_union(task)
 
@@ -235,8 +236,12 @@ class DataAdaptersEditor(QWidget):
         if not self._valid():
             return
         text = self.filter_edit.text().strip()
-        if refused(self.filter_edit, text, TASK_FILTER_TIP):
+        key = f"tasks.{self.index}.data.filter"
+        why = refused(self.filter_edit, text, TASK_FILTER_TIP)
+        if why:             # blocks Start: a run would keep every row the typed filter meant to leave out
+            self.document.refuse(key, why)
             return
+        self.document.accept(key)
         if text != self._task().data.filter:
             i = self.index
             self._edit(lambda p: setattr(p.tasks[i].data, "filter", text), "row filter")

@@ -114,6 +114,7 @@ class InputsEditor(QWidget):
                 self.grid.removeWidget(widget)
                 widget.deleteLater()
         encoders = [n for n, bb in project.backbones.items() if bb.role == "encoder"]
+        self.document.accept(f"tasks.{self.index}.inputs")          # every row shows the project's name again
         for row, (name, spec) in zip(self.rows, inputs.items()):
             backbone, _, column = spec.partition(":")
             backbone = backbone.strip()
@@ -171,10 +172,14 @@ class InputsEditor(QWidget):
             problem = f"there is already an input named {new!r}"
         else:
             problem = ""
+        key = f"tasks.{self.index}.inputs"
         if problem:
             row.name.setStyleSheet(INVALID_STYLE)
             row.name.setToolTip(f"{problem}. {NAME_TIP}")
+            # blocks Start: the input keeps its old name, which the user no longer sees
+            self.document.refuse(key, f"{problem}; the input keeps its name {old!r} until then")
             return
+        self.document.accept(key)
         i = self.index
         self._edit(lambda p: rename_input(p, i, old, new), f"rename input {old}")
 
