@@ -139,6 +139,13 @@ def wait_until(condition, seconds: float, what: str) -> None:
         raise SystemExit(f"gave up after {seconds:.0f} s waiting for {what}")
 
 
+def settle(seconds: float = 0.5) -> None:
+    """The event loop run for a while, so that what was asked of the window (a layout, a paint) is done before a
+    measure begins."""
+    until = time.perf_counter() + seconds
+    wait_until(lambda: time.perf_counter() > until, seconds + 5, "the window to settle")
+
+
 def train_demo(window, clock: TickClock, max_steps: int) -> float:
     """The demo project, loaded and trained in the window; returns the run's wall time."""
     from qarac_gui.core import paths
@@ -208,8 +215,7 @@ def one_flood(window, clock: TickClock, events: list, measured: bool) -> float:
     window.charts.clear()
     window.controller.start(stand_in_run)
     wait_until(lambda: all(t in window.charts.loss.curves for t in tasks), 60, "the run's start to be shown")
-    settled = time.perf_counter() + 0.5
-    wait_until(lambda: time.perf_counter() > settled, 5, "the window to settle")
+    settle()
     if measured:
         clock.phase = "flood"
     began = time.perf_counter()
@@ -234,8 +240,7 @@ def follow_log(window, clock: TickClock, n_events: int) -> float:
         f.write("".join(event_to_json(e) + "\n" for e in events))
     del events                      # the window's own objects only: no 20,000 events held here for its GC to walk
     window.charts.clear()
-    settled = time.perf_counter() + 0.5
-    wait_until(lambda: time.perf_counter() > settled, 5, "the cleared charts to be drawn")
+    settle()
     clock.phase = "follow"
     began = time.perf_counter()
     window.controller.follow(Path(run_dir))

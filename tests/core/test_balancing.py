@@ -219,16 +219,12 @@ def test_unknown_balancing_and_a_bad_lr_are_refused(tmp_path, tiny_bert):
         parse_project(_raw(tmp_path, tiny_bert, "uncertainty", balancing_lr=0.0), tmp_path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["upgrad", "pcgrad"])
-def test_an_aggregator_under_two_processes_trains_what_one_process_trains(tmp_path, quiet_bert, mode):
-    """Each rank's backwards stay apart from DDP's all-reduce; the Jacobian and the heads' gradients are averaged
-    over the ranks before the weighting, whose weights are rank 0's: the ranks take one process's steps."""
-    pytest.importorskip("torchjd")
+def _one_and_two_processes(tmp_path, model, **train) -> tuple:
+    """The project with `train` settings, run in one process (its events kept) and in two under torchrun."""
     from qarac_gui.core.project.config import dumps_project
-    from tests.core.test_distributed import SECTIONS, TOLERANCE, _differ, _full_export, _project, _torchrun, _weights
-    sections = SECTIONS | {"train": SECTIONS["train"] | {"balancing": mode}}
-    project = parse_project(_project(tmp_path, quiet_bert, **sections), tmp_path)
+    from tests.core.test_distributed import SECTIONS, _project, _torchrun
+    project = parse_project(_project(tmp_path, model, **(SECTIONS | {"train": SECTIONS["train"] | train})),
+                            tmp_path)
     project_file = tmp_path / "project.toml"
     project_file.write_text(dumps_project(project.with_absolute_paths()), encoding="utf-8")
     events = []
@@ -236,6 +232,17 @@ def test_an_aggregator_under_two_processes_trains_what_one_process_trains(tmp_pa
     assert one.reason == "completed", one.message
     ranks = _torchrun(tmp_path, project_file, tmp_path / "two", "out")
     assert [r["reason"] for r in ranks.values()] == ["completed", "completed"]
+    return project, events, ranks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["upgrad", "pcgrad"])
+def test_an_aggregator_under_two_processes_trains_what_one_process_trains(tmp_path, quiet_bert, mode):
+    """Each rank's backwards stay apart from DDP's all-reduce; the Jacobian and the heads' gradients are averaged
+    over the ranks before the weighting, whose weights are rank 0's: the ranks take one process's steps."""
+    pytest.importorskip("torchjd")
+    from tests.core.test_distributed import TOLERANCE, _differ, _full_export, _weights
+    project, events, ranks = _one_and_two_processes(tmp_path, quiet_bert, balancing=mode)
     assert ranks[0]["per_step"] == {str(s): 0 for s in range(1, 9)}        # DDP reduced nothing itself
     zero, first = _weights(ranks[0]["weights"]), _weights(ranks[1]["weights"])
     assert all(torch.equal(zero[k], first[k]) for k in zero)
@@ -251,17 +258,8 @@ def test_an_aggregator_under_two_processes_trains_what_one_process_trains(tmp_pa
 
 @pytest.mark.slow
 def test_uncertainty_under_two_processes_trains_what_one_process_trains(tmp_path, quiet_bert):
-    from qarac_gui.core.project.config import dumps_project
-    from tests.core.test_distributed import SECTIONS, TOLERANCE, _differ, _full_export, _project, _torchrun, _weights
-    sections = SECTIONS | {"train": SECTIONS["train"] | {"balancing": "uncertainty", "balancing_lr": 0.1}}
-    project = parse_project(_project(tmp_path, quiet_bert, **sections), tmp_path)
-    project_file = tmp_path / "project.toml"
-    project_file.write_text(dumps_project(project.with_absolute_paths()), encoding="utf-8")
-    events = []
-    one = run(project, events.append, threading.Event(), run_dir=tmp_path / "one", min_log_interval=0)
-    assert one.reason == "completed", one.message
-    ranks = _torchrun(tmp_path, project_file, tmp_path / "two", "out")
-    assert [r["reason"] for r in ranks.values()] == ["completed", "completed"]
+    from tests.core.test_distributed import TOLERANCE, _differ, _full_export, _weights
+    project, events, ranks = _one_and_two_processes(tmp_path, quiet_bert, balancing="uncertainty", balancing_lr=0.1)
     assert ranks[0]["per_step"] == {str(s): 1 for s in range(1, 9)}        # still one all-reduce a step
     zero, first = _weights(ranks[0]["weights"]), _weights(ranks[1]["weights"])
     learnt = {k for k in zero if k.startswith("log_variances.")}

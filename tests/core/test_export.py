@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import module_runs
 import pytest
 import tiny
 import torch
 from module_runs import train_run
 from torch.nn import functional as F
 
-from qarac_gui.core.events import EvalDone, ExportDone, RunEnded, RunStarted
-from qarac_gui.core.project.config import HeadConfig, Project, TaskConfig, load_project, parse_project
+from qarac_gui.core.events import EvalDone, ExportDone, RunStarted
+from qarac_gui.core.project.config import HeadConfig, TaskConfig, load_project, parse_project
 from qarac_gui.core.project.convert import ConfigError, to_dict
 from qarac_gui.core.results.export import (
     FULL_FORMAT,
@@ -45,11 +46,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 @dataclass
-class Trained:
-    project: Project
-    run_dir: Path
-    events: list
-    ended: RunEnded
+class Trained(module_runs.Trained):
     full: Any = None             # load_full_model(RUN/export/full) when the run exported one
 
     @property

@@ -24,6 +24,11 @@ class Paints(QObject):
         return False
 
 
+def fed(panel, events: list) -> None:
+    for event in events:
+        panel.handle(event)
+
+
 def idle(qtbot, panel) -> None:
     """Every turn of the charts taken, then every event they posted handled."""
     qtbot.waitUntil(lambda: not any(c.pending for c in panel.shown_charts().values()), timeout=5000)
@@ -34,14 +39,12 @@ def idle(qtbot, panel) -> None:
 def frames(qtbot, panel) -> list[int]:
     """The loss chart's paints in each of FRAMES frames of a run that logs 20 steps between frames."""
     events = [e for e in realistic_run(total=40 + 20 * FRAMES) if type(e).__name__ in ("RunStarted", "StepLogged")]
-    for event in events[:41]:
-        panel.handle(event)
+    fed(panel, events[:41])
     panel.flush_in_turns()
     idle(qtbot, panel)
     paints, counts = Paints(panel.loss.viewport()), []
     for start in range(41, len(events), 20):
-        for event in events[start:start + 20]:
-            panel.handle(event)
+        fed(panel, events[start:start + 20])
         before = paints.count
         panel.flush_in_turns()
         idle(qtbot, panel)
@@ -62,12 +65,10 @@ def test_without_settling_the_range_first_a_frame_paints_more_than_once(charts_p
 def test_the_charts_take_turns(charts_panel, qtbot):
     panel = charts_panel
     events = realistic_run(total=60)
-    for event in events[:31]:
-        panel.handle(event)
+    fed(panel, events[:31])
     panel.flush()
     idle(qtbot, panel)
-    for event in events[31:50]:
-        panel.handle(event)
+    fed(panel, events[31:50])
     waiting = [name for name, chart in panel.charts.items() if chart.pending]
     assert waiting == ["loss", "metrics", "lr", "throughput"]
     panel.flush_in_turns()
@@ -82,9 +83,7 @@ def test_the_charts_take_turns(charts_panel, qtbot):
 def test_a_round_still_going_is_not_started_again(charts_panel, qtbot):
     """The chart timer can fire while a round's turns are still to come: the round goes on, none is added."""
     panel = charts_panel
-    events = realistic_run(total=60)
-    for event in events[:31]:
-        panel.handle(event)
+    fed(panel, realistic_run(total=60)[:31])
     panel.flush_in_turns()
     panel.flush_in_turns()
     assert panel.lr.pending and panel.throughput.pending      # the second call drew nothing more
