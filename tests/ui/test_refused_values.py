@@ -120,7 +120,9 @@ def test_a_refused_row_filter_blocks_start_until_it_is_fixed_or_cleared(qtbot, w
     edit = w.tasks_panel.findChild(QWidget, "data_filter")
     type_into(qtbot, edit, "label ==")
     texts = [b.text for b in w.run_panel.blockers]
-    assert any(t.startswith(f"Tasks → {task} → Keep rows where: 'label ==' is not a filter") for t in texts), texts
+    assert any(t.startswith(f"Tasks → {task} → Keep rows where: filter 'label ==': expected") and
+               t.endswith("the project keeps its last filter until the field holds one that parses, or is cleared")
+               for t in texts), texts
     assert not w.run_panel.start_button.isEnabled() and w.start_run() is False
     assert w.document.project.tasks[0].data.filter == ""
     type_into(qtbot, edit, "")

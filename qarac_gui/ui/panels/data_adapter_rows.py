@@ -85,7 +85,7 @@ def refused(edit: QLineEdit, text: str, tip: str) -> str:
             compile_filter(text)
     except FilterError as e:
         mark(edit, f"{e}. Not saved: fix it, or clear the field to keep every row.", tip)
-        return f"{text!r} is not a filter the project can keep: {e}"
+        return f"{e}; the project keeps its last filter until the field holds one that parses, or is cleared"
     mark(edit, "", tip)
     return ""
 
