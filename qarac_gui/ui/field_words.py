@@ -21,11 +21,14 @@ ROLE_LABELS = {"label": "Label column", "labels": "Labels column", "score": "Sco
 # keys whose field is not a form row of its own
 SPECIAL = {"name": "Name", "backbone": "Encoder", "inputs": "Inputs"}
 
-_LEAD = re.compile(r"^(?P<key>(?:backbones|tasks|optim|train|eval|checkpoint|export)(?:\[\d+\])?(?:\.[\w\-]+)*)"
+_LEAD = re.compile(r"^(?P<key>(?:backbones|tasks|optim|train|eval|checkpoint|export)(?:\[\d+\])?"
+                   r"(?:\.[\w\-]+(?:\[\d+\])?)*)"
                    r": (?P<rest>.*)$", re.S)
 _TASK_LEAD = re.compile(r"^task (?P<task>[\w\-]+): (?P<rest>.*)$", re.S)
 # the core's words for someone editing the file -> the window's, which name its buttons and boxes
 WINDOW_PHRASES = {
+    "such as masked_lm, or give the task one file or Hub dataset":
+        "such as Masked language modelling (the head's Type), or give the task one training file or Hub dataset",
     "give a Hub id, a local folder or package:<module>":
         "give a Hub id such as roberta-base and press Load, or a model folder (Folder…), or find one with Hub…",
     "give either train (a local file) or hub (a Hub dataset id)":
@@ -34,6 +37,15 @@ WINDOW_PHRASES = {
     "a classifier needs at least two; map the right label column":
         "a classifier needs at least two; choose the column that holds the classes under Columns, or add rows of "
         "another class",
+}
+# a union's source n: its row of fields in the data adapters editor, named data_union_<n>_<field>
+_SOURCE = re.compile(r"^data_union_(?P<n>\d+)(?:_(?P<field>\w+))?$")
+SOURCE_LABELS = {"location": "", "train": "", "hub": "", "columns": "Columns", "filter": "Keep rows where",
+                 "format": "Format", "hub_config": "Config", "split": "Split"}
+SOURCE_PHRASES = {
+    "give either train (a local file) or hub (a Hub dataset id)":
+        "choose a local file (Browse…) or a Hub dataset, and give its path or id",
+    'e.g. columns = ["premise"]': "e.g. premise, hypothesis",
 }
 _INLINE = re.compile(r"(?<![\w.])((?:data|head|optim|train|eval|checkpoint)\.[a-z_]+|max_length|batch_size)(?![\w.])")
 
@@ -122,7 +134,8 @@ def split_key(key: str, project: Project) -> Place:
             rest = rest[len(task) + 1:] if task else ""
         if rest == "data":              # "give either a file or a Hub dataset": the first of the two
             rest = "data.train"
-        return Place(tab, task=task, field=rest.replace(".", "_"))
+        rest = re.sub(r"^data\.union\[(\d+)\](?:\.(?:train|hub))?$", r"data.union[\1].location", rest)
+        return Place(tab, task=task, field=re.sub(r"\[(\d+)\]", r"_\1", rest).replace(".", "_"))
     if section == "backbones":
         name = next((n for n in sorted(project.backbones, key=len, reverse=True)
                      if rest == n or rest.startswith(n + ".")), "")
@@ -142,6 +155,10 @@ class FieldWords:
         if not place.field:
             return ""
         first = place.field.split("_", 1)[0]       # tasks.x.inputs.q -> inputs_q
+        source = _SOURCE.match(place.field) if place.tab == "tasks" else None
+        if source:                  # its row is the selected task's, so the words cannot come from the widget
+            label = SOURCE_LABELS.get(source.group("field") or "", "")
+            return f"Source {int(source.group('n')) + 1}" + (f" → {label}" if label else "")
         if place.tab == "tasks" and place.task:
             task = next((t for t in project.tasks if t.name == place.task), None)
             kind = HEAD_KINDS.get(task.head.kind) if task else None
@@ -179,7 +196,10 @@ class FieldWords:
                 there = Place("tasks", task=place.task, field=key.replace(".", "_"))
             label = self.label(there, project)
             return f"“{label}”" if label else key
-        for core, window in WINDOW_PHRASES.items():
+        phrases = WINDOW_PHRASES
+        if _SOURCE.match(place.field):
+            phrases = phrases | SOURCE_PHRASES
+        for core, window in phrases.items():
             text = text.replace(core, window)
         return _INLINE.sub(words, text)
 

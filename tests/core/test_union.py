@@ -70,3 +70,15 @@ def test_a_union_is_checked_in_words_before_anything_is_read(tmp_path, tiny_bert
     assert "tasks.masked-lm.data.union[0]: give either train (a local file) or hub (a Hub dataset id)" in lines
     assert any(line.startswith("tasks.masked-lm.data.union[0].columns: name the text columns") for line in lines)
     assert any(line.startswith("tasks.masked-lm.data.union[1].filter:") for line in lines)
+
+
+def test_a_union_for_a_task_that_reads_more_than_texts_is_refused_in_words(tmp_path, tiny_bert, sources):
+    """A union's rows hold the one text column: a classifier would fail at loading for want of its labels."""
+    qa, _ = sources
+    raw = project_dict(tiny_bert, tmp_path / "data", ["classification"])
+    raw["tasks"][0]["data"] = {"union": [{"train": qa, "columns": ["question"]}], "text": "sentence",
+                               "label": "label"}
+    with pytest.raises(ConfigError, match=r"tasks.classification.data.union: a union makes one column of texts, "
+                                          r"'sentence', and a classification task also reads 'label'; use a union "
+                                          r"for a task that reads texts alone, such as masked_lm"):
+        parse_project(raw, tmp_path)

@@ -156,6 +156,7 @@ def test_a_kind_without_labels_offers_no_new_relabel_row(qtbot, editor):
 
 def test_sources_added_from_the_task_and_a_browsed_file_validate(qtbot, editor, tmp_path, monkeypatch):
     doc = editor.document
+    doc.edit(lambda p: setattr(p.tasks[0].head, "kind", "masked_lm"))      # a union's rows hold texts alone
     assert "None" in editor.union_note.text()
     click(qtbot, editor.add_source_button)
     d = task(editor).data

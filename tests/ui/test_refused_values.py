@@ -146,3 +146,46 @@ def test_a_refused_input_name_blocks_start_until_the_row_shows_a_kept_name(qtbot
     assert list(w.document.project.tasks[0].inputs) == ["words"]
     qtbot.waitUntil(lambda: not any("'1x'" in b.text for b in w.run_panel.blockers), timeout=LONG)
     assert "tasks.0.inputs" not in w.document.refused
+
+
+def test_a_unions_sources_are_named_by_number_and_a_refused_source_filter_blocks_start(qtbot, window, tiny_bert,
+                                                                                       tmp_path):
+    """A union's problems name the source by its number and the field in its row, and link to that row's field;
+    a source filter the grammar refuses blocks Start like the task's own filter."""
+    w = window
+    ready(qtbot, w, tiny_bert, tmp_path)
+    w.tabs.setCurrentWidget(w.tasks_panel)
+    task = w.document.project.tasks[0].name
+    editor = w.tasks_panel.findChild(QWidget, "data_adapters_editor")
+    editor.add_source()                 # the task's file becomes source 1
+    qtbot.waitUntil(lambda: not w.run_panel.start_button.isEnabled(), timeout=LONG)
+    assert (f"Tasks → {task}: a union makes one column of texts, 'review', and a classification task also reads "
+            "'sentiment'; use a union for a task that reads texts alone, such as Masked language modelling (the "
+            "head's Type), or give the task one training file or Hub dataset") in [b.text for b in w.run_panel.blockers]
+    w.document.edit(lambda p: setattr(p.tasks[0].head, "kind", "masked_lm"))
+    editor.add_source()                 # source 2: neither a file nor its columns yet
+    qtbot.waitUntil(lambda: any("Source 2" in b.text for b in w.run_panel.blockers), timeout=LONG)
+    texts = [b.text for b in w.run_panel.blockers]
+    assert f"Tasks → {task} → Source 2: choose a local file (Browse…) or a Hub dataset, and give its path or id" \
+        in texts, texts
+    assert f"Tasks → {task} → Source 2 → Columns: name the text columns to take, e.g. premise, hypothesis" \
+        in texts, texts
+    w.tabs.setCurrentWidget(w.training_panel)
+    click_link(w.run_panel.problems, "Source 2 → Columns")
+    row = editor.source_rows[1]
+    assert w.tabs.currentWidget() is w.tasks_panel and row.columns.hasFocus()
+    editor._on_source_removed(row)
+    qtbot.waitUntil(lambda: w.run_panel.start_button.isEnabled(), timeout=LONG)
+
+    row = editor.source_rows[0]
+    type_into(qtbot, row.filter, "label >")
+    texts = [b.text for b in w.run_panel.blockers]
+    assert any(t.startswith(f"Tasks → {task} → Source 1 → Keep rows where: filter 'label >': expected")
+               for t in texts), texts
+    assert not w.run_panel.start_button.isEnabled() and w.start_run() is False
+    assert w.document.project.tasks[0].data.union[0].filter == ""
+    click_link(w.run_panel.problems, "Source 1 → Keep rows where")
+    assert row.filter.hasFocus()
+    type_into(qtbot, row.filter, "label == 1")
+    qtbot.waitUntil(lambda: w.run_panel.start_button.isEnabled(), timeout=LONG)
+    assert w.document.project.tasks[0].data.union[0].filter == "label == 1" and w.document.refused == {}

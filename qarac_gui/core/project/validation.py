@@ -47,6 +47,15 @@ def _union_problems(w: str, t: TaskConfig) -> list[str]:
     if d.validation or d.validation_split:
         problems.append(f"{w}.data.union: a union holds out its validation rows with validation_fraction; remove "
                         "validation and validation_split")
+    kind = HEAD_KINDS.get(t.head.kind)
+    try:
+        others = [c for c in kind.columns(t) if c != d.text] if kind else []
+    except ValueError:
+        others = []                 # the inputs' own check names what is wrong with them
+    if others:
+        problems.append(f"{w}.data.union: a union makes one column of texts, {d.text!r}, and a {t.head.kind} task "
+                        f"also reads {', '.join(map(repr, others))}; use a union for a task that reads texts alone, "
+                        "such as masked_lm, or give the task one file or Hub dataset")
     for i, source in enumerate(d.union):
         where = f"{w}.data.union[{i}]"
         if bool(source.train) == bool(source.hub):

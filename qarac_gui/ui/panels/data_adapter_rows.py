@@ -174,6 +174,12 @@ class SourceRow(QFrame):
     def editors(self) -> tuple:
         return (self.kind_box, self.location, self.hub_config, self.split, self.format, self.columns, self.filter)
 
+    def name_fields(self, n: int) -> None:
+        """Name the editors after the project's keys (tasks.x.data.union[n].columns -> data_union_n_columns), so
+        that a problem with source n links to its field."""
+        for name in ("location", "hub_config", "split", "format", "columns", "filter"):
+            getattr(self, name).setObjectName(f"data_union_{n}_{name}")
+
     def show_kind(self) -> None:
         hub = self.kind == "hub"
         self.kind_box.setCurrentIndex(1 if hub else 0)

@@ -128,7 +128,10 @@ class DataAdaptersEditor(QWidget):
         self.filter_edit.setText(d.filter)
         self.filter_edit.blockSignals(False)
         mark(self.filter_edit, "", TASK_FILTER_TIP)
-        self.document.accept(f"tasks.{self.index}.data.filter")     # it shows the project's filter again
+        union = f"tasks.{self.index}.data.union["
+        for key in [k for k in self.document.refused if k == f"tasks.{self.index}.data.filter" or
+                    k.startswith(union)]:
+            self.document.accept(key)           # its field shows the project's filter again
         self._show_label_map(task)
         self._show_union(task)
 
@@ -253,7 +256,8 @@ class DataAdaptersEditor(QWidget):
         self.union_note.setText(
             f"The task trains on these sources' texts, as its column {task.data.text!r}: its own training file, "
             "Hub dataset and validation data are not used. Validation rows are held out with the held-out share."
-            if union else "None: the task reads its training file or Hub dataset.")
+            if union else "None: the task reads its training file or Hub dataset. A union of several sources' texts "
+                          "suits a task that reads texts alone, such as masked language modelling.")
         while len(self.source_rows) < len(union):
             row = SourceRow(self, self.source_rows[-1].kind if self.source_rows else "file")
             self.sources_box.addWidget(row)
@@ -269,6 +273,7 @@ class DataAdaptersEditor(QWidget):
             for widget in row.editors():
                 widget.blockSignals(True)
             row.number.setText(f"{n + 1}.")
+            row.name_fields(n)
             row.show_kind()
             row.location.setText(source.hub or source.train)
             row.hub_config.setText(source.hub_config)
@@ -360,9 +365,16 @@ class DataAdaptersEditor(QWidget):
         self._set_source(row, "source", **fields)
 
     def _on_source_filter_edited(self, row: SourceRow) -> None:
-        text = row.filter.text().strip()
-        if refused(row.filter, text, SOURCE_FILTER_TIP):
+        n = self._row_index(row)
+        if n < 0:
             return
+        text = row.filter.text().strip()
+        key = f"tasks.{self.index}.data.union[{n}].filter"
+        why = refused(row.filter, text, SOURCE_FILTER_TIP)
+        if why:             # blocks Start, as the task's own filter does
+            self.document.refuse(key, why)
+            return
+        self.document.accept(key)
         self._set_source(row, "filter of source", filter=text)
 
     def _on_source_browse_clicked(self, row: SourceRow) -> None:
