@@ -149,6 +149,8 @@ def test_no_network_switches_the_dialog_to_cached_models(qtbot, monkeypatch, tmp
     assert "cannot reach the Hub" in dialog.status.text()
     assert dialog.offline and "No network" in dialog.offline_label.text()
     assert dialog.download_button.text() == "Use cached model" and not dialog.search_button.isEnabled()
+    qtbot.waitUntil(lambda: not dialog.jobs.busy, timeout=LONG)         # the login check, which failed too
+    assert not dialog.login_button.isEnabled()
 
 
 def test_details_is_off_without_the_hub_and_says_why(qtbot, tmp_path):
@@ -160,6 +162,9 @@ def test_details_is_off_without_the_hub_and_says_why(qtbot, tmp_path):
         dialog.query.setText("acme/bert-2")
         assert not dialog.details_button.isEnabled()
         assert dialog.details_button.toolTip().startswith("Not now: the Hub cannot be reached")
+        if isinstance(dialog, HubDialog):
+            assert not dialog.login_button.isEnabled() and not dialog.token_edit.isEnabled()
+            assert dialog.login_button.toolTip().startswith("Not now: logging in checks the token with the Hub")
 
 
 def test_details_waits_for_an_id_to_look_up(qtbot, hub, tmp_path):

@@ -282,6 +282,10 @@ class HubDialog(QDialog):
         self.offline_label.setVisible(True)
         self.offline = True
         self.search_button.setEnabled(False)
+        for widget in (self.login_button, self.token_edit):     # a login checks the token with the Hub
+            widget.setEnabled(False)
+            widget.setToolTip("Not now: logging in checks the token with the Hub, which cannot be reached. A token "
+                              "saved before still works for the cached models")
         self._update_details_button()
         self.download_button.setText("Use cached model")
         cache_dir = self.cache_dir
@@ -316,7 +320,7 @@ class HubDialog(QDialog):
             self.status.setText(f"{len(result)} model(s) in the Hugging Face cache")
             return
         if key in ("login", "user"):
-            self.login_button.setEnabled(True)
+            self.login_button.setEnabled(not self.offline)
             if isinstance(result, Failure):
                 self.user_label.setText(f"<span style='color:#d04040'>{result.message}</span>")
             elif result:
