@@ -77,7 +77,11 @@ class LiveChart(pg.PlotWidget):
         item.setDownsampling(auto=True, mode="peak")
         item.setClipToView(True)
         self.series: dict[str, Series] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        # Curves and legend entries are made when the chart is next flushed, not when a series is added: a run's
+        # start adds a dozen curves to several charts (about 1 ms each), and the charts are flushed in turns.
+        self._unbuilt: dict[str, dict] = {}     # name -> how to make its curve
+        self._legend_later: list[tuple] = []     # (color, name) entries added with their curves
         self._auto_symbols: dict[str, bool] = {}     # name -> marked now; only series that mark sparse points
         self._dirty: set[str] = set()
         self._shown_empty: bool | None = None
@@ -173,24 +177,52 @@ class LiveChart(pg.PlotWidget):
         color = pg.mkColor(color)
         color.setAlpha(alpha)
         pen = pg.mkPen(color, width=width, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
-        curve = self.getPlotItem().plot(
-            name=name if legend else None, pen=pen, symbol=symbol, symbolSize=6,
-            symbolBrush=color, symbolPen=None)
-        # pyqtgraph's auto downsampling keeps 5 points a pixel by default (10 vertices with "peak"): a min and a max
-        # every half pixel draw the same band at less than half the painting cost; 1 leaves gaps between strokes
-        curve.opts["autoDownsampleFactor"] = AUTO_DOWNSAMPLE
+        self._unbuilt[name] = {"pen": pen, "brush": color, "symbol": symbol, "legend": legend, "visible": True}
         self.series[name] = Series()
-        self.curves[name] = curve
         if symbol is None and mark_sparse:
             self._auto_symbols[name] = False
-        if legend:
-            self._show_legend_if_useful()
+
+    def add_legend_entry(self, name: str, color) -> None:
+        """A legend entry of its own (a line in `color`), made with the curves."""
+        self._legend_later.append((name, color))
+
+    def _build(self, most: int | None = None) -> None:
+        """Make the curves and legend entries added since the last flush: `most` curves, and the legend entries
+        once every curve is made."""
+        if not (self._unbuilt or self._legend_later):
+            return
+        names = list(self._unbuilt)[:most]
+        for name in names:
+            how = self._unbuilt.pop(name)
+            curve = self.getPlotItem().plot(name=name if how["legend"] else None, pen=how["pen"],
+                                            symbol=how["symbol"], symbolSize=6, symbolBrush=how["brush"],
+                                            symbolPen=None)
+            # pyqtgraph's auto downsampling keeps 5 points a pixel by default (10 vertices with "peak"): a min and
+            # a max every half pixel draw the same band at less than half the painting cost; 1 leaves gaps
+            curve.opts["autoDownsampleFactor"] = AUTO_DOWNSAMPLE
+            curve.setVisible(how["visible"])
+            self._curves[name] = curve
+        if self._unbuilt:
+            return
+        entries, self._legend_later = self._legend_later, []
+        for name, color in entries:
+            self.legend.addItem(pg.PlotDataItem(pen=pg.mkPen(color, width=2)), name)
+        self._show_legend_if_useful()
+
+    @property
+    def curves(self) -> dict[str, pg.PlotDataItem]:
+        """Each series' curve, made now if it was not yet."""
+        self._build()
+        return self._curves
 
     def set_pen(self, name: str, color, *, width: float = 1, alpha: int = 255) -> None:
         color = pg.mkColor(color)
         color.setAlpha(alpha)
-        self.curves[name].setPen(pg.mkPen(color, width=width))
-        self.curves[name].setSymbolBrush(color)
+        if name in self._unbuilt:
+            self._unbuilt[name].update(pen=pg.mkPen(color, width=width), brush=color)
+            return
+        self._curves[name].setPen(pg.mkPen(color, width=width))
+        self._curves[name].setSymbolBrush(color)
 
     def append(self, name: str, x: float, y: float) -> None:
         if name not in self.series:
@@ -206,8 +238,10 @@ class LiveChart(pg.PlotWidget):
         self._dirty.add(name)
 
     def set_visible(self, name: str, visible: bool) -> None:
-        if name in self.curves:
-            self.curves[name].setVisible(visible)
+        if name in self._unbuilt:
+            self._unbuilt[name]["visible"] = visible
+        elif name in self._curves:
+            self._curves[name].setVisible(visible)
 
     def drawable(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The points the axis can show: finite ones, and in log mode only values above 0 (pyqtgraph warns on a
@@ -248,12 +282,16 @@ class LiveChart(pg.PlotWidget):
         tail_x, tail_y = self.drawable(s.x[envelope.done:], s.y[envelope.done:])
         return np.concatenate([envelope.points.x, tail_x]), np.concatenate([envelope.points.y, tail_y])
 
-    def flush(self) -> None:
-        dirty, self._dirty = self._dirty, set()
+    def flush(self, most_new: int | None = None) -> None:
+        """Draw the points that came in; with `most_new`, make at most that many new curves (about 1 ms each), and
+        leave the rest, and their points, for the next flush."""
+        self._build(most_new)
+        dirty = {name for name in self._dirty if name in self._curves}
+        self._dirty -= dirty
         self._flushing = True
         try:
             for name in dirty:
-                self.curves[name].setData(*self._points(name))
+                self._curves[name].setData(*self._points(name))
         finally:
             self._flushing = False
         if dirty:
@@ -263,8 +301,8 @@ class LiveChart(pg.PlotWidget):
 
     @property
     def pending(self) -> bool:
-        """Whether points came in since the last flush."""
-        return bool(self._dirty)
+        """Whether points or curves came in since the last flush."""
+        return bool(self._dirty or self._unbuilt or self._legend_later)
 
     def visible_points(self, name: str) -> int:
         """Points of the series inside the x range shown (all of them while the x axis follows the data)."""
@@ -277,13 +315,13 @@ class LiveChart(pg.PlotWidget):
 
     def _update_symbols(self, names) -> None:
         for name in names:
-            if name not in self._auto_symbols:
-                continue
+            if name not in self._auto_symbols or name not in self._curves:
+                continue            # a curve not made yet is marked once it is, at its first flush
             sparse = self.visible_points(name) < SPARSE
             if sparse != self._auto_symbols[name]:
                 self._auto_symbols[name] = sparse
-                self.curves[name].setSymbol("o" if sparse else None)
-                self.curves[name].setSymbolSize(5)
+                self._curves[name].setSymbol("o" if sparse else None)
+                self._curves[name].setSymbolSize(5)
 
     def _on_view_x_range_changed(self, *_) -> None:
         self._update_symbols(list(self._auto_symbols))
@@ -318,14 +356,16 @@ class LiveChart(pg.PlotWidget):
         return self.curves[name].opts["symbol"] is not None
 
     def clear_all(self) -> None:
-        for curve in self.curves.values():
+        self._unbuilt.clear()
+        self._legend_later.clear()
+        for curve in self._curves.values():
             self.getPlotItem().removeItem(curve)
         for line in self.markers:
             self.getPlotItem().removeItem(line)
         self.markers.clear()
         self.legend.clear()
         self.series.clear()
-        self.curves.clear()
+        self._curves.clear()
         self._auto_symbols.clear()
         self._dirty.clear()
         self._envelopes.clear()
@@ -409,8 +449,7 @@ class LossChart(LiveChart):
         self.add_series(f"{task} (raw)", color, legend=False)
         self.add_series(task, color, width=2, legend=False, mark_sparse=False)
         # the legend's line is the task's colour at full strength, whichever curve is drawn
-        self.legend.addItem(pg.PlotDataItem(pen=pg.mkPen(color, width=2)), task)
-        self._show_legend_if_useful()
+        self.add_legend_entry(task, color)
         self._visible[task] = True
         self._style_task(task)
 

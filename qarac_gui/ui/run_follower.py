@@ -290,10 +290,11 @@ class WindowRunController(RunController):
         self.follower.restarted.connect(self._on_follower_restarted)
         self.follower.ended.connect(self._on_follower_ended)
         self.problem: str | None = None      # why the last pause or stop request could not be made
+        self._ending: tuple | None = None     # (how a followed run ended,) until its last events are shown
 
     @property
     def running(self) -> bool:
-        return super().running or self.follower.active
+        return super().running or self.follower.active or self._ending is not None
 
     @property
     def following(self) -> bool:
@@ -345,6 +346,8 @@ class WindowRunController(RunController):
     def wait(self, ms: int) -> bool:
         if self.follower.active:
             return self.follower.wait(ms)
+        if self._ending is not None:
+            self._drain_all()
         return super().wait(ms)
 
     @Slot(list)
@@ -360,7 +363,23 @@ class WindowRunController(RunController):
 
     @Slot(object)
     def _on_follower_ended(self, result: RunEnded | ProcessFailure | None) -> None:
-        self._drain_all()                   # the run's last events before running_changed(False)
+        if self._queue:
+            # a long log's end is met while thousands of its events wait: they are shown in chunks, like the rest
+            # of it, and the end after the last of them (running_changed(False) comes after the run's last events)
+            self._ending = (result,)
+            if not self._backlog.isActive():
+                self._backlog.start()
+            return
+        self._end_following(result)
+
+    @Slot()
+    def _drain(self) -> None:
+        super()._drain()
+        if self._ending is not None and not self._queue:
+            (result,), self._ending = self._ending, None
+            self._end_following(result)
+
+    def _end_following(self, result: RunEnded | ProcessFailure | None) -> None:
         was_paused = self.paused
         self.pause_flag.clear()
         if was_paused:

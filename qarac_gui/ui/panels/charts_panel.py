@@ -24,6 +24,7 @@ from qarac_gui.ui.charts import SMOOTHING, LiveChart, LossChart, color_of
 from qarac_gui.ui.forgetting_chart import ForgettingChart
 from qarac_gui.ui.form import DoubleSpinBox
 
+NEW_CURVES_A_TURN = 4          # a run's start makes a dozen curves at about 1 ms each: a few each turn
 MARK_GLYPHS = {"o": "●", "t": "▼", "s": "■", "d": "◆", "+": "+"}     # pyqtgraph's symbols as text
 
 
@@ -307,7 +308,9 @@ class ChartsPanel(QWidget):
         chart = self._turns.pop(0)
         if chart is self.lr:                    # the marker moves in the same repaint
             self._move_marker()
-        chart.flush()
+        chart.flush(most_new=NEW_CURVES_A_TURN)
+        if chart.pending:                       # a run's start: its other curves in a later turn
+            self._turns.append(chart)
         if self._turns:
             QTimer.singleShot(1, self._next_turn)
 

@@ -139,8 +139,16 @@ class RunPanel(QWidget):
 
     def start_run(self, total_steps: int, start_step: int) -> None:
         self.total, self.samples_per_s = total_steps, None
-        self.progress.setRange(0, max(1, total_steps))
-        self.progress.setValue(start_step)
+        self._set_bar(start_step, max(1, total_steps))
+
+    def _set_bar(self, value: int, maximum: int | None = None) -> None:
+        # setValue and setRange repaint the bar at once, and with it every chart waiting for its redraw, which then
+        # paints again on its own turn: updates off, the bar's repaint waits for the event loop like theirs.
+        self.progress.setUpdatesEnabled(False)
+        if maximum is not None:
+            self.progress.setRange(0, maximum)
+        self.progress.setValue(value)
+        self.progress.setUpdatesEnabled(True)
 
     def show_busy(self, text: str) -> None:
         self.progress.setRange(0, 0)          # an indeterminate bar while loading and tokenising
@@ -152,11 +160,7 @@ class RunPanel(QWidget):
 
     def show_step(self, step: int, epoch: float, elapsed_s: float, done_here: int, status: bool = True) -> None:
         """The bar at `step`; unless `status` is False (a pause's words stay), the status line with the ETA."""
-        # setValue repaints the bar at once, and with it every chart waiting for its redraw, which then paints
-        # again on its own turn: updates off, the bar's repaint waits for the event loop like theirs.
-        self.progress.setUpdatesEnabled(False)
-        self.progress.setValue(step)
-        self.progress.setUpdatesEnabled(True)
+        self._set_bar(step)
         if not status:
             return
         eta = elapsed_s / done_here * (self.total - step) if done_here > 0 else 0.0
