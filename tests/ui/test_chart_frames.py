@@ -106,3 +106,22 @@ def test_the_progress_bar_repaints_with_the_event_loop_not_at_once(qtbot):
     panel.show_step(40, 0.4, 4.0, 40)
     assert paints.count == before and panel.progress.value() == 40
     qtbot.waitUntil(lambda: paints.count > before, timeout=5000)
+    before = paints.count
+    panel.start_run(200, 10)                # a new range too
+    assert paints.count == before and panel.progress.value() == 10 and panel.progress.maximum() == 200
+    qtbot.waitUntil(lambda: paints.count > before, timeout=5000)
+
+
+def test_a_runs_start_makes_its_curves_in_the_charts_turns_a_few_at_a_time(charts_panel, qtbot):
+    """A run's start adds a dozen curves with legend entries (about 1 ms each): made in the charts' turns, a few
+    each, not all while its events are handled."""
+    from qarac_gui.ui.panels.charts_panel import NEW_CURVES_A_TURN
+    panel = charts_panel
+    fed(panel, realistic_run(total=60)[:2])                 # the start and the first step
+    loss_items = panel.loss.getPlotItem().listDataItems
+    assert loss_items() == [] and panel.loss.pending and len(panel.loss.series) == 6    # 3 tasks, raw and smoothed
+    panel.flush_in_turns()                                  # this turn: the loss chart's first curves
+    assert 0 < len(loss_items()) <= NEW_CURVES_A_TURN and len(panel.loss.legend.items) == 0
+    idle(qtbot, panel)
+    assert len(loss_items()) == 6 and len(panel.loss.legend.items) == 3
+    assert all(len(panel.loss.curves[name].getOriginalDataset()[0]) == 1 for name in panel.loss.series)

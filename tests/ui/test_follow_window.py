@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from qarac_gui.core.events import Progress, RunEnded, RunStarted, StepLogged, event_to_json
@@ -356,11 +357,21 @@ def test_a_long_log_is_read_and_shown_in_turns_and_ends_after_its_last_event(qtb
         return got
 
     monkeypatch.setattr(follow.EventTail, "read", counted_read)
-    controller.events_received.connect(lambda events: (chunks.append(len(events)), order.extend(events)))
+    turns = [0]                     # turns of the event loop: a zero timer fires once each
+    ticker = QTimer()
+    ticker.setInterval(0)
+    ticker.timeout.connect(lambda: turns.__setitem__(0, turns[0] + 1))
+    ticker.start()
+    at, running = [], []
+    controller.events_received.connect(lambda events: (chunks.append(len(events)), order.extend(events),
+                                                       at.append(turns[0]), running.append(controller.running)))
     controller.finished.connect(lambda result: order.append("finished"))
     with qtbot.waitSignal(controller.finished, timeout=60_000):
         controller.follow(run_dir)
+    ticker.stop()
     steps = [e.step for e in order if isinstance(e, StepLogged)]
     assert steps == list(range(1, n + 1)) and order[-1] == "finished" and isinstance(order[-2], RunEnded)
     assert len([r for r in reads if r]) > 10 and max(reads) < n / 10          # the file in pieces
     assert len(chunks) > 10 and max(chunks) <= DRAIN_LIMITS[1]               # shown in chunks
+    # each chunk in a turn of its own, the last ones after the log's end was read too, and the run still running
+    assert all(b > a for a, b in zip(at, at[1:])) and all(running) and not controller.running
