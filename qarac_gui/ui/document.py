@@ -110,6 +110,14 @@ class ProjectDocument(QObject):
         if self.refused.pop(dotted, None) is not None:
             self.refused_changed.emit()
 
+    def accept_under(self, prefix: str) -> None:
+        """Every field whose key starts with `prefix` holds the project's value again (a list of rows redrawn)."""
+        gone = [key for key in self.refused if key.startswith(prefix)]
+        for key in gone:
+            del self.refused[key]
+        if gone:
+            self.refused_changed.emit()
+
     def _forget_refused(self) -> None:
         """Another project, or an undone one: every field shows its value again, and no refusal is about it."""
         if self.refused:

@@ -40,7 +40,7 @@ WINDOW_PHRASES = {
 }
 # a union's source n: its row of fields in the data adapters editor, named data_union_<n>_<field>
 _SOURCE = re.compile(r"^data_union_(?P<n>\d+)(?:_(?P<field>\w+))?$")
-SOURCE_LABELS = {"location": "", "train": "", "hub": "", "columns": "Columns", "filter": "Keep rows where",
+SOURCE_LABELS = {"location": "", "columns": "Columns", "filter": "Keep rows where",
                  "format": "Format", "hub_config": "Config", "split": "Split"}
 SOURCE_PHRASES = {
     "give either train (a local file) or hub (a Hub dataset id)":

@@ -23,11 +23,11 @@ def status_label(name: str) -> QLabel:
     return label
 
 
-def show_details_state(button: QPushButton, typed: str, offline: str, example: str) -> None:
-    """A Hub dialog's Details asks the Hub about the id typed in the search box: with no id, or no Hub (`offline`
-    says why not), it is greyed out and its tooltip says what to do instead."""
+def show_details_state(button: QPushButton, typed: str, offline: bool, example: str, instead: str = "") -> None:
+    """A Hub dialog's Details asks the Hub about the id typed in the search box: with no id, or no Hub, it is
+    greyed out and its tooltip says why, and what to do `instead` while offline."""
     if offline:
-        why = offline
+        why = ". ".join(filter(None, ["Not now: the Hub cannot be reached, so it has no details to give", instead]))
     elif not typed.strip():
         why = f"Type an id in the search box first, e.g. {example}, or select a search result"
     else:

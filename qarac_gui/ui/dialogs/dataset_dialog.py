@@ -135,8 +135,7 @@ class DatasetDialog(QDialog):
         self.jobs.submit("details", lambda: hub_data.dataset_details(repo_id, config))
 
     def _update_details_button(self) -> None:
-        offline = "Not now: the Hub cannot be reached, so it has no details to give" if self.offline else ""
-        show_details_state(self.details_button, self.query.text(), offline, "imdb")
+        show_details_state(self.details_button, self.query.text(), self.offline, "imdb")
 
     def _go_offline(self, message: str) -> None:
         self.offline = True

@@ -273,9 +273,8 @@ class HubDialog(QDialog):
             cache_dir=cache_dir))
 
     def _update_details_button(self) -> None:
-        offline = ("Not now: the Hub cannot be reached, so it has no details to give. A model already in the cache "
-                   "can still be used: select it in the list") if self.offline else ""
-        show_details_state(self.details_button, self.query.text(), offline, "roberta-base")
+        show_details_state(self.details_button, self.query.text(), self.offline, "roberta-base",
+                           "A model already in the cache can still be used: select it in the list")
 
     def _go_offline(self, message: str) -> None:
         self.offline_label.setText(message)

@@ -128,10 +128,9 @@ class DataAdaptersEditor(QWidget):
         self.filter_edit.setText(d.filter)
         self.filter_edit.blockSignals(False)
         mark(self.filter_edit, "", TASK_FILTER_TIP)
-        union = f"tasks.{self.index}.data.union["
-        for key in [k for k in self.document.refused if k == f"tasks.{self.index}.data.filter" or
-                    k.startswith(union)]:
-            self.document.accept(key)           # its field shows the project's filter again
+        # the fields show the project's filters again
+        self.document.accept(f"tasks.{self.index}.data.filter")
+        self.document.accept_under(f"tasks.{self.index}.data.union[")
         self._show_label_map(task)
         self._show_union(task)
 
